@@ -1,0 +1,15 @@
+"""failed: leave nothing half-done behind. A server this run started, and never handed over, is stopped."""
+
+from __future__ import annotations
+
+from provisioner import server
+from provisioner.context import RunContext, log
+
+REASONS: tuple[str, ...] = ()
+
+
+def run(ctx: RunContext) -> None:
+    if ctx.pid is None or ctx.handed_over or ctx.process is None:
+        return
+    if server.stop(ctx.pid, ctx.process):
+        log.info("stopped the server this run started (pid %d)", ctx.pid)

@@ -1,0 +1,37 @@
+"""loading: `module purge; module load NAME` through the machine's module system, then find jupyter-notebook."""
+
+from __future__ import annotations
+
+from provisioner import envmodules
+from provisioner.context import RunContext, base_environment, log
+from provisioner.errors import StepFailed
+
+REASONS = ("module_load_failed", "jupyter_not_found")
+PROGRAM = "jupyter-notebook"
+
+
+def run(ctx: RunContext) -> None:
+    settings = ctx.settings
+    env = base_environment()
+    try:
+        if settings.init_script is not None:
+            env = envmodules.source_init_script(settings.init_script, env)
+        if settings.module:
+            env = _load(settings.module, env)
+    except envmodules.ModuleError as exc:
+        raise StepFailed("module_load_failed", f"module load {settings.module} failed: {exc}") from None
+    ctx.env = env
+    ctx.jupyter = envmodules.which(PROGRAM, env)
+    if ctx.jupyter is None:
+        where = f"after module load {settings.module}" if settings.module else "with no module loaded"
+        raise StepFailed("jupyter_not_found", f"{PROGRAM} is not on PATH {where}")
+
+
+def _load(name: str, env: dict[str, str]) -> dict[str, str]:
+    system = envmodules.find(env)
+    if system is None:
+        if envmodules.which(PROGRAM, env) is not None:
+            log.warning("warning: no module system found; using %s from PATH without loading %s", PROGRAM, name)
+            return env
+        raise envmodules.ModuleError("no module system (Lmod or Environment Modules) found on this machine")
+    return envmodules.purge_and_load(system, name, env)

@@ -1,0 +1,59 @@
+"""starting: launch jupyter-notebook detached, its output in jupyter.log, the token in its environment only."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from datetime import datetime, timezone
+
+from provisioner.context import RunContext, log
+from provisioner.errors import StepFailed
+
+REASONS = ("failed_to_start", "output_unwritable")
+
+
+def command(ctx: RunContext) -> list[str]:
+    """The server's command line. It never holds the token: that is in JUPYTER_TOKEN."""
+    assert ctx.jupyter is not None and ctx.port is not None, "loading and port_check run before starting"
+    argv = [
+        str(ctx.jupyter),
+        "--no-browser",
+        f"--ip={ctx.settings.ip}",
+        f"--port={ctx.port}",
+        # Otherwise Jupyter silently binds the next free port and every URL we report is wrong.
+        "--ServerApp.port_retries=0",
+    ]
+    if os.geteuid() == 0:
+        argv.append("--allow-root")
+    return argv
+
+
+def run(ctx: RunContext) -> None:
+    argv = command(ctx)
+    if os.geteuid() == 0:
+        log.warning("warning: running Jupyter as root; run the provisioner as the VM's user instead")
+    try:
+        fd = os.open(ctx.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise StepFailed("output_unwritable", f"cannot open {ctx.log_path}: {exc.strerror or exc}") from None
+    try:
+        os.fchmod(fd, 0o600)
+        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        os.write(fd, f"--- provisioner: starting jupyter-notebook on port {ctx.port} at {stamp}\n".encode())
+        ctx.process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=fd,
+            stderr=subprocess.STDOUT,
+            env=ctx.server_env(),
+            cwd=ctx.settings.home,
+            # Its own session: it outlives us and the login shell that ran us, and stop() can signal its group.
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise StepFailed("failed_to_start", f"cannot run {argv[0]}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    ctx.pid = ctx.process.pid
+    ctx.server_started = time.monotonic()

@@ -1,0 +1,48 @@
+"""validating: a usable token, and an output directory we can write to and keep private."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from provisioner.context import RunContext, log
+from provisioner.errors import StepFailed
+
+REASONS = ("no_token", "output_unwritable")
+
+
+def run(ctx: RunContext) -> None:
+    check_token(ctx)
+    prepare_output_dir(ctx)
+
+
+def check_token(ctx: RunContext) -> None:
+    token = ctx.settings.token
+    if token is None:
+        raise StepFailed("no_token", "no token given (TOKEN argument, --token-file or JUPYTER_TOKEN)")
+    value = token.reveal()
+    # The token goes into an HTTP header and a URL: it must be one word of printable ASCII.
+    if not value.strip():
+        raise StepFailed("no_token", "the token is empty")
+    if any(not (ch.isascii() and ch.isprintable()) or ch.isspace() for ch in value):
+        raise StepFailed("no_token", "the token must be printable ASCII with no spaces or control characters")
+    if len(value) < 32:
+        log.warning("warning: the token is %d characters long; 32 or more random characters are advised", len(value))
+
+
+def prepare_output_dir(ctx: RunContext) -> None:
+    """Create the output directory 0700 (it will hold the token), or tighten one we own."""
+    out = ctx.out
+    try:
+        out.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = out.stat()
+        if not stat.S_ISDIR(info.st_mode):
+            raise StepFailed("output_unwritable", f"{out} is not a directory")
+        if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) != 0o700:
+            out.chmod(0o700)
+    except FileExistsError:
+        raise StepFailed("output_unwritable", f"{out} exists and is not a directory") from None
+    except OSError as exc:
+        raise StepFailed("output_unwritable", f"cannot use {out}: {exc.strerror or exc}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise StepFailed("output_unwritable", f"{out} is not writable")

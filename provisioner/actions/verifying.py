@@ -1,0 +1,77 @@
+"""verifying: the server answers /api/status with the token, refuses without it, and is still our process."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import subprocess
+import time
+
+from provisioner import files, netinfo, server
+from provisioner.context import RunContext
+from provisioner.errors import StepFailed
+
+REASONS = ("failed_to_start", "port_in_use")
+FIRST_INTERVAL = 0.02
+MAX_INTERVAL = 0.1
+REQUEST_TIMEOUT = 2.0
+
+
+def probe(host: str, port: int, token: str | None) -> int | None:
+    """GET /api/status; the HTTP status, or None when nothing answers yet."""
+    headers = {"Authorization": f"token {token}"} if token is not None else {}
+    connection = http.client.HTTPConnection(host, port, timeout=REQUEST_TIMEOUT)
+    try:
+        connection.request("GET", "/api/status", headers=headers)
+        return connection.getresponse().status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        connection.close()
+
+
+def run(ctx: RunContext) -> None:
+    assert ctx.pid is not None and ctx.port is not None and ctx.settings.token is not None
+    host = netinfo.local_host(ctx.settings.ip)
+    token = ctx.settings.token.reveal()
+    deadline = (ctx.server_started or time.monotonic()) + ctx.settings.timeout
+    interval = FIRST_INTERVAL
+    while True:
+        if not server.alive(ctx.pid, ctx.process):
+            raise _exited(ctx)
+        if probe(host, ctx.port, token) == 200:
+            break
+        if time.monotonic() >= deadline:
+            raise StepFailed(
+                "failed_to_start", f"no answer on port {ctx.port} within {ctx.settings.timeout:g}s{_log_tail(ctx)}"
+            )
+        _wait(ctx, min(interval, max(0.0, deadline - time.monotonic())))
+        interval = min(interval * 1.5, MAX_INTERVAL)
+    refused = probe(host, ctx.port, None)
+    if refused != 403:
+        raise StepFailed(
+            "failed_to_start", f"the server answered {refused} without the token instead of 403: authentication is off"
+        )
+
+
+def _wait(ctx: RunContext, seconds: float) -> None:
+    """Sleep, but wake the moment our own server exits: a crash is reported at once, not at the next poll."""
+    if ctx.process is None:
+        time.sleep(seconds)
+        return
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        ctx.process.wait(timeout=seconds)
+
+
+def _exited(ctx: RunContext) -> StepFailed:
+    code = ctx.process.returncode if ctx.process is not None else None
+    tail = files.tail(ctx.log_path, lines=20)
+    if any("is not available" in line or "is already in use" in line for line in tail):
+        return StepFailed("port_in_use", f"port {ctx.port} was taken before the server could bind it")
+    status = f" with code {code}" if code is not None else ""
+    return StepFailed("failed_to_start", f"jupyter-notebook exited{status}{_log_tail(ctx)}")
+
+
+def _log_tail(ctx: RunContext) -> str:
+    lines = files.tail(ctx.log_path, lines=3)
+    return f"; last lines of {ctx.log_path}: " + " | ".join(lines) if lines else ""

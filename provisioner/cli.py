@@ -1,0 +1,149 @@
+"""Command-line wiring. main() is the one place where the provisioner's errors become output and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from provisioner import __version__, commands, output
+from provisioner.context import log
+from provisioner.errors import ConfigError, ProvisionError, UsageError
+from provisioner.settings import TOKEN_ENV, Secret, resolve
+
+EPILOG = (
+    "Exit codes: 0 ready; 2 usage error; 3 invalid states.toml; failure reasons as listed in states.toml [reasons]."
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        # A mistyped command line may hold the token in the wrong place: never echo long values.
+        message = re.sub(r"'[^'\s]{20,}'", "'<hidden>'", message)
+        message = re.sub(r"(unrecognized arguments:).*", r"\1 " + "<hidden>", message)
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _add_run(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="bring up a Jupyter server and report to the platform",
+        description="Bring up a Jupyter Notebook server and report how it went to the platform's callback URLs.",
+        epilog=EPILOG,
+    )
+    add_run_arguments(parser)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "token", nargs="?", metavar="TOKEN", help="the server's token (prefer --token-file or $JUPYTER_TOKEN)"
+    )
+    parser.add_argument("start_url", nargs="?", metavar="START_URL", help="POSTed status=init_started, or a failure")
+    parser.add_argument(
+        "complete_url", nargs="?", metavar="COMPLETE_URL", help="POSTed status=init_completed or a failure"
+    )
+    parser.add_argument("--start-url", dest="start_url_option", metavar="URL", help="START_URL as an option")
+    parser.add_argument("--complete-url", dest="complete_url_option", metavar="URL", help="COMPLETE_URL as an option")
+    parser.add_argument("--progress-url", metavar="URL", help="POSTed status=<state> at every transition")
+    parser.add_argument("--token-file", type=Path, metavar="PATH", help="read the token from this file")
+    parser.add_argument("--port", help="port to serve on (default 8008), or 'auto' for a free one")
+    parser.add_argument("--ip", help="address to bind (default 0.0.0.0)")
+    parser.add_argument("--module", help="environment module that provides Jupyter (default JupyterNotebook; '' skips)")
+    parser.add_argument("--init-script", metavar="PATH", help="shell script to source first, e.g. an EESSI init/bash")
+    parser.add_argument("--timeout", help="seconds the server has to answer (default 60)")
+    parser.add_argument(
+        "--output-dir", metavar="DIR", help="where jupyter_info.txt and jupyter.log go (default ~/.jupyter)"
+    )
+    parser.add_argument(
+        "--states", type=Path, metavar="FILE", help="state machine definition (default: the shipped one)"
+    )
+    parser.set_defaults(func=_run)
+
+
+def _add_check(subparsers: Any) -> None:
+    parser = subparsers.add_parser("check", help="validate a states.toml without running it")
+    parser.add_argument("--states", type=Path, metavar="FILE", help="definition to check (default: the shipped one)")
+    parser.set_defaults(func=lambda args, started: commands.check(args.states))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="provisioner", description="Bring up a Jupyter Notebook server on a VM at boot.")
+    parser.add_argument("--version", action="version", version=f"provisioner {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, required=True)
+    _add_run(subparsers)
+    _add_check(subparsers)
+    return parser
+
+
+def _one_of(positional: str | None, option: str | None, name: str) -> str | None:
+    if positional is not None and option is not None:
+        raise UsageError(f"{name} given twice (as an argument and as an option)")
+    return positional if positional is not None else option
+
+
+def _token(args: argparse.Namespace) -> Secret | None:
+    """The token from the argument, the token file or $JUPYTER_TOKEN, in that order; then out of our environment."""
+    from_env = os.environ.pop(TOKEN_ENV, None)
+    if args.token is not None:
+        return Secret(args.token)
+    if args.token_file is not None:
+        try:
+            return Secret(args.token_file.read_text(encoding="utf-8").rstrip("\r\n"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(
+                f"--token-file: cannot read {args.token_file}: {getattr(exc, 'strerror', None) or exc}"
+            ) from None
+    return Secret(from_env) if from_env is not None else None
+
+
+def _run(args: argparse.Namespace, started: float) -> int:
+    token = _token(args)
+    output.redact.add(token)
+    definition = commands.load_definition(args.states)
+    cli = {
+        "port": args.port,
+        "ip": args.ip,
+        "module": args.module,
+        "timeout": args.timeout,
+        "init_script": args.init_script,
+        "output_dir": args.output_dir,
+        "start_url": _one_of(args.start_url, args.start_url_option, "START_URL"),
+        "complete_url": _one_of(args.complete_url, args.complete_url_option, "COMPLETE_URL"),
+        "progress_url": args.progress_url,
+    }
+    settings = resolve(cli, os.environ, definition.settings, token)
+    if args.token:
+        log.warning("warning: a token on the command line is visible in ps; use --token-file or $%s", TOKEN_ENV)
+    return commands.run(settings, definition, started)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    started = time.monotonic()
+    output.setup()
+    try:
+        args = build_parser().parse_args(argv)
+        code: int = args.func(args, started)
+        return code
+    except ConfigError as exc:
+        output.error(f"{exc.source} is not a valid definition:")
+        for problem in exc.problems:
+            print(f"  {output.redact(problem)}", file=sys.stderr)
+        return exc.exit_code
+    except ProvisionError as exc:
+        output.error(exc.message)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        output.error("interrupted")
+        return 130
+
+
+def jupyter_init() -> int:
+    """`jupyter-init TOKEN START_URL COMPLETE_URL`: the old script's name and arguments, same as `provisioner run`."""
+    return main(["run", *sys.argv[1:]])

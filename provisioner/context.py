@@ -1,0 +1,59 @@
+"""What one run knows as it goes: the settings, and what each action found or made for the next."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from provisioner.netinfo import url_host
+from provisioner.settings import TOKEN_ENV, Settings
+
+LOG_NAME = "jupyter.log"
+INFO_TXT = "jupyter_info.txt"
+INFO_JSON = "jupyter_info.json"
+
+log = logging.getLogger("provisioner")
+
+
+@dataclass
+class RunContext:
+    """Mutable per-run state handed to every action; settings stay frozen inside it."""
+
+    settings: Settings
+    # The environment the server will start with: ours, without the token, plus what loading added.
+    env: dict[str, str] = field(default_factory=dict)
+    jupyter: Path | None = None
+    port: int | None = None
+    process: subprocess.Popen[bytes] | None = None
+    pid: int | None = None
+    server_started: float | None = None  # time.monotonic() when the server was launched
+    vm_ip: str | None = None
+    # True once the server belongs to the user (ready): from then on nothing we do may stop it.
+    handed_over: bool = False
+
+    @property
+    def out(self) -> Path:
+        return self.settings.out
+
+    @property
+    def log_path(self) -> Path:
+        return self.out / LOG_NAME
+
+    def url(self, host: str | None = None) -> str:
+        """The server's URL without the token."""
+        return f"http://{url_host(host or self.vm_ip or '127.0.0.1')}:{self.port}/"
+
+    def server_env(self) -> dict[str, str]:
+        """The server's environment: the token travels here, never on its command line."""
+        env = dict(self.env)
+        if self.settings.token is not None:
+            env[TOKEN_ENV] = self.settings.token.reveal()
+        return env
+
+
+def base_environment() -> dict[str, str]:
+    """Our environment without the token, for every child but the server."""
+    return {key: value for key, value in os.environ.items() if key != TOKEN_ENV}

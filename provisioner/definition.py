@@ -1,0 +1,408 @@
+"""states.toml -> a validated, frozen Definition.
+
+Every problem in a definition is collected as `path: message` and raised together in one ConfigError, so a user
+fixes a definition in one pass. Nothing past this module sees the raw TOML.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from provisioner.errors import RESERVED_EXIT_CODES, ConfigError, ProvisionError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on older Pythons only
+    import tomli as tomllib
+
+SCHEMA = 1
+OK = "ok"
+ENDPOINTS = ("start", "complete")
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def default_path() -> Path:
+    """The definition shipped with the package (a link to the top-level states.toml in a checkout)."""
+    return Path(__file__).with_name("states.toml")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a state's action is tried again when it fails with one of the reasons in `on`."""
+
+    on: frozenset[str]
+    attempts: int
+    wait: float
+    backoff: float
+    max_wait: float
+    deadline: float
+
+
+@dataclass(frozen=True)
+class Notify:
+    """One callback a transition sends: to which endpoint, with which status and reason."""
+
+    endpoint: str
+    status: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class StateDef:
+    name: str
+    action: str | None = None
+    final: bool = False
+    process_local: bool = False
+    retry: RetryPolicy | None = None
+
+
+@dataclass(frozen=True)
+class TransitionDef:
+    trigger: str
+    sources: tuple[str, ...]
+    dest: str
+    notify: tuple[Notify, ...] = ()
+
+
+@dataclass(frozen=True)
+class CallbackPolicy:
+    timeout: float = 5.0
+    attempts: int = 6
+    deadline: float = 30.0
+
+
+@dataclass(frozen=True)
+class Definition:
+    source: str
+    digest: str
+    initial: str
+    states: tuple[StateDef, ...]
+    transitions: tuple[TransitionDef, ...]
+    reasons: Mapping[str, int]
+    settings: Mapping[str, Any]
+    callbacks: CallbackPolicy
+    _by_name: Mapping[str, StateDef] = field(repr=False, compare=False, default_factory=dict)
+
+    def state(self, name: str) -> StateDef:
+        return self._by_name[name]
+
+    def has_state(self, name: str) -> bool:
+        return name in self._by_name
+
+    def transition(self, source: str, trigger: str) -> TransitionDef | None:
+        for transition in self.transitions:
+            if transition.trigger == trigger and source in transition.sources:
+                return transition
+        return None
+
+    def exit_code(self, reason: str) -> int:
+        return self.reasons[reason]
+
+
+# What the loader needs to know about the code: which actions exist and which reasons each can fail with, and which
+# settings may be given defaults here, with the parser that checks each. Passed in so that this module imports neither.
+ActionReasons = Mapping[str, tuple[str, ...]]
+SettingParsers = Mapping[str, Callable[[object, str], Any]]
+
+
+def load(path: Path, actions: ActionReasons, setting_parsers: SettingParsers, *, name: str | None = None) -> Definition:
+    """Read and validate a definition file; raise ConfigError listing every problem."""
+    label = name or str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(label, [f"cannot read: {exc.strerror or exc}"]) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(label, [f"not valid TOML: {exc}"]) from None
+    return parse(data, actions, setting_parsers, source=label, digest=hashlib.sha256(raw).hexdigest())
+
+
+def parse(
+    data: Mapping[str, Any], actions: ActionReasons, setting_parsers: SettingParsers, *, source: str, digest: str = ""
+) -> Definition:
+    checker = _Checker(actions, setting_parsers)
+    definition = checker.build(data, source, digest)
+    if checker.problems or definition is None:
+        raise ConfigError(source, checker.problems)
+    return definition
+
+
+class _Checker:
+    """Builds a Definition while collecting every problem instead of stopping at the first."""
+
+    def __init__(self, actions: ActionReasons, setting_parsers: SettingParsers) -> None:
+        self.actions = actions
+        self.setting_parsers = setting_parsers
+        self.problems: list[str] = []
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(f"{path}: {message}")
+
+    def unknown_keys(self, table: Mapping[str, Any], allowed: set[str], path: str) -> None:
+        for key in table:
+            if key not in allowed:
+                self.problem(f"{path}.{key}" if path else key, "unknown key")
+
+    def typed(self, table: Mapping[str, Any], key: str, kind: type | tuple[type, ...], path: str, default: Any) -> Any:
+        if key not in table:
+            return default
+        value = table[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        # bool is an int in Python; a TOML `true` is never a number here.
+        if isinstance(value, bool) and bool not in kinds:
+            self.problem(path, f"must be {_kind_name(kinds)}")
+            return default
+        if not isinstance(value, kinds):
+            self.problem(path, f"must be {_kind_name(kinds)}")
+            return default
+        return float(value) if float in kinds and isinstance(value, int) and not isinstance(value, bool) else value
+
+    def build(self, data: Mapping[str, Any], source: str, digest: str) -> Definition | None:
+        self.unknown_keys(data, {"schema", "initial", "settings", "callbacks", "reasons", "states", "transitions"}, "")
+        schema = data.get("schema")
+        if schema != SCHEMA:
+            self.problem("schema", f"must be {SCHEMA} (found {schema!r})")
+        reasons = self.reasons(data.get("reasons", {}))
+        states = self.states(data.get("states"), reasons)
+        names = {state.name for state in states}
+        initial = self.typed(data, "initial", str, "initial", "")
+        if initial and initial not in names:
+            self.problem("initial", f"{initial!r} is not a declared state")
+        transitions = self.transitions(data.get("transitions"), names, reasons)
+        settings = self.settings(data.get("settings", {}))
+        callbacks = self.callbacks(data.get("callbacks", {}))
+        by_name = {state.name: state for state in states}
+        self.flow(by_name, transitions, initial)
+        if self.problems:
+            return None
+        return Definition(
+            source=source,
+            digest=digest,
+            initial=initial,
+            states=tuple(states),
+            transitions=tuple(transitions),
+            reasons=MappingProxyType(dict(reasons)),
+            settings=MappingProxyType(dict(settings)),
+            callbacks=callbacks,
+            _by_name=MappingProxyType(by_name),
+        )
+
+    def reasons(self, table: Any) -> dict[str, int]:
+        if not isinstance(table, dict):
+            self.problem("reasons", "must be a table of reason = exit code")
+            return {}
+        reasons: dict[str, int] = {}
+        seen: dict[int, str] = {}
+        for reason, code in table.items():
+            path = f"reasons.{reason}"
+            if not _NAME.match(reason):
+                self.problem(path, "a reason is lower case letters, digits and _")
+            if isinstance(code, bool) or not isinstance(code, int) or not 5 <= code <= 127:
+                self.problem(
+                    path, "exit code must be a whole number from 5 to 127 (0-4 are reserved, 128+ are signals)"
+                )
+                continue
+            if code in RESERVED_EXIT_CODES:
+                self.problem(path, f"exit code {code} is reserved")
+            if code in seen:
+                self.problem(path, f"exit code {code} is already used by {seen[code]!r}")
+            seen[code] = reason
+            reasons[reason] = code
+        return reasons
+
+    def states(self, items: Any, reasons: Mapping[str, int]) -> list[StateDef]:
+        if not isinstance(items, list) or not items:
+            self.problem("states", "must be a non-empty array of tables")
+            return []
+        states: list[StateDef] = []
+        names: set[str] = set()
+        for index, item in enumerate(items):
+            path = f"states[{index}]"
+            if not isinstance(item, dict):
+                self.problem(path, "must be a table")
+                continue
+            self.unknown_keys(item, {"name", "action", "final", "process_local", "retry"}, path)
+            name = self.typed(item, "name", str, f"{path}.name", "")
+            if not _NAME.match(name):
+                self.problem(f"{path}.name", "a state name is lower case letters, digits and _")
+                continue
+            if name in names:
+                self.problem(f"{path}.name", f"state {name!r} is declared twice")
+            names.add(name)
+            action = self.typed(item, "action", str, f"{path}.action", None)
+            if action is not None and action not in self.actions:
+                known = ", ".join(sorted(self.actions))
+                self.problem(f"{path}.action", f"unknown action {action!r} (known: {known})")
+                action = None
+            retry = self.retry(item["retry"], f"{path}.retry", reasons) if "retry" in item else None
+            if retry is not None and action is None:
+                self.problem(f"{path}.retry", "a state without an action has nothing to retry")
+            states.append(
+                StateDef(
+                    name=name,
+                    action=action,
+                    final=self.typed(item, "final", bool, f"{path}.final", False),
+                    process_local=self.typed(item, "process_local", bool, f"{path}.process_local", False),
+                    retry=retry,
+                )
+            )
+        return states
+
+    def retry(self, table: Any, path: str, reasons: Mapping[str, int]) -> RetryPolicy | None:
+        if not isinstance(table, dict):
+            self.problem(path, "must be a table")
+            return None
+        self.unknown_keys(table, {"on", "attempts", "wait", "backoff", "max_wait", "deadline"}, path)
+        on = self.typed(table, "on", list, f"{path}.on", [])
+        for reason in on:
+            if reason not in reasons:
+                self.problem(f"{path}.on", f"{reason!r} is not a declared reason")
+        if not on:
+            self.problem(f"{path}.on", "must name at least one reason to retry on")
+        attempts = self.typed(table, "attempts", int, f"{path}.attempts", 1)
+        wait = self.typed(table, "wait", (int, float), f"{path}.wait", 0.0)
+        backoff = self.typed(table, "backoff", (int, float), f"{path}.backoff", 1.0)
+        max_wait = self.typed(table, "max_wait", (int, float), f"{path}.max_wait", wait)
+        deadline = self.typed(table, "deadline", (int, float), f"{path}.deadline", 0.0)
+        if attempts < 1:
+            self.problem(f"{path}.attempts", "must be >= 1")
+        if wait < 0:
+            self.problem(f"{path}.wait", "must be >= 0")
+        if backoff < 1:
+            self.problem(f"{path}.backoff", "must be >= 1")
+        if max_wait < wait:
+            self.problem(f"{path}.max_wait", "must be >= wait")
+        if deadline <= 0:
+            self.problem(f"{path}.deadline", "must be > 0")
+        return RetryPolicy(frozenset(on), attempts, float(wait), float(backoff), float(max_wait), float(deadline))
+
+    def transitions(self, items: Any, names: set[str], reasons: Mapping[str, int]) -> list[TransitionDef]:
+        if not isinstance(items, list) or not items:
+            self.problem("transitions", "must be a non-empty array of tables")
+            return []
+        transitions: list[TransitionDef] = []
+        taken: dict[tuple[str, str], int] = {}
+        for index, item in enumerate(items):
+            path = f"transitions[{index}]"
+            if not isinstance(item, dict):
+                self.problem(path, "must be a table")
+                continue
+            self.unknown_keys(item, {"trigger", "source", "dest", "notify"}, path)
+            trigger = self.typed(item, "trigger", str, f"{path}.trigger", "")
+            if trigger != OK and trigger not in reasons:
+                self.problem(f"{path}.trigger", f"must be {OK!r} or a declared reason (found {trigger!r})")
+            raw_sources = item.get("source")
+            sources = [raw_sources] if isinstance(raw_sources, str) else raw_sources
+            if not isinstance(sources, list) or not sources or not all(isinstance(s, str) for s in sources):
+                self.problem(f"{path}.source", "must be a state name or a non-empty list of them")
+                sources = []
+            for source in sources:
+                if source not in names:
+                    self.problem(f"{path}.source", f"{source!r} is not a declared state")
+                key = (source, trigger)
+                if key in taken:
+                    self.problem(f"{path}.source", f"{source!r} already has a {trigger!r} transition ({taken[key]})")
+                taken[key] = index
+            dest = self.typed(item, "dest", str, f"{path}.dest", "")
+            if dest not in names:
+                self.problem(f"{path}.dest", f"{dest!r} is not a declared state")
+            notify = self.notify(item.get("notify", []), f"{path}.notify", reasons)
+            transitions.append(TransitionDef(trigger, tuple(sources), dest, notify))
+        return transitions
+
+    def notify(self, items: Any, path: str, reasons: Mapping[str, int]) -> tuple[Notify, ...]:
+        if not isinstance(items, list):
+            self.problem(path, "must be an array of tables")
+            return ()
+        notifies: list[Notify] = []
+        for index, item in enumerate(items):
+            where = f"{path}[{index}]"
+            if not isinstance(item, dict):
+                self.problem(where, "must be a table")
+                continue
+            self.unknown_keys(item, {"endpoint", "status", "reason"}, where)
+            endpoint = self.typed(item, "endpoint", str, f"{where}.endpoint", "")
+            if endpoint not in ENDPOINTS:
+                self.problem(f"{where}.endpoint", f"must be one of {', '.join(ENDPOINTS)}")
+            status = self.typed(item, "status", str, f"{where}.status", "")
+            if not status:
+                self.problem(f"{where}.status", "must be a non-empty string")
+            reason = self.typed(item, "reason", str, f"{where}.reason", None)
+            if reason is not None and reason not in reasons:
+                self.problem(f"{where}.reason", f"{reason!r} is not a declared reason")
+            notifies.append(Notify(endpoint, status, reason))
+        return tuple(notifies)
+
+    def settings(self, table: Any) -> dict[str, Any]:
+        if not isinstance(table, dict):
+            self.problem("settings", "must be a table")
+            return {}
+        settings: dict[str, Any] = {}
+        for key, value in table.items():
+            if key not in self.setting_parsers:
+                self.problem(f"settings.{key}", f"unknown setting (known: {', '.join(sorted(self.setting_parsers))})")
+                continue
+            try:
+                self.setting_parsers[key](value, f"settings.{key}")
+            except ProvisionError as exc:  # the parser's message starts with the path it was given
+                self.problems.append(exc.message)
+                continue
+            settings[key] = value
+        return settings
+
+    def callbacks(self, table: Any) -> CallbackPolicy:
+        if not isinstance(table, dict):
+            self.problem("callbacks", "must be a table")
+            return CallbackPolicy()
+        self.unknown_keys(table, {"timeout", "attempts", "deadline"}, "callbacks")
+        defaults = CallbackPolicy()
+        timeout = self.typed(table, "timeout", (int, float), "callbacks.timeout", defaults.timeout)
+        attempts = self.typed(table, "attempts", int, "callbacks.attempts", defaults.attempts)
+        deadline = self.typed(table, "deadline", (int, float), "callbacks.deadline", defaults.deadline)
+        for key, value, least in (("timeout", timeout, 0), ("deadline", deadline, 0), ("attempts", attempts, 0)):
+            if value <= least:
+                self.problem(f"callbacks.{key}", f"must be > {least}")
+        return CallbackPolicy(float(timeout), attempts, float(deadline))
+
+    def flow(self, states: Mapping[str, StateDef], transitions: list[TransitionDef], initial: str) -> None:
+        """Check that the machine can run: every step has a way forward and every failure a way out."""
+        for index, state in enumerate(states.values()):
+            path = f"states[{index}]"
+            has_ok = any(t.trigger == OK and state.name in t.sources for t in transitions)
+            if state.final and has_ok:
+                self.problem(path, f"final state {state.name!r} has an {OK!r} transition")
+            if not state.final and not has_ok:
+                self.problem(path, f"state {state.name!r} is not final and has no {OK!r} transition")
+            for reason in self.actions.get(state.action or "", ()):
+                if not any(t.trigger == reason and state.name in t.sources for t in transitions):
+                    self.problem(
+                        path,
+                        f"action {state.action!r} can fail with {reason!r} but {state.name!r} has no such transition",
+                    )
+        if initial not in states:
+            return
+        reached = {initial}
+        frontier = [initial]
+        while frontier:
+            current = frontier.pop()
+            for transition in transitions:
+                if current in transition.sources and transition.dest not in reached:
+                    reached.add(transition.dest)
+                    frontier.append(transition.dest)
+        for index, name in enumerate(states):
+            if name not in reached:
+                self.problem(f"states[{index}]", f"state {name!r} cannot be reached from {initial!r}")
+
+
+def _kind_name(kinds: tuple[type, ...]) -> str:
+    names = {bool: "true or false", int: "a whole number", float: "a number", str: "a string", list: "an array"}
+    return " or ".join(dict.fromkeys(names.get(kind, kind.__name__) for kind in kinds))

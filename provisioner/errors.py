@@ -1,0 +1,61 @@
+"""The provisioner's one exception family.
+
+    ProvisionError               base; carries the exit code; cli.main() turns it into one line on stderr
+    ├── UsageError               bad command line (exit 2): nothing started, nothing sent
+    ├── ConfigError              states.toml is not a valid definition (exit 3); carries every problem found
+    ├── LockedError              another run holds the output directory (exit 4)
+    └── StepFailed               an action failed with a reason from states.toml; the machine fires that reason
+
+Messages never hold the token: they are written for the user's terminal and the platform's callback alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 3
+EXIT_LOCKED = 4
+RESERVED_EXIT_CODES = frozenset({0, EXIT_INTERNAL, EXIT_USAGE, EXIT_CONFIG, EXIT_LOCKED})
+
+
+class ProvisionError(Exception):
+    """Base of every error the provisioner reports to its user."""
+
+    exit_code: int = EXIT_INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UsageError(ProvisionError):
+    """The command line asks for something impossible."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(ProvisionError):
+    """The definition is invalid; `problems` lists each as `path: message`."""
+
+    exit_code = EXIT_CONFIG
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        self.source = source
+        self.problems = tuple(problems)
+        super().__init__(f"{source}: {len(self.problems)} problem(s): " + "; ".join(self.problems))
+
+
+class LockedError(ProvisionError):
+    """Another provisioner run holds the output directory."""
+
+    exit_code = EXIT_LOCKED
+
+
+class StepFailed(ProvisionError):
+    """An action failed; `reason` names the failure transition and its exit code in states.toml."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -1,0 +1,176 @@
+"""Definition -> a `transitions` machine, and the loop that runs each state's action and fires its outcome.
+
+The loop is the same for every state: run the state's action (under its retry policy); fire `ok` when it succeeds,
+or the trigger named after its failure reason. The machine's after-state-change hook turns each transition into a
+progress line and the callbacks states.toml declares. Nothing here knows a state by name.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from transitions import EventData, Machine
+
+from provisioner.actions import registry
+from provisioner.context import RunContext, log
+from provisioner.definition import OK, Definition, Notify, StateDef
+from provisioner.errors import StepFailed
+from provisioner.reporter import PROGRESS_LANE, Reporter
+
+if TYPE_CHECKING:
+    from provisioner.definition import TransitionDef
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: str
+    exit_code: int
+    reason: str | None = None
+    message: str | None = None
+
+
+class _Model:
+    """The object `transitions` drives: it gets `state` and `trigger(name, **kwargs)` from the machine."""
+
+    state: str
+    trigger: Any
+
+
+class Runner:
+    """Runs one provisioning from a given state to a final state."""
+
+    def __init__(self, definition: Definition, ctx: RunContext, reporter: Reporter, started: float) -> None:
+        self.definition = definition
+        self.ctx = ctx
+        self.reporter = reporter
+        self.started = started
+        self.model = _Model()
+        self.failure: StepFailed | None = None
+        # Callbacks of a transition into a final state wait for that state's action: init_completed is only
+        # sent once the info file exists.
+        self._deferred: list[tuple[Notify, str, str, StepFailed | None]] = []
+
+    def build(self, initial: str) -> Machine:
+        transitions = [
+            {"trigger": t.trigger, "source": list(t.sources), "dest": t.dest} for t in self.definition.transitions
+        ]
+        return Machine(
+            model=self.model,
+            states=[state.name for state in self.definition.states],
+            transitions=transitions,
+            initial=initial,
+            auto_transitions=False,
+            send_event=True,
+            after_state_change=self._on_transition,
+        )
+
+    def run(self, initial: str | None = None) -> Outcome:
+        start = initial or self.definition.initial
+        self.build(start)
+        self._progress(start)
+        while True:
+            state = self.definition.state(self.model.state)
+            error = self._run_action(state)
+            if state.final and error is None:
+                self._flush_deferred()
+                return self._outcome(state)
+            self._deferred.clear()
+            if error is not None:
+                self.failure = error
+            self.model.trigger(OK if error is None else error.reason, error=error)
+
+    def _run_action(self, state: StateDef) -> StepFailed | None:
+        if state.action is None:
+            return None
+        action = registry()[state.action]
+        try:
+            if state.retry is None:
+                action.run(self.ctx)
+            else:
+                _retrying(state)(action.run, self.ctx)
+        except StepFailed as exc:
+            return exc
+        return None
+
+    def _on_transition(self, event: EventData) -> None:
+        assert event.transition is not None, "after_state_change runs for transitions only"
+        error: StepFailed | None = event.kwargs.get("error")
+        transition = self.definition.transition(event.transition.source, event.event.name)
+        assert transition is not None, "the machine only fires declared transitions"
+        self._progress(transition.dest, error)
+        self._report(transition, error)
+
+    def _report(self, transition: TransitionDef, error: StepFailed | None) -> None:
+        dest = transition.dest
+        extras = self._extras(dest, error)
+        progress_url = self.ctx.settings.progress_url
+        if progress_url:
+            fields = {"status": dest, **({"reason": error.reason} if error else {}), **extras}
+            self.reporter.send("progress", progress_url, fields, lane=PROGRESS_LANE)
+        target = self.definition.state(dest)
+        for notify in transition.notify:
+            url = self.ctx.settings.endpoint(notify.endpoint)
+            if not url:
+                continue
+            if target.final and target.action is not None:
+                self._deferred.append((notify, url, dest, error))
+            else:
+                self.reporter.send(notify.endpoint, url, _fields(notify, extras))
+
+    def _flush_deferred(self) -> None:
+        for notify, url, dest, error in self._deferred:
+            self.reporter.send(notify.endpoint, url, _fields(notify, self._extras(dest, error)))
+        self._deferred.clear()
+
+    def _extras(self, dest: str, error: StepFailed | None) -> dict[str, str]:
+        """Non-secret context for the platform: where the machine is, and the server once there is one."""
+        ctx = self.ctx
+        extras = {"state": dest}
+        if ctx.port is not None:
+            extras["port"] = str(ctx.port)
+        if ctx.pid is not None:
+            extras["pid"] = str(ctx.pid)
+        if ctx.handed_over:
+            extras["url"] = ctx.url()
+        if error is not None:
+            extras["message"] = error.message
+        return extras
+
+    def _progress(self, state: str, error: StepFailed | None = None) -> None:
+        elapsed = time.monotonic() - self.started
+        detail = f" ({error.reason}): {error.message}" if error else ""
+        log.info("[%6.2fs] %s%s", elapsed, state, detail)
+
+    def _outcome(self, state: StateDef) -> Outcome:
+        elapsed = time.monotonic() - self.started
+        if self.failure is None:
+            log.info("[%6.2fs] server up at %s (pid %s)", elapsed, self.ctx.url(), self.ctx.pid)
+            return Outcome(state.name, 0)
+        reason = self.failure.reason
+        return Outcome(state.name, self.definition.exit_code(reason), reason, self.failure.message)
+
+
+def _fields(notify: Notify, extras: dict[str, str]) -> dict[str, str]:
+    fields = {"status": notify.status}
+    if notify.reason:
+        fields["reason"] = notify.reason
+    return {**fields, **extras}
+
+
+def _retrying(state: StateDef) -> Any:
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_before_delay, wait_exponential
+
+    policy = state.retry
+    assert policy is not None
+
+    def retryable(exc: BaseException) -> bool:
+        return isinstance(exc, StepFailed) and exc.reason in policy.on
+
+    return Retrying(
+        stop=stop_after_attempt(policy.attempts) | stop_before_delay(policy.deadline),
+        wait=wait_exponential(multiplier=policy.wait, exp_base=policy.backoff, max=policy.max_wait),
+        retry=retry_if_exception(retryable),
+        reraise=True,
+    )

@@ -1,0 +1,80 @@
+"""The machine's address and its ports, found with Python's socket API (no `ip` or `ss` needed)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import ipaddress
+import socket
+import struct
+
+_SIOCGIFADDR = 0x8915
+
+
+def interface_ipv4() -> list[tuple[str, str]]:
+    """(interface, IPv4 address) for every interface that has one, in interface order."""
+    found: list[tuple[str, str]] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        for _, name in socket.if_nameindex():
+            request = struct.pack("256s", name.encode()[:15])
+            try:
+                reply = fcntl.ioctl(probe.fileno(), _SIOCGIFADDR, request)
+            except OSError:
+                continue  # the interface has no IPv4 address
+            found.append((name, socket.inet_ntoa(reply[20:24])))
+    return found
+
+
+def vm_ipv4() -> str | None:
+    """The first global IPv4 address (not loopback, not link-local): what a researcher connects to."""
+    for _, address in interface_ipv4():
+        ip = ipaddress.IPv4Address(address)
+        if not (ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast):
+            return address
+    return None
+
+
+def _family(ip: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ipaddress.ip_address(ip).version == 6 else socket.AF_INET
+
+
+def port_free(ip: str, port: int) -> bool:
+    """Whether Jupyter could bind (ip, port) now.
+
+    Bound the way Tornado binds (SO_REUSEADDR), so a socket lingering in TIME_WAIT does not count as in use while a
+    listener on the same port, on this or any overlapping address, does.
+    """
+    with socket.socket(_family(ip), socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((ip, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise  # not ours to bind at all (EACCES below 1024, EADDRNOTAVAIL for a foreign address)
+    return True
+
+
+def pick_free_port(ip: str) -> int:
+    """A port the kernel considers free on `ip` now."""
+    with socket.socket(_family(ip), socket.SOCK_STREAM) as sock:
+        sock.bind((ip, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def local_host(ip: str) -> str:
+    """The address to reach a server bound to `ip` from this machine."""
+    parsed = ipaddress.ip_address(ip)
+    if parsed.is_unspecified:
+        return "::1" if parsed.version == 6 else "127.0.0.1"
+    return ip
+
+
+def url_host(host: str) -> str:
+    """`host` as it stands in a URL (IPv6 in brackets)."""
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(host).version == 6:
+            return f"[{host}]"
+    return host

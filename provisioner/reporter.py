@@ -1,0 +1,159 @@
+"""Callbacks to the platform: form POSTs, retried with tenacity, delivered in order off the main path.
+
+The machine hands the reporter one message per callback and goes on; each lane (the spec's start/complete
+callbacks, and --progress-url) has a thread that delivers its messages in the order they were sent. A callback that
+cannot be delivered is logged and recorded, and never changes the outcome of the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from provisioner.context import log
+from provisioner.definition import CallbackPolicy
+
+if TYPE_CHECKING:
+    import requests
+
+USER_AGENT = "provisioner (jupyter_init)"
+SPEC_LANE = "spec"
+PROGRESS_LANE = "progress"
+
+
+@dataclass
+class Delivery:
+    """One callback and what became of it."""
+
+    endpoint: str  # start, complete or progress
+    fields: dict[str, str]
+    attempts: int = 0
+    http_status: int | None = None
+    delivered: bool = False
+    error: str | None = None
+    done: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint,
+            "status": self.fields.get("status"),
+            "reason": self.fields.get("reason"),
+            "attempts": self.attempts,
+            "http_status": self.http_status,
+            "delivered": self.delivered,
+            "error": self.error,
+        }
+
+
+class _Transient(Exception):
+    """A failed attempt worth another try: 5xx, a timeout, a refused connection."""
+
+
+class Reporter:
+    """Sends callbacks in order, one thread per lane, each under the definition's retry policy."""
+
+    def __init__(self, policy: CallbackPolicy, redact: Callable[[str], str]) -> None:
+        self.policy = policy
+        self.redact = redact
+        self.deliveries: list[Delivery] = []
+        self._queues: dict[str, queue.Queue[tuple[str, Delivery] | None]] = {}
+        self._threads: list[threading.Thread] = []
+
+    def send(self, endpoint: str, url: str, fields: Mapping[str, str], lane: str = SPEC_LANE) -> Delivery:
+        """Queue a callback; return its record, which fills in as it is delivered."""
+        delivery = Delivery(endpoint, {key: self.redact(str(value)) for key, value in fields.items()})
+        self.deliveries.append(delivery)
+        self._lane(lane).put((url, delivery))
+        return delivery
+
+    def close(self, timeout: float) -> list[Delivery]:
+        """Wait up to `timeout` seconds for every queued callback; what is left is recorded as not delivered."""
+        for lane in self._queues.values():
+            lane.put(None)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        for delivery in self.deliveries:
+            if not delivery.done.is_set() and delivery.error is None:
+                delivery.error = "not delivered before the callback deadline"
+        return self.deliveries
+
+    def _lane(self, name: str) -> queue.Queue[tuple[str, Delivery] | None]:
+        if name not in self._queues:
+            lane: queue.Queue[tuple[str, Delivery] | None] = queue.Queue()
+            # Daemon: a hung endpoint must not keep the process alive past close()'s deadline.
+            thread = threading.Thread(target=self._work, args=(lane,), name=f"callbacks-{name}", daemon=True)
+            self._queues[name] = lane
+            self._threads.append(thread)
+            thread.start()
+        return self._queues[name]
+
+    def _work(self, lane: queue.Queue[tuple[str, Delivery] | None]) -> None:
+        import requests  # here, not at import time: it costs ~120 ms and the main path never needs it
+
+        with requests.Session() as session:
+            session.headers["User-Agent"] = USER_AGENT
+            while (item := lane.get()) is not None:
+                url, delivery = item
+                try:
+                    self._deliver(session, url, delivery)
+                except Exception as exc:
+                    delivery.error = self.redact(f"{type(exc).__name__}: {exc}")
+                finally:
+                    delivery.done.set()
+                if not delivery.delivered:
+                    log.warning(
+                        "warning: %s callback (%s) to %s not delivered after %d attempt(s): %s",
+                        delivery.endpoint,
+                        delivery.fields.get("status"),
+                        urlsplit(url).netloc,
+                        delivery.attempts,
+                        delivery.error,
+                    )
+
+    def _deliver(self, session: requests.Session, url: str, delivery: Delivery) -> None:
+        import requests
+        from tenacity import (
+            RetryError,
+            Retrying,
+            retry_if_exception_type,
+            stop_after_attempt,
+            stop_before_delay,
+            wait_exponential_jitter,
+        )
+
+        policy = self.policy
+        deadline = time.monotonic() + policy.deadline
+
+        def attempt() -> None:
+            delivery.attempts += 1
+            # Each try gets what is left of the deadline at most, so that the deadline holds.
+            remaining = max(0.1, min(policy.timeout, deadline - time.monotonic()))
+            try:
+                response = session.post(url, data=delivery.fields, timeout=remaining, allow_redirects=False)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                delivery.error = self.redact(type(exc).__name__)
+                raise _Transient from None
+            delivery.http_status = response.status_code
+            if response.status_code >= 500:
+                delivery.error = f"HTTP {response.status_code}"
+                raise _Transient
+            if response.status_code >= 400:
+                delivery.error = f"HTTP {response.status_code} (not retried)"
+                return
+            delivery.delivered = True
+            delivery.error = None
+
+        retrying = Retrying(
+            stop=stop_after_attempt(policy.attempts) | stop_before_delay(policy.deadline),
+            wait=wait_exponential_jitter(initial=0.2, max=5.0, jitter=0.2),
+            retry=retry_if_exception_type(_Transient),
+        )
+        with contextlib.suppress(RetryError):  # the last attempt's error is already recorded
+            retrying(attempt)

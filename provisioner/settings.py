@@ -1,0 +1,182 @@
+"""Frozen, typed settings, layered: defaults <- states.toml [settings] <- PROVISIONER_* environment <- command line.
+
+Every value is checked where it enters, with the name the user gave it (`--port`, `PROVISIONER_PORT`,
+`settings.port`), so that a mistake is one clear line naming its source.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from provisioner.errors import UsageError
+
+TOKEN_ENV = "JUPYTER_TOKEN"  # noqa: S105 - the variable's name, not a token
+ENV_PREFIX = "PROVISIONER_"
+
+
+class Secret:
+    """The token. Its repr and str never show the value, so it cannot leak through a log line or a dump."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs to know, fixed before the machine starts."""
+
+    token: Secret | None = None
+    start_url: str | None = None
+    complete_url: str | None = None
+    progress_url: str | None = None
+    port: int | None = 8008  # None: pick a free port
+    ip: str = "0.0.0.0"  # noqa: S104 - the spec binds every interface so the researcher can connect
+    module: str = "JupyterNotebook"  # "" skips module loading
+    timeout: float = 60.0
+    init_script: Path | None = None
+    home: Path = field(default_factory=Path.home)
+    output_dir: Path | None = None  # None: HOME/.jupyter
+
+    @property
+    def out(self) -> Path:
+        return self.output_dir if self.output_dir is not None else self.home / ".jupyter"
+
+    def endpoint(self, name: str) -> str | None:
+        """The URL of a callback endpoint named in states.toml (start or complete)."""
+        return {"start": self.start_url, "complete": self.complete_url}[name]
+
+    def public(self) -> dict[str, Any]:
+        """The settings without the token, for the state dump and the info file."""
+        return {
+            "start_url": self.start_url,
+            "complete_url": self.complete_url,
+            "progress_url": self.progress_url,
+            "port": "auto" if self.port is None else self.port,
+            "ip": self.ip,
+            "module": self.module,
+            "timeout": self.timeout,
+            "init_script": str(self.init_script) if self.init_script else None,
+            "home": str(self.home),
+            "output_dir": str(self.out),
+        }
+
+
+def parse_port(value: object, source: str) -> int | None:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return None
+    try:
+        port = int(str(value).strip()) if not isinstance(value, bool) else -1
+    except ValueError:
+        raise UsageError(f"{source}: {value!r} is not a port number (1-65535 or 'auto')") from None
+    if not 1 <= port <= 65535:
+        raise UsageError(f"{source}: {value!r} is out of range (1-65535 or 'auto')")
+    return port
+
+
+def parse_ip(value: object, source: str) -> str:
+    text = str(value).strip()
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise UsageError(f"{source}: {value!r} is not an IP address") from None
+
+
+def parse_timeout(value: object, source: str) -> float:
+    try:
+        timeout = float(str(value).strip())
+    except ValueError:
+        raise UsageError(f"{source}: {value!r} is not a number of seconds") from None
+    if not 0 < timeout < 86400:
+        raise UsageError(f"{source}: {value!r} must be more than 0 and less than a day")
+    return timeout
+
+
+def parse_url(value: object, source: str) -> str | None:
+    """A callback URL: http or https with a host; empty means no callback (the old script's behaviour)."""
+    text = str(value)
+    if not text.strip():
+        return None
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(ch.isspace() for ch in text):
+        # Never echo the URL: a mistyped argument could be the token in the wrong place.
+        raise UsageError(f"{source}: not an http or https URL with a host")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        raise UsageError(f"{source}: the URL's port is not a number from 0 to 65535") from None
+    return text
+
+
+def parse_module(value: object, source: str) -> str:
+    text = str(value).strip()
+    if any(ch.isspace() or not ch.isprintable() for ch in text):
+        raise UsageError(f"{source}: a module name has no spaces or control characters")
+    return text
+
+
+def parse_path(value: object, source: str) -> Path | None:
+    text = str(value)
+    if not text.strip():
+        return None
+    if "\0" in text:
+        raise UsageError(f"{source}: not a path")
+    return Path(text).expanduser()
+
+
+# The settings that states.toml and the environment may set, each with the parser that checks it.
+SETTING_PARSERS: Mapping[str, Callable[[object, str], Any]] = {
+    "port": parse_port,
+    "ip": parse_ip,
+    "module": parse_module,
+    "timeout": parse_timeout,
+    "init_script": parse_path,
+    "output_dir": parse_path,
+}
+
+_URLS = ("start_url", "complete_url", "progress_url")
+
+
+def resolve(
+    cli: Mapping[str, Any],
+    environ: Mapping[str, str],
+    definition_settings: Mapping[str, Any],
+    token: Secret | None,
+) -> Settings:
+    """Build Settings from the layers; `cli` holds only the options given (None means not given)."""
+    values: dict[str, Any] = {}
+    for name, parser in SETTING_PARSERS.items():
+        env_name = ENV_PREFIX + name.upper()
+        if cli.get(name) is not None:
+            values[name] = parser(cli[name], "--" + name.replace("_", "-"))
+        elif env_name in environ:
+            values[name] = parser(environ[env_name], env_name)
+        elif name in definition_settings:
+            values[name] = parser(definition_settings[name], f"settings.{name}")
+    for name in _URLS:
+        if cli.get(name) is not None:
+            values[name] = parse_url(cli[name], name.upper())
+    home = environ.get("HOME")
+    if home:
+        values["home"] = Path(home)
+    return Settings(token=token, **values)

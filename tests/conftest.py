@@ -1,0 +1,226 @@
+"""Real parts for the tests: an HTTP server that receives callbacks, Lmod module trees, the CLI in a subprocess."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+import pytest
+
+REAL_JUPYTER = Path(sys.executable).with_name("jupyter-notebook")
+LMOD_CMD = Path("/usr/share/lmod/lmod/libexec/lmod")
+TOKEN = "tok-" + "5e3c7a1f9b" * 4  # distinctive, so a leak anywhere is easy to find
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    @property
+    def form(self) -> dict[str, str]:
+        return dict(parse_qsl(self.body.decode()))
+
+
+@dataclass
+class CallbackServer:
+    """A real HTTP server on loopback that records every callback and answers as the test tells it to."""
+
+    server: ThreadingHTTPServer
+    received: list[Received] = field(default_factory=list)
+    # path -> statuses to answer in turn (the last one repeats); "hang" answers nothing for a long time.
+    script: dict[str, list[int | str]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def url(self, path: str) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}{path}"
+
+    def forms(self, path: str | None = None) -> list[dict[str, str]]:
+        with self.lock:
+            return [r.form for r in self.received if path is None or r.path == path]
+
+    def wait_for(self, count: int, path: str | None = None, timeout: float = 10.0) -> list[dict[str, str]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and len(self.forms(path)) < count:
+            time.sleep(0.02)
+        return self.forms(path)
+
+    def next_answer(self, path: str) -> int | str:
+        with self.lock:
+            answers = self.script.get(path, [200])
+            return answers.pop(0) if len(answers) > 1 else answers[0]
+
+
+def _handler(owner: list[CallbackServer]) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            cb = owner[0]
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            with cb.lock:
+                cb.received.append(Received(self.path, dict(self.headers.items()), body, time.monotonic()))
+            answer = cb.next_answer(self.path)
+            if answer == "hang":
+                time.sleep(30)
+                return
+            assert isinstance(answer, int)
+            self.send_response(answer)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    return Handler
+
+
+@contextlib.contextmanager
+def serving() -> Iterator[CallbackServer]:
+    owner: list[CallbackServer] = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(owner))
+    server.daemon_threads = True
+    owner.append(CallbackServer(server))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield owner[0]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def callbacks() -> Iterator[CallbackServer]:
+    with serving() as server:
+        yield server
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def write_module(root: Path, name: str, body: str) -> None:
+    (root / f"{name}.lua").write_text(body)
+
+
+def make_bin(directory: Path, programs: Mapping[str, str | Path]) -> Path:
+    """A directory of executables: a Path is linked to, a str is a script's text."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, what in programs.items():
+        target = directory / name
+        if isinstance(what, Path):
+            target.symlink_to(what)
+        else:
+            target.write_text(what)
+            target.chmod(0o755)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def module_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Lmod module files: JupyterNotebook puts the real Jupyter on PATH; the others fail in their own ways."""
+    if not LMOD_CMD.exists():
+        pytest.fail("Lmod is not installed (apt-get install lmod); .ci/run installs it")
+    root = tmp_path_factory.mktemp("modules")
+    jupyter_bin = make_bin(root.parent / "jupyter-bin", {"jupyter-notebook": REAL_JUPYTER})
+    write_module(
+        root, "JupyterNotebook", f'prepend_path("PATH", "{jupyter_bin}")\nsetenv("JUPYTER_MODULE_LOADED", "yes")\n'
+    )
+    write_module(root, "NoJupyter", 'setenv("NO_JUPYTER_HERE", "1")\n')
+    write_module(root, "Broken", 'LmodError("this module is broken on purpose")\n')
+    return root
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    path = tmp_path / "home"
+    path.mkdir()
+    return path
+
+
+def cli_env(home: Path, modules: Path | None = None, path: str = SYSTEM_PATH, **extra: str) -> dict[str, str]:
+    """A clean environment like cloud-init's: no Jupyter on PATH, no module system set up unless asked."""
+    env = {"HOME": str(home), "PATH": path, "LANG": "C.UTF-8"}
+    if modules is not None:
+        env["MODULEPATH"] = str(modules)
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+    home: Path
+
+    @property
+    def out(self) -> Path:
+        return self.home / ".jupyter"
+
+    def info(self) -> dict[str, object]:
+        data: dict[str, object] = json.loads((self.out / "jupyter_info.json").read_text())
+        return data
+
+
+def run_cli(args: Sequence[str], env: Mapping[str, str], timeout: float = 120) -> Run:
+    completed = subprocess.run(
+        [sys.executable, "-m", "provisioner", *args],
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return Run(completed.returncode, completed.stdout, completed.stderr, Path(env["HOME"]))
+
+
+def stop_servers(home: Path) -> None:
+    """Stop every server a test's provisioner left running (found through the processes' HOME)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            if f"HOME={home}".encode() in environ and int(proc.name) != os.getpid():
+                with contextlib.suppress(OSError):
+                    os.killpg(int(proc.name), signal.SIGKILL)
+                with contextlib.suppress(OSError):
+                    os.kill(int(proc.name), signal.SIGKILL)
+
+
+@pytest.fixture
+def reap(home: Path) -> Iterator[Path]:
+    """The test's HOME; every process started with it is killed at teardown."""
+    yield home
+    stop_servers(home)
+
+
+def cmdlines() -> list[str]:
+    """Every process's command line, as ps shows it."""
+    lines = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                lines.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+    return lines

@@ -1,0 +1,323 @@
+"""The CLI end to end: a real Jupyter server, real Lmod, a real HTTP server receiving the callbacks."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import (
+    TOKEN,
+    CallbackServer,
+    Run,
+    cli_env,
+    cmdlines,
+    free_port,
+    make_bin,
+    run_cli,
+    serving,
+    stop_servers,
+)
+
+
+@dataclass
+class Provisioned:
+    run: Run
+    callbacks: CallbackServer
+    port: int
+    seen_cmdlines: list[str]
+
+
+@pytest.fixture(scope="module")
+def provisioned(module_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisioned]:
+    """One real provisioning, shared by the tests that only read what it left: Jupyter comes from an Lmod module,
+    the token from the environment (as scripts/jupyter_init.sh passes it), callbacks go to a real server."""
+    home = tmp_path_factory.mktemp("home")
+    port = free_port()
+    with serving() as callbacks:
+        env = cli_env(home, module_tree, JUPYTER_TOKEN=TOKEN)
+        args = [
+            "run",
+            "--port",
+            str(port),
+            "--progress-url",
+            callbacks.url("/progress"),
+            "--start-url",
+            callbacks.url("/start"),
+            "--complete-url",
+            callbacks.url("/complete"),
+        ]
+        process = subprocess.Popen(
+            [sys.executable, "-m", "provisioner", *args],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        seen: list[str] = []
+        while process.poll() is None:  # what ps would show at every moment of the run
+            seen.extend(cmdlines())
+            time.sleep(0.1)
+        stdout, stderr = process.communicate(timeout=120)
+        seen.extend(cmdlines())
+        callbacks.wait_for(2, path=None)
+        yield Provisioned(Run(process.returncode, stdout, stderr, home), callbacks, port, seen)
+    stop_servers(home)
+
+
+def get_status(port: int, token: str | None) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", "/api/status", headers={"Authorization": f"token {token}"} if token else {})
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+class TestReady:
+    def test_exits_zero_when_the_server_is_up(self, provisioned: Provisioned) -> None:
+        assert provisioned.run.returncode == 0, provisioned.run.stderr
+
+    def test_the_server_answers_with_the_token_and_refuses_without(self, provisioned: Provisioned) -> None:
+        assert get_status(provisioned.port, TOKEN) == 200
+        assert get_status(provisioned.port, None) == 403
+        assert get_status(provisioned.port, "wrong-token") == 403
+
+    def test_the_server_outlives_the_provisioner_in_its_own_session(self, provisioned: Provisioned) -> None:
+        pid = int(str(provisioned.run.info()["pid"]))
+        os.kill(pid, 0)
+        assert os.getsid(pid) == pid
+
+    def test_start_then_complete_callbacks_carry_the_spec_fields(self, provisioned: Provisioned) -> None:
+        start = provisioned.callbacks.forms("/start")
+        complete = provisioned.callbacks.forms("/complete")
+        assert [form["status"] for form in start] == ["init_started"]
+        assert [form["status"] for form in complete] == ["init_completed"]
+        assert complete[0]["port"] == str(provisioned.port)
+        assert complete[0]["url"].endswith(f":{provisioned.port}/")
+        assert complete[0]["pid"] == str(provisioned.run.info()["pid"])
+
+    def test_callbacks_are_form_posts(self, provisioned: Provisioned) -> None:
+        for received in provisioned.callbacks.received:
+            assert received.headers["Content-Type"] == "application/x-www-form-urlencoded"
+
+    def test_init_started_arrives_before_init_completed(self, provisioned: Provisioned) -> None:
+        paths = [received.path for received in provisioned.callbacks.received if received.path != "/progress"]
+        assert paths == ["/start", "/complete"]
+
+    def test_progress_url_hears_every_state_in_order(self, provisioned: Provisioned) -> None:
+        states = [form["status"] for form in provisioned.callbacks.forms("/progress")]
+        assert states == ["validating", "loading", "port_check", "starting", "verifying", "ready"]
+
+    def test_stderr_has_one_progress_line_per_state_with_elapsed_time(self, provisioned: Provisioned) -> None:
+        lines = [line for line in provisioned.run.stderr.splitlines() if "s] " in line]
+        states = [line.split("] ", 1)[1].split()[0] for line in lines]
+        assert states[:7] == ["idle", "validating", "loading", "port_check", "starting", "verifying", "ready"]
+        assert all(line.startswith("provisioner: [") for line in lines)
+
+    def test_info_files_hold_what_the_spec_lists(self, provisioned: Provisioned) -> None:
+        info = provisioned.run.info()
+        assert info["port"] == provisioned.port
+        assert info["token"] == TOKEN
+        assert info["url"] == f"http://{info['vm_ip']}:{provisioned.port}/?token={TOKEN}"
+        text = (provisioned.run.out / "jupyter_info.txt").read_text()
+        for label in ("VM IP:", "Port:", "Token:", "URL:", "PID:", "Started:", "How to connect:", "How to stop:"):
+            assert label in text
+        assert f"PID:       {info['pid']}" in text
+
+    def test_files_holding_the_token_are_private(self, provisioned: Provisioned) -> None:
+        out = provisioned.run.out
+        assert stat.S_IMODE(out.stat().st_mode) == 0o700
+        for name in ("jupyter_info.txt", "jupyter_info.json", "jupyter.log"):
+            assert stat.S_IMODE((out / name).stat().st_mode) == 0o600, name
+
+    def test_the_log_holds_the_servers_output(self, provisioned: Provisioned) -> None:
+        log = (provisioned.run.out / "jupyter.log").read_text()
+        assert "Jupyter Server" in log or "ServerApp" in log
+
+    def test_the_token_is_on_no_command_line(self, provisioned: Provisioned) -> None:
+        assert provisioned.seen_cmdlines
+        assert not [line for line in provisioned.seen_cmdlines if TOKEN in line]
+
+    def test_the_token_is_in_no_callback_and_none_of_our_output(self, provisioned: Provisioned) -> None:
+        assert all(TOKEN.encode() not in received.body for received in provisioned.callbacks.received)
+        assert TOKEN not in provisioned.run.stderr + provisioned.run.stdout
+        assert TOKEN not in (provisioned.run.out / "jupyter.log").read_text()
+
+    def test_the_module_environment_reaches_the_server(self, provisioned: Provisioned) -> None:
+        pid = provisioned.run.info()["pid"]
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert b"JUPYTER_MODULE_LOADED=yes" in environ
+        assert f"JUPYTER_TOKEN={TOKEN}".encode() in environ
+
+
+def reasons(callbacks: CallbackServer, path: str) -> list[tuple[str, str | None]]:
+    return [(form["status"], form.get("reason")) for form in callbacks.wait_for(1, path)]
+
+
+def urls(callbacks: CallbackServer) -> list[str]:
+    return [callbacks.url("/start"), callbacks.url("/complete")]
+
+
+class TestFailures:
+    """Every failure reason reaches the right URL with its own exit code, and leaves nothing running."""
+
+    @pytest.mark.parametrize("token", ["", "   ", "bad\ntoken", "tab\tinside", "ctrl\x07char"])
+    def test_an_unusable_token_fails_no_token_to_the_start_url(
+        self, token: str, callbacks: CallbackServer, reap: Path
+    ) -> None:
+        run = run_cli(["run", "--module", "", token, *urls(callbacks)], cli_env(reap))
+        assert run.returncode == 10
+        assert reasons(callbacks, "/start") == [("failed", "no_token")]
+        assert callbacks.forms("/complete") == []
+        assert "Traceback" not in run.stderr
+        assert not (run.out / "jupyter.log").exists()
+
+    def test_a_missing_token_fails_no_token(self, callbacks: CallbackServer, reap: Path) -> None:
+        run = run_cli(["run", "--start-url", callbacks.url("/start")], cli_env(reap))
+        assert run.returncode == 10
+        assert reasons(callbacks, "/start") == [("failed", "no_token")]
+
+    def test_an_unknown_module_fails_module_load_failed(
+        self, module_tree: Path, callbacks: CallbackServer, reap: Path
+    ) -> None:
+        run = run_cli(["run", "--module", "NoSuchModule", TOKEN, *urls(callbacks)], cli_env(reap, module_tree))
+        assert run.returncode == 11, run.stderr
+        assert reasons(callbacks, "/complete") == [("failed", "module_load_failed")]
+        assert [form["status"] for form in callbacks.forms("/start")] == ["init_started"]
+        assert "NoSuchModule" in run.stderr
+
+    def test_a_module_that_errors_fails_module_load_failed(
+        self, module_tree: Path, callbacks: CallbackServer, reap: Path
+    ) -> None:
+        run = run_cli(["run", "--module", "Broken", TOKEN, *urls(callbacks)], cli_env(reap, module_tree))
+        assert run.returncode == 11
+        assert "broken on purpose" in run.stderr
+        assert reasons(callbacks, "/complete") == [("failed", "module_load_failed")]
+
+    def test_a_module_without_jupyter_fails_jupyter_not_found(
+        self, module_tree: Path, callbacks: CallbackServer, reap: Path
+    ) -> None:
+        run = run_cli(["run", "--module", "NoJupyter", TOKEN, *urls(callbacks)], cli_env(reap, module_tree))
+        assert run.returncode == 12, run.stderr
+        assert reasons(callbacks, "/complete") == [("failed", "jupyter_not_found")]
+
+    def test_a_port_in_use_fails_port_in_use(self, module_tree: Path, callbacks: CallbackServer, reap: Path) -> None:
+        with socket.socket() as taken:
+            taken.bind(("0.0.0.0", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            run = run_cli(["run", "--port", str(port), TOKEN, *urls(callbacks)], cli_env(reap, module_tree))
+        assert run.returncode == 13, run.stderr
+        assert reasons(callbacks, "/complete") == [("failed", "port_in_use")]
+        assert f"port {port}" in run.stderr
+
+    def test_a_server_that_dies_fails_failed_to_start_with_the_logs_tail(
+        self, tmp_path: Path, callbacks: CallbackServer, reap: Path
+    ) -> None:
+        fake = make_bin(
+            tmp_path / "fake", {"jupyter-notebook": "#!/bin/sh\necho 'fatal: the disk is on fire' >&2\nexit 1\n"}
+        )
+        env = cli_env(reap, path=f"{fake}:/usr/bin:/bin")
+        run = run_cli(["run", "--module", "", "--port", str(free_port()), TOKEN, *urls(callbacks)], env)
+        assert run.returncode == 14
+        assert "the disk is on fire" in run.stderr
+        assert "exited with code 1" in run.stderr
+        assert reasons(callbacks, "/complete") == [("failed", "failed_to_start")]
+        assert "the disk is on fire" in callbacks.forms("/complete")[0]["message"]
+
+    def test_a_server_that_never_answers_fails_at_the_deadline_and_is_stopped(
+        self, tmp_path: Path, callbacks: CallbackServer, reap: Path
+    ) -> None:
+        pidfile = tmp_path / "fake.pid"
+        fake = make_bin(tmp_path / "fake", {"jupyter-notebook": f"#!/bin/sh\necho $$ > {pidfile}\nexec sleep 300\n"})
+        env = cli_env(reap, path=f"{fake}:/usr/bin:/bin")
+        run = run_cli(
+            ["run", "--module", "", "--timeout", "1", "--port", str(free_port()), TOKEN, *urls(callbacks)], env
+        )
+        assert run.returncode == 14
+        assert "within 1s" in run.stderr
+        assert reasons(callbacks, "/complete") == [("failed", "failed_to_start")]
+        pid = int(pidfile.read_text())
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+class TestBadInput:
+    """A user's mistake: one line on stderr, exit 2 or 3, no callback, nothing started."""
+
+    @pytest.mark.parametrize(
+        ("args", "needle"),
+        [
+            (["--port", "80800"], "--port"),
+            (["--port", "http"], "--port"),
+            (["--timeout", "-1"], "--timeout"),
+            (["--ip", "not-an-ip"], "--ip"),
+            (["--bogus"], "unrecognized arguments"),
+        ],
+    )
+    def test_a_bad_option_is_one_line_and_exit_2(
+        self, args: list[str], needle: str, callbacks: CallbackServer, reap: Path
+    ) -> None:
+        run = run_cli(["run", *args, TOKEN, *urls(callbacks)], cli_env(reap))
+        assert run.returncode == 2
+        assert run.stderr.count("\n") == 1 and needle in run.stderr
+        assert TOKEN not in run.stderr
+        assert callbacks.forms() == []
+        assert not (reap / ".jupyter").exists()
+
+    @pytest.mark.parametrize("url", ["ftp://example.org/cb", "not a url", "http://"])
+    def test_a_bad_url_is_a_usage_error(self, url: str, callbacks: CallbackServer, reap: Path) -> None:
+        run = run_cli(["run", TOKEN, url, callbacks.url("/complete")], cli_env(reap))
+        assert run.returncode == 2
+        assert "START_URL" in run.stderr and url not in run.stderr
+        assert callbacks.forms() == []
+
+    def test_an_invalid_definition_lists_its_problems_and_exits_3(self, tmp_path: Path, reap: Path) -> None:
+        states = tmp_path / "states.toml"
+        states.write_text('schema = 1\ninitial = "idle"\n[[states]]\nname = "idle"\naction = "nope"\n')
+        run = run_cli(["run", "--states", str(states), TOKEN], cli_env(reap))
+        assert run.returncode == 3
+        assert "states[0].action: unknown action 'nope'" in run.stderr
+        assert "Traceback" not in run.stderr
+
+    def test_a_definition_that_is_not_toml_exits_3(self, tmp_path: Path, reap: Path) -> None:
+        states = tmp_path / "states.toml"
+        states.write_text("[[states]\n")
+        run = run_cli(["run", "--states", str(states), TOKEN], cli_env(reap))
+        assert run.returncode == 3
+        assert "not valid TOML" in run.stderr
+
+
+class TestCompatibility:
+    def test_jupyter_init_takes_the_old_scripts_arguments(self, callbacks: CallbackServer, reap: Path) -> None:
+        jupyter_init = Path(sys.executable).with_name("jupyter-init")
+        completed = subprocess.run(
+            [str(jupyter_init), "", *urls(callbacks)], env=cli_env(reap), capture_output=True, text=True, check=False
+        )
+        assert completed.returncode == 10
+        assert reasons(callbacks, "/start") == [("failed", "no_token")]
+
+    def test_an_empty_url_means_no_callback(self, callbacks: CallbackServer, reap: Path) -> None:
+        run = run_cli(["run", "--module", "", "", "", callbacks.url("/complete")], cli_env(reap))
+        assert run.returncode == 10
+        time.sleep(0.2)
+        assert callbacks.forms() == []
+
+    def test_the_help_lists_every_option_the_readme_documents(self) -> None:
+        completed = subprocess.run(
+            [sys.executable, "-m", "provisioner", "run", "--help"], capture_output=True, text=True, check=False
+        )
+        assert completed.returncode == 0
+        for option in ("--port", "--ip", "--module", "--timeout", "--states", "--output-dir", "--progress-url"):
+            assert option in completed.stdout
