@@ -152,7 +152,7 @@ class Reporter:
 
         retrying = Retrying(
             stop=stop_after_attempt(policy.attempts) | stop_before_delay(policy.deadline),
-            wait=wait_exponential_jitter(initial=0.2, max=5.0, jitter=0.2),
+            wait=wait_exponential_jitter(multiplier=0.2, max=5.0, jitter=0.2),
             retry=retry_if_exception_type(_Transient),
         )
         with contextlib.suppress(RetryError):  # the last attempt's error is already recorded

@@ -1,0 +1,171 @@
+"""states.toml: the shipped definition's contract with the code, and the validator that guards every definition."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from provisioner import actions
+from provisioner import definition as definitions
+from provisioner.errors import ConfigError
+from provisioner.settings import SETTING_PARSERS
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+TOP_LEVEL = Path(__file__).resolve().parent.parent / "states.toml"
+
+
+def shipped_data() -> dict[str, Any]:
+    data: dict[str, Any] = tomllib.loads(TOP_LEVEL.read_text())
+    return data
+
+
+def parse(data: dict[str, Any]) -> definitions.Definition:
+    return definitions.parse(data, actions.reasons(), SETTING_PARSERS, source="test.toml")
+
+
+def problems(data: dict[str, Any]) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse(data)
+    return list(caught.value.problems)
+
+
+def state_index(data: dict[str, Any], name: str) -> int:
+    return next(index for index, state in enumerate(data["states"]) if state["name"] == name)
+
+
+class TestShippedDefinition:
+    def test_the_package_ships_the_top_level_states_toml(self) -> None:
+        assert definitions.default_path().read_bytes() == TOP_LEVEL.read_bytes()
+
+    def test_it_declares_the_spec_states_in_order(self) -> None:
+        names = [state.name for state in parse(shipped_data()).states]
+        assert names == ["idle", "validating", "loading", "port_check", "starting", "verifying", "ready", "failed"]
+
+    def test_every_declared_action_exists_and_every_action_is_declared(self) -> None:
+        declared = {state.action for state in parse(shipped_data()).states if state.action}
+        assert declared == set(actions.registry())
+
+    def test_every_action_has_run_and_reasons_with_exit_codes(self) -> None:
+        definition = parse(shipped_data())
+        for action in actions.registry().values():
+            assert callable(action.run)
+            for reason in action.reasons:
+                assert definition.exit_code(reason) not in (0, 1, 2, 3, 4)
+
+    def test_the_spec_reasons_go_to_the_spec_urls(self) -> None:
+        definition = parse(shipped_data())
+        sent = {
+            (notify.status, notify.reason): notify.endpoint
+            for transition in definition.transitions
+            for notify in transition.notify
+        }
+        assert sent[("init_started", None)] == "start"
+        assert sent[("init_completed", None)] == "complete"
+        assert sent[("failed", "no_token")] == "start"
+        assert sent[("failed", "port_in_use")] == "complete"
+        assert sent[("failed", "failed_to_start")] == "complete"
+
+    def test_every_working_state_can_reach_failed(self) -> None:
+        definition = parse(shipped_data())
+        for state in definition.states:
+            if state.action and state.name != "failed":
+                failures = [t for t in definition.transitions if state.name in t.sources and t.dest == "failed"]
+                assert failures, state.name
+
+    def test_exit_codes_are_distinct(self) -> None:
+        codes = list(parse(shipped_data()).reasons.values())
+        assert len(codes) == len(set(codes))
+
+
+class TestValidation:
+    def test_every_problem_is_reported_at_once_with_its_path(self) -> None:
+        data = shipped_data()
+        data["states"][state_index(data, "loading")]["action"] = "teleporting"
+        data["states"][state_index(data, "port_check")]["retry"]["deadline"] = 0
+        data["transitions"][0]["dest"] = "nowhere"
+        found = problems(data)
+        assert any(p.startswith("states[2].action: unknown action 'teleporting'") for p in found)
+        assert "states[3].retry.deadline: must be > 0" in found
+        assert "transitions[0].dest: 'nowhere' is not a declared state" in found
+        assert len(found) >= 3
+
+    def test_a_failure_reason_without_an_exit_code_is_refused(self) -> None:
+        data = shipped_data()
+        del data["reasons"]["port_in_use"]
+        found = problems(data)
+        assert any("'port_in_use' is not a declared reason" in p for p in found)
+
+    def test_an_action_reason_without_a_transition_is_refused(self) -> None:
+        data = shipped_data()
+        data["transitions"] = [t for t in data["transitions"] if t["trigger"] != "jupyter_not_found"]
+        assert any("can fail with 'jupyter_not_found'" in p for p in problems(data))
+
+    def test_an_unreachable_state_is_refused(self) -> None:
+        data = shipped_data()
+        data["states"].append({"name": "limbo"})
+        data["transitions"].append({"trigger": "ok", "source": "limbo", "dest": "ready"})
+        assert "states[8]: state 'limbo' cannot be reached from 'idle'" in problems(data)
+
+    def test_a_state_with_no_way_forward_is_refused(self) -> None:
+        data = shipped_data()
+        data["transitions"] = [
+            t for t in data["transitions"] if not (t["trigger"] == "ok" and t["source"] == "starting")
+        ]
+        assert any("'starting' is not final and has no 'ok' transition" in p for p in problems(data))
+
+    def test_unknown_keys_and_bad_types_are_refused(self) -> None:
+        data = shipped_data()
+        data["states"][0]["colour"] = "blue"
+        data["callbacks"]["attempts"] = "many"
+        found = problems(data)
+        assert "states[0].colour: unknown key" in found
+        assert "callbacks.attempts: must be a whole number" in found
+
+    def test_reserved_and_repeated_exit_codes_are_refused(self) -> None:
+        data = shipped_data()
+        data["reasons"]["no_token"] = 2
+        data["reasons"]["port_in_use"] = data["reasons"]["failed_to_start"]
+        found = problems(data)
+        assert any(p.startswith("reasons.no_token: exit code must be") for p in found)
+        assert any("is already used by" in p for p in found)
+
+    def test_settings_are_checked_by_the_same_rules_as_the_command_line(self) -> None:
+        data = shipped_data()
+        data["settings"]["port"] = 70000
+        data["settings"]["colour"] = "blue"
+        found = problems(data)
+        assert any(p.startswith("settings.port: 70000 is out of range") for p in found)
+        assert any(p.startswith("settings.colour: unknown setting") for p in found)
+
+    def test_a_wrong_schema_version_is_refused(self) -> None:
+        data = shipped_data()
+        data["schema"] = 99
+        assert "schema: must be 1 (found 99)" in problems(data)
+
+    def test_a_file_that_is_not_toml_is_one_problem(self, tmp_path: Path) -> None:
+        path = tmp_path / "states.toml"
+        path.write_text("schema = = 1\n")
+        with pytest.raises(ConfigError) as caught:
+            definitions.load(path, actions.reasons(), SETTING_PARSERS)
+        assert caught.value.problems[0].startswith("not valid TOML")
+
+    def test_the_definition_is_frozen(self) -> None:
+        definition = parse(shipped_data())
+        with pytest.raises(AttributeError):
+            definition.initial = "ready"  # type: ignore[misc]
+        with pytest.raises(TypeError):
+            definition.reasons["new"] = 99  # type: ignore[index]
+
+    def test_parsing_does_not_change_its_input(self) -> None:
+        data = shipped_data()
+        before = copy.deepcopy(data)
+        parse(data)
+        assert data == before
