@@ -252,6 +252,12 @@ class TestFailures:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
 
+    def test_an_unreachable_callback_endpoint_does_not_change_the_outcome(self, reap: Path) -> None:
+        down = f"http://127.0.0.1:{free_port()}/start"
+        run = run_cli(["run", "--module", "", "", down], cli_env(reap))
+        assert run.returncode == 10
+        assert "not delivered" in run.stderr
+
 
 class TestBadInput:
     """A user's mistake: one line on stderr, exit 2 or 3, no callback, nothing started."""

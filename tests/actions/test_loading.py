@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from provisioner import envmodules
 from provisioner.actions import loading
 from provisioner.context import RunContext
 from provisioner.errors import StepFailed
-from tests.conftest import SYSTEM_PATH
+from tests.conftest import REAL_JUPYTER, SYSTEM_PATH
 
 
 def test_the_module_puts_jupyter_on_the_servers_path_not_ours(
@@ -38,3 +39,31 @@ def test_no_module_and_no_jupyter_is_jupyter_not_found(ctx: RunContext, monkeypa
     with pytest.raises(StepFailed) as caught:
         loading.run(ctx)
     assert caught.value.reason == "jupyter_not_found"
+
+
+def test_without_a_module_system_jupyter_on_path_is_used_with_a_warning(
+    ctx: RunContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A machine with no Lmod and no Environment Modules, but Jupyter installed (the `notebook` extra)."""
+    monkeypatch.setattr(envmodules, "LMOD_HOMES", (tmp_path / "no-lmod",))
+    monkeypatch.setattr(envmodules, "TCL_COMMANDS", (tmp_path / "no-modulecmd.tcl",))
+    for name in ("LMOD_CMD", "MODULESHOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PATH", f"{REAL_JUPYTER.parent}:{SYSTEM_PATH}")
+    loading.run(ctx)
+    assert ctx.jupyter == REAL_JUPYTER
+    assert "no module system found" in caplog.text
+
+
+def test_without_a_module_system_or_jupyter_the_load_fails(
+    ctx: RunContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(envmodules, "LMOD_HOMES", ())
+    monkeypatch.setattr(envmodules, "TCL_COMMANDS", ())
+    for name in ("LMOD_CMD", "MODULESHOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PATH", SYSTEM_PATH)
+    with pytest.raises(StepFailed) as caught:
+        loading.run(ctx)
+    assert caught.value.reason == "module_load_failed"
+    assert "no module system" in caught.value.message
