@@ -67,6 +67,65 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=_run)
 
 
+def _add_output_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output-dir", metavar="DIR", help="the run's directory (default ~/.jupyter)")
+
+
+def _add_resume(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "resume",
+        help="continue the recorded run from where it stopped",
+        description="Continue the run recorded in the output directory: re-run the state that failed or was "
+        "interrupted, skip the ones that completed, deliver the callbacks that were not. Needs no token.",
+        epilog=EPILOG,
+    )
+    _add_output_dir(parser)
+    parser.add_argument("--states", type=Path, metavar="FILE", help="definition (default: the recorded run's)")
+    parser.set_defaults(
+        func=lambda args, started: commands.resume(commands.output_dir(args.output_dir, None), args.states, started)
+    )
+
+
+def _add_state(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "state",
+        help="show what the recorded run did (exit 0 ready, 1 failed, 2 running or never run)",
+        description="Show the recorded run: its state, history, server and callbacks. The token is never shown.",
+    )
+    _add_output_dir(parser)
+    parser.add_argument("--json", action="store_true", help="the same as JSON, for scripts")
+    parser.set_defaults(
+        func=lambda args, started: commands.state(commands.output_dir(args.output_dir, None), args.json)
+    )
+
+
+def _add_stop(subparsers: Any) -> None:
+    parser = subparsers.add_parser("stop", help="stop the recorded server and its kernels")
+    _add_output_dir(parser)
+    parser.add_argument("--grace", type=float, default=10.0, metavar="S", help="seconds before SIGKILL (default 10)")
+    parser.set_defaults(
+        func=lambda args, started: commands.stop(commands.output_dir(args.output_dir, None), args.grace)
+    )
+
+
+def _add_graph(subparsers: Any) -> None:
+    parser = subparsers.add_parser("graph", help="draw the state machine (mermaid or Graphviz dot)")
+    parser.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    parser.add_argument("--current", action="store_true", help="mark the state of the recorded run")
+    parser.add_argument("--states", type=Path, metavar="FILE", help="definition to draw (default: the shipped one)")
+    _add_output_dir(parser)
+    parser.set_defaults(func=_graph)
+
+
+def _graph(args: argparse.Namespace, started: float) -> int:
+    definition = commands.load_definition(args.states)
+    current = None
+    if args.current:
+        current = commands.describe(commands.output_dir(args.output_dir, args.states)).get("state")
+    print(commands.graph(definition, args.format, current), end="")
+    return 0
+
+
 def _add_check(subparsers: Any) -> None:
     parser = subparsers.add_parser("check", help="validate a states.toml without running it")
     parser.add_argument("--states", type=Path, metavar="FILE", help="definition to check (default: the shipped one)")
@@ -78,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"provisioner {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, required=True)
     _add_run(subparsers)
+    _add_resume(subparsers)
+    _add_state(subparsers)
+    _add_stop(subparsers)
+    _add_graph(subparsers)
     _add_check(subparsers)
     return parser
 

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from pathlib import Path
+from typing import Any
 
-from provisioner import actions
+from provisioner import actions, netinfo, server
 from provisioner import definition as definitions
+from provisioner.actions.verifying import probe
 from provisioner.context import INFO_TXT, RunContext, log
 from provisioner.definition import Definition
-from provisioner.machine import Runner
+from provisioner.errors import ProvisionError, UsageError
+from provisioner.journal import FAILED, READY, RUNNING, STOPPED, Journal, Plan, plan_resume, server_alive
+from provisioner.machine import Outcome, Runner
 from provisioner.output import redact
-from provisioner.reporter import Reporter
-from provisioner.settings import SETTING_PARSERS, Settings
+from provisioner.reporter import PROGRESS_LANE, SPEC_LANE, Reporter
+from provisioner.settings import SETTING_PARSERS, Secret, Settings, resolve
+from provisioner.store import Store
 
 
 def load_definition(path: Path | None) -> Definition:
@@ -19,18 +27,131 @@ def load_definition(path: Path | None) -> Definition:
     return definitions.load(path or definitions.default_path(), actions.reasons(), SETTING_PARSERS)
 
 
-def run(settings: Settings, definition: Definition, started: float) -> int:
-    """Provision a server; return the exit code of the state the machine ends in."""
-    redact.add(settings.token)
-    ctx = RunContext(settings=settings)
-    reporter = Reporter(definition.callbacks, redact)
+def output_dir(option: str | None, states: Path | None) -> Path:
+    """The output directory as `run` would choose it: --output-dir, $PROVISIONER_OUTPUT_DIR, states.toml, ~/.jupyter."""
+    return resolve({"output_dir": option}, os.environ, load_definition(states).settings, None).out
+
+
+def _locked_store(out: Path) -> Store:
+    store = Store(out)
     try:
-        outcome = Runner(definition, ctx, reporter, started).run()
+        store.lock()
+    except OSError as exc:
+        raise UsageError(f"cannot use {out}: {exc.strerror or exc}") from None
+    return store
+
+
+def run(settings: Settings, definition: Definition, started: float) -> int:
+    """Provision a server from the start, unless the one recorded in the output directory is up and ours."""
+    store = Store(settings.out)
+    try:
+        store.lock()
+    except OSError as exc:
+        # The machine's validating state reports an unusable output directory, with its callback.
+        log.warning("warning: cannot record the run in %s: %s", settings.out, exc.strerror or exc)
+        return provision(settings, definition, None, started, previous=None)
+    try:
+        previous = store.load()
+        if previous is not None and settings.token is not None and _still_serving(previous, settings.token):
+            url, pid = previous["server"].get("url"), previous["server"]["pid"]
+            log.info("the server from an earlier run is up at %s (pid %s); nothing to do", url, pid)
+            return 0
+        if settings.token is not None and settings.token.reveal():
+            store.save_token(settings.token)
+        return provision(settings, definition, store, started, previous=None)
+    finally:
+        store.unlock()
+
+
+def _still_serving(record: dict[str, Any], token: Secret) -> bool:
+    recorded = record.get("server") or {}
+    if record.get("outcome") != READY or not server_alive(record) or not recorded.get("port"):
+        return False
+    host = netinfo.local_host(str((record.get("settings") or {}).get("ip", "127.0.0.1")))
+    return probe(host, int(recorded["port"]), token.reveal()) == 200
+
+
+def resume(out: Path, states: Path | None, started: float) -> int:
+    """Continue the run recorded in `out` from where it stopped, with the settings and token it had."""
+    store = _locked_store(out)
+    try:
+        previous = store.load()
+        if previous is None:
+            raise UsageError(f"nothing to resume: no provisioner state in {out} (start with: provisioner run)")
+        recorded_source = Path(str((previous.get("definition") or {}).get("source", "")))
+        definition = load_definition(states or (recorded_source if recorded_source.is_file() else None))
+        if definition.digest != (previous.get("definition") or {}).get("digest"):
+            log.warning(
+                "warning: %s has changed since the recorded run; resuming with it as it is now", definition.source
+            )
+        settings = _recorded_settings(previous, store.load_token())
+        return provision(settings, definition, store, started, previous)
+    finally:
+        store.unlock()
+
+
+def _recorded_settings(record: dict[str, Any], token: Secret | None) -> Settings:
+    recorded = dict(record.get("settings") or {})
+    home = str(recorded.pop("home", "") or Path.home())
+    cli = {key: value for key, value in recorded.items() if value is not None}
+    try:
+        return resolve(cli, {"HOME": home}, {}, token)
+    except ProvisionError as exc:
+        raise UsageError(f"the recorded settings cannot be used: {exc.message}") from None
+
+
+def provision(
+    settings: Settings, definition: Definition, store: Store | None, started: float, previous: dict[str, Any] | None
+) -> int:
+    """Run the machine: from the start, or (with `previous`) from where the recorded run stopped.
+
+    A fresh run is a resume from nothing: one code path, with a plan that starts at the initial state and skips nothing.
+    """
+    ctx = RunContext(settings=settings)
+    journal = Journal(store, previous)
+    plan = Plan(definition.initial, frozenset())
+    if previous is not None:
+        alive = server_alive(previous)
+        plan = plan_resume(previous, definition, alive)
+        _restore(ctx, previous, alive)
+        log.info("resuming %s", f"at {plan.start}" if plan.start else "a finished run: only undelivered callbacks")
+    reporter = Reporter(definition.callbacks, redact, journal.delivered(), on_done=journal.save)
+    journal.begin(definition, settings, ctx, reporter.deliveries)
+    _resend(journal, reporter, settings)
+    outcome: Outcome | None = None
+    try:
+        if plan.start is None:
+            state = str((previous or {}).get("state", ""))
+            outcome = Outcome(state, 0)
+        else:
+            outcome = Runner(definition, ctx, reporter, journal, started).run(plan.start, plan.skip)
     finally:
         reporter.close(definition.callbacks.deadline)
+        journal.finish(RUNNING if outcome is None else READY if outcome.exit_code == 0 else FAILED)
+    assert outcome is not None
     if outcome.exit_code == 0:
         log.info("connection details: %s", ctx.out / INFO_TXT)
     return outcome.exit_code
+
+
+def _restore(ctx: RunContext, record: dict[str, Any], alive: bool) -> None:
+    """Give a resumed run what the skipped states found: the port, and the server if it still runs."""
+    port = record.get("port")
+    ctx.port = port if isinstance(port, int) else None
+    if alive:
+        recorded = record["server"]
+        ctx.pid, ctx.pid_start = recorded["pid"], recorded.get("start_time")
+        ctx.server_started = time.monotonic()
+        ctx.handed_over = record.get("outcome") == READY or bool(recorded.get("url"))
+
+
+def _resend(journal: Journal, reporter: Reporter, settings: Settings) -> None:
+    for callback in journal.undelivered():
+        endpoint = str(callback.get("endpoint"))
+        url = settings.progress_url if endpoint == "progress" else settings.endpoint(endpoint)
+        if url:
+            lane = PROGRESS_LANE if endpoint == "progress" else SPEC_LANE
+            reporter.send(endpoint, url, dict(callback.get("fields") or {}), lane=lane)
 
 
 def check(path: Path | None) -> int:
@@ -39,3 +160,131 @@ def check(path: Path | None) -> int:
     states = len(definition.states)
     print(f"{definition.source}: ok ({states} states, {len(definition.transitions)} transitions)")
     return 0
+
+
+# provisioner state: exit codes like `cloud-init status`.
+STATUS_EXIT = {"ready": 0, "failed": 1, "interrupted": 1, "stopped": 1, "gone": 1, "running": 2, "never_run": 2}
+
+
+def describe(out: Path) -> dict[str, Any]:
+    """The state dump: the record as stored, with `status` and whether the server is alive now. No token in it."""
+    store = Store(out)
+    record = store.load()
+    if record is None:
+        return {"status": "never_run", "output_dir": str(out)}
+    alive = server_alive(record)
+    if store.locked_by_another():
+        status = "running"
+    elif record.get("outcome") == READY:
+        status = "ready" if alive else "gone"
+    elif record.get("outcome") in (FAILED, STOPPED):
+        status = str(record["outcome"])
+    else:
+        status = "interrupted"
+    dump: dict[str, Any] = {"status": status, "output_dir": str(out), **record}
+    if dump.get("server"):
+        dump["server"] = {**dump["server"], "alive": alive}
+    return dump
+
+
+def state(out: Path, as_json: bool) -> int:
+    dump = describe(out)
+    print(redact(json.dumps(dump, indent=2) if as_json else render_state(dump)))
+    return STATUS_EXIT[dump["status"]]
+
+
+def render_state(dump: dict[str, Any]) -> str:
+    lines = [f"status:     {dump['status']}", f"output dir: {dump['output_dir']}"]
+    if dump["status"] == "never_run":
+        return "\n".join([*lines, "no provisioner run is recorded here"])
+    lines.append(f"state:      {dump.get('state')}")
+    failure = dump.get("failure")
+    if failure:
+        lines.append(f"failure:    {failure['reason']} in {failure['state']}: {failure['message']}")
+    recorded = dump.get("server")
+    if recorded:
+        running = "running" if recorded.get("alive") else "not running"
+        url = recorded.get("url") or f"port {recorded.get('port')}"
+        lines.append(f"server:     pid {recorded['pid']}, {url} ({running})")
+    lines.append("history:")
+    for entry in dump.get("history", []):
+        duration = f"{entry['duration']:.2f}s" if entry.get("duration") is not None else "-"
+        outcome = entry.get("outcome") or "(did not finish)"
+        detail = f" {entry['reason']}: {entry['error']}" if entry.get("reason") else ""
+        lines.append(f"  {entry['entered'][11:23]}  {entry['state']:<14} {duration:>8}  {outcome}{detail}")
+    lines.append("callbacks:")
+    for callback in dump.get("callbacks", []):
+        what = callback["status"] + (f"/{callback['reason']}" if callback.get("reason") else "")
+        http = f"HTTP {callback['http_status']}, " if callback.get("http_status") else ""
+        result = "delivered" if callback.get("delivered") else f"NOT delivered ({callback.get('error')})"
+        lines.append(f"  {callback['endpoint']:<9} {what:<28} {result} ({http}{callback.get('attempts', 0)} attempts)")
+    lines.append(f"updated:    {dump.get('updated')}")
+    return "\n".join(lines)
+
+
+def stop(out: Path, grace: float) -> int:
+    """Stop the recorded server with its kernels, wait for its port to be free, and record that."""
+    store = _locked_store(out)
+    try:
+        record = store.load()
+        recorded = (record or {}).get("server")
+        if record is None or not recorded:
+            print(f"no server is recorded in {out}; nothing to stop")
+            return 0
+        pid, port = recorded["pid"], recorded.get("port")
+        if not server.stop(pid, start_time=recorded.get("start_time"), grace=grace):
+            print(f"the recorded server (pid {pid}) is not running; nothing to stop")
+            return 0
+        ip = str((record.get("settings") or {}).get("ip", "0.0.0.0"))  # noqa: S104 - Jupyter's own default
+        deadline = time.monotonic() + grace
+        while isinstance(port, int) and not netinfo.port_free(ip, port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        Journal(store, record).stopped()
+        print(f"stopped the server (pid {pid}); port {port} is free")
+        return 0
+    finally:
+        store.unlock()
+
+
+def graph(definition: Definition, fmt: str, current: str | None) -> str:
+    """The machine as a diagram: mermaid (drawn by transitions) or Graphviz dot."""
+    if current is not None and not definition.has_state(current):
+        raise UsageError(f"the recorded state {current!r} is not in {definition.source}")
+    if fmt == "dot":
+        return _dot(definition, current)
+    from transitions.extensions import GraphMachine  # ~70 ms; only this command needs it
+
+    class Model:
+        pass
+
+    model = Model()
+    machine = GraphMachine(
+        model=model,
+        states=[state.name for state in definition.states],
+        transitions=[{"trigger": t.trigger, "source": list(t.sources), "dest": t.dest} for t in definition.transitions],
+        initial=definition.initial,
+        auto_transitions=False,
+        graph_engine="mermaid",
+        title="provisioner",
+    )
+    if current is not None:
+        machine.set_state(current)  # drawn as the active state; the start arrow still points at the initial one
+    drawn: str = model.get_graph(force_new=True).draw(None)  # type: ignore[attr-defined]
+    return drawn.rstrip() + "\n"
+
+
+def _dot(definition: Definition, current: str | None) -> str:
+    lines = ["digraph provisioner {", "  rankdir=LR;", '  node [shape=box, style="rounded"];']
+    for state in definition.states:
+        attributes = ["peripheries=2"] if state.final else []
+        if state.name == current:
+            attributes.append('style="rounded,filled", fillcolor=darksalmon')
+        lines.append(f"  {state.name}" + (f" [{', '.join(attributes)}]" if attributes else "") + ";")
+    edges: dict[tuple[str, str], list[str]] = {}
+    for transition in definition.transitions:
+        for source in transition.sources:
+            edges.setdefault((source, transition.dest), []).append(transition.trigger)
+    for (source, dest), triggers in edges.items():
+        lines.append(f'  {source} -> {dest} [label="{" | ".join(triggers)}"];')
+    lines.append("}")
+    return "\n".join(lines) + "\n"

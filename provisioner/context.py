@@ -29,6 +29,7 @@ class RunContext:
     port: int | None = None
     process: subprocess.Popen[bytes] | None = None
     pid: int | None = None
+    pid_start: int | None = None  # the server's start time, to tell it from a process that reuses its PID
     server_started: float | None = None  # time.monotonic() when the server was launched
     vm_ip: str | None = None
     # True once the server belongs to the user (ready): from then on nothing we do may stop it.

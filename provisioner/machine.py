@@ -17,6 +17,7 @@ from provisioner.actions import registry
 from provisioner.context import RunContext, log
 from provisioner.definition import OK, Definition, Notify, StateDef
 from provisioner.errors import StepFailed
+from provisioner.journal import FAILED, SKIPPED, Journal
 from provisioner.reporter import PROGRESS_LANE, Reporter
 
 if TYPE_CHECKING:
@@ -41,10 +42,13 @@ class _Model:
 class Runner:
     """Runs one provisioning from a given state to a final state."""
 
-    def __init__(self, definition: Definition, ctx: RunContext, reporter: Reporter, started: float) -> None:
+    def __init__(
+        self, definition: Definition, ctx: RunContext, reporter: Reporter, journal: Journal, started: float
+    ) -> None:
         self.definition = definition
         self.ctx = ctx
         self.reporter = reporter
+        self.journal = journal
         self.started = started
         self.model = _Model()
         self.failure: StepFailed | None = None
@@ -66,13 +70,21 @@ class Runner:
             after_state_change=self._on_transition,
         )
 
-    def run(self, initial: str | None = None) -> Outcome:
+    def run(self, initial: str | None = None, skip: frozenset[str] = frozenset()) -> Outcome:
+        """Run from `initial` to a final state; states in `skip` (done by an earlier run) pass straight on."""
         start = initial or self.definition.initial
         self.build(start)
         self._progress(start)
         while True:
             state = self.definition.state(self.model.state)
+            self.journal.enter(state.name)
+            if state.name in skip:
+                self.journal.leave(SKIPPED)
+                self.model.trigger(OK, error=None)
+                continue
+            pid_before = self.ctx.pid
             error = self._run_action(state)
+            self.journal.leave(FAILED if error else OK, error, started_server=self.ctx.pid != pid_before)
             if state.final and error is None:
                 self._flush_deferred()
                 return self._outcome(state)

@@ -11,7 +11,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -44,6 +44,7 @@ class Delivery:
             "endpoint": self.endpoint,
             "status": self.fields.get("status"),
             "reason": self.fields.get("reason"),
+            "fields": self.fields,
             "attempts": self.attempts,
             "http_status": self.http_status,
             "delivered": self.delivered,
@@ -58,16 +59,29 @@ class _Transient(Exception):
 class Reporter:
     """Sends callbacks in order, one thread per lane, each under the definition's retry policy."""
 
-    def __init__(self, policy: CallbackPolicy, redact: Callable[[str], str]) -> None:
+    def __init__(
+        self,
+        policy: CallbackPolicy,
+        redact: Callable[[str], str],
+        delivered: Collection[tuple[str, str | None, str | None]] = (),
+        on_done: Callable[[], None] | None = None,
+    ) -> None:
         self.policy = policy
         self.redact = redact
+        # (endpoint, status, reason) of the platform's callbacks an earlier run delivered: never sent twice.
+        self.delivered = set(delivered)
+        self.on_done = on_done
         self.deliveries: list[Delivery] = []
         self._queues: dict[str, queue.Queue[tuple[str, Delivery] | None]] = {}
         self._threads: list[threading.Thread] = []
 
-    def send(self, endpoint: str, url: str, fields: Mapping[str, str], lane: str = SPEC_LANE) -> Delivery:
-        """Queue a callback; return its record, which fills in as it is delivered."""
-        delivery = Delivery(endpoint, {key: self.redact(str(value)) for key, value in fields.items()})
+    def send(self, endpoint: str, url: str, fields: Mapping[str, str], lane: str = SPEC_LANE) -> Delivery | None:
+        """Queue a callback; return its record, which fills in as it is delivered (None: delivered before)."""
+        key = (endpoint, fields.get("status"), fields.get("reason"))
+        if lane == SPEC_LANE and key in self.delivered:
+            log.info("%s callback (%s) was delivered by an earlier run; not sending it again", endpoint, key[1])
+            return None
+        delivery = Delivery(endpoint, {name: self.redact(str(value)) for name, value in fields.items()})
         self.deliveries.append(delivery)
         self._lane(lane).put((url, delivery))
         return delivery
@@ -107,6 +121,8 @@ class Reporter:
                     delivery.error = self.redact(f"{type(exc).__name__}: {exc}")
                 finally:
                     delivery.done.set()
+                if self.on_done is not None:
+                    self.on_done()
                 if not delivery.delivered:
                     log.warning(
                         "warning: %s callback (%s) to %s not delivered after %d attempt(s): %s",

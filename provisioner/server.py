@@ -8,41 +8,52 @@ import subprocess
 import time
 
 
-def alive(pid: int, process: subprocess.Popen[bytes] | None = None) -> bool:
-    """Whether the server still runs (our own child is reaped, not left a zombie that looks alive)."""
+def alive(pid: int, process: subprocess.Popen[bytes] | None = None, start_time: int | None = None) -> bool:
+    """Whether the server still runs.
+
+    Our own child is polled (and so reaped, not left a zombie that looks alive); another process is ours only if its
+    start time is the one recorded, so that a PID the kernel gave to someone else after a reboot is not mistaken for it.
+    """
     if process is not None:
         return process.poll() is None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    fields = _stat(pid)
+    if fields is None or fields[0] == "Z":
         return False
-    except PermissionError:
-        return True
-    return not _zombie(pid)
+    return start_time is None or fields[19] == str(start_time)
 
 
-def _zombie(pid: int) -> bool:
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    fields = _stat(pid)
+    return int(fields[19]) if fields else None
+
+
+def _stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat from the field after the command name (which may hold spaces and parentheses)."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
+            fields = handle.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return False
+        return None
+    return fields if len(fields) > 19 else None
 
 
-def stop(pid: int, process: subprocess.Popen[bytes] | None = None, grace: float = 10.0) -> bool:
+def stop(
+    pid: int, process: subprocess.Popen[bytes] | None = None, start_time: int | None = None, grace: float = 10.0
+) -> bool:
     """SIGTERM the server's process group (its kernels too), SIGKILL after `grace` seconds; True if it was running.
 
     The server runs in a session of its own, so its process group is its PID.
     """
-    if not alive(pid, process):
+    if not alive(pid, process, start_time):
         return False
     _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while alive(pid, process) and time.monotonic() < deadline:
+    while alive(pid, process, start_time) and time.monotonic() < deadline:
         time.sleep(0.05)
-    if alive(pid, process):
+    if alive(pid, process, start_time):
         _signal_group(pid, signal.SIGKILL)
-        while alive(pid, process) and time.monotonic() < deadline + 5:
+        while alive(pid, process, start_time) and time.monotonic() < deadline + 5:
             time.sleep(0.05)
     return True
 

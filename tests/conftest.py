@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
@@ -91,9 +92,9 @@ def _handler(owner: list[CallbackServer]) -> type[BaseHTTPRequestHandler]:
 
 
 @contextlib.contextmanager
-def serving() -> Iterator[CallbackServer]:
+def serving(port: int = 0) -> Iterator[CallbackServer]:
     owner: list[CallbackServer] = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(owner))
+    server = ThreadingHTTPServer(("127.0.0.1", port), _handler(owner))
     server.daemon_threads = True
     owner.append(CallbackServer(server))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -180,6 +181,40 @@ class Run:
     def info(self) -> dict[str, object]:
         data: dict[str, object] = json.loads((self.out / "jupyter_info.json").read_text())
         return data
+
+
+def start_cli(args: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[str]:
+    """The CLI in the background, for tests that act while it runs."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "provisioner", *args],
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def read_state(home: Path) -> dict[str, Any]:
+    """The state file, or {} while there is none."""
+    try:
+        data: dict[str, Any] = json.loads((home / ".jupyter" / "provisioner-state.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data
+
+
+def jupyter_pids(home: Path) -> list[int]:
+    """The Jupyter servers running with this HOME."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                cmdline = (proc / "cmdline").read_bytes()
+                environ = (proc / "environ").read_bytes().split(b"\0")
+                if b"jupyter-notebook" in cmdline and f"HOME={home}".encode() in environ:
+                    pids.append(int(proc.name))
+    return pids
 
 
 def run_cli(args: Sequence[str], env: Mapping[str, str], timeout: float = 120) -> Run:

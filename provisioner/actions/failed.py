@@ -1,4 +1,4 @@
-"""failed: leave nothing half-done behind. A server this run started, and never handed over, is stopped."""
+"""failed: leave nothing half-done behind. A server this provisioning started, and never handed over, is stopped."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ REASONS: tuple[str, ...] = ()
 
 
 def run(ctx: RunContext) -> None:
-    if ctx.pid is None or ctx.handed_over or ctx.process is None:
+    if ctx.pid is None or ctx.handed_over:
         return
-    if server.stop(ctx.pid, ctx.process):
+    if server.stop(ctx.pid, ctx.process, ctx.pid_start):
         log.info("stopped the server this run started (pid %d)", ctx.pid)

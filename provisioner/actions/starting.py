@@ -7,6 +7,7 @@ import subprocess
 import time
 from datetime import datetime, timezone
 
+from provisioner import server
 from provisioner.context import RunContext, log
 from provisioner.errors import StepFailed
 
@@ -56,4 +57,5 @@ def run(ctx: RunContext) -> None:
     finally:
         os.close(fd)
     ctx.pid = ctx.process.pid
+    ctx.pid_start = server.start_time(ctx.pid)
     ctx.server_started = time.monotonic()

@@ -37,7 +37,7 @@ def run(ctx: RunContext) -> None:
     deadline = (ctx.server_started or time.monotonic()) + ctx.settings.timeout
     interval = FIRST_INTERVAL
     while True:
-        if not server.alive(ctx.pid, ctx.process):
+        if not server.alive(ctx.pid, ctx.process, ctx.pid_start):
             raise _exited(ctx)
         if probe(host, ctx.port, token) == 200:
             break

@@ -1,0 +1,128 @@
+"""The state file, the token file and the lock, in the output directory.
+
+- `provisioner-state.json` (0600): what happened, rewritten atomically after every transition. A file that does not
+  parse, or was written by a newer provisioner, is moved aside under a new name and reported, never overwritten.
+- `provisioner-token` (0600): the token, so that `provisioner resume` needs no secret on its command line. The state
+  file never holds it.
+- `provisioner.lock`: one run at a time. flock is released by the kernel when the process dies, even by SIGKILL,
+  so a killed run never leaves a stale lock behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from provisioner.context import log
+from provisioner.errors import LockedError
+from provisioner.files import write_private
+from provisioner.settings import Secret
+
+SCHEMA = 1
+STATE_FILE = "provisioner-state.json"
+TOKEN_FILE = "provisioner-token"  # noqa: S105 - a file name
+LOCK_FILE = "provisioner.lock"
+
+
+class Store:
+    """Reads and writes one output directory's state; `lock()` makes this process its only writer."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self._lock_fd: int | None = None
+        self._mutex = threading.Lock()  # callbacks finish on other threads and save too
+
+    @property
+    def path(self) -> Path:
+        return self.out / STATE_FILE
+
+    def lock(self) -> None:
+        """Take the directory's lock, creating the directory (0700) if needed; LockedError if another run has it."""
+        self.out.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.out / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise LockedError(
+                f"another provisioner run (pid {holder}) is using {self.out}; wait for it to finish"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def locked_by_another(self) -> bool:
+        """Whether a run is in progress right now (without taking the lock for long)."""
+        try:
+            fd = os.open(self.out / LOCK_FILE, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    def load(self) -> dict[str, Any] | None:
+        """The recorded state, or None. An unreadable file is moved aside (and said so) when we hold the lock."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning("warning: cannot read %s: %s", self.path, exc.strerror or exc)
+            return None
+        try:
+            record = json.loads(text)
+            problem = None if isinstance(record, dict) else "it is not a JSON object"
+        except ValueError as exc:
+            record, problem = None, f"it is not valid JSON ({exc})"
+        if problem is None:
+            schema = record.get("schema")
+            if not isinstance(schema, int) or schema < 1:
+                problem = "it has no schema version"
+            elif schema > SCHEMA:
+                problem = f"it was written by a newer provisioner (schema {schema}; this one reads {SCHEMA})"
+        if problem is None:
+            assert isinstance(record, dict)
+            return record
+        self._set_aside(problem)
+        return None
+
+    def _set_aside(self, problem: str) -> None:
+        if self._lock_fd is None:  # a reader does not move other people's files
+            log.warning("warning: ignoring %s: %s", self.path, problem)
+            return
+        aside = self.path.with_name(f"{STATE_FILE}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}")
+        os.replace(self.path, aside)
+        log.warning("warning: %s: %s; moved it to %s and started a new one", self.path, problem, aside.name)
+
+    def save(self, record: dict[str, Any]) -> None:
+        """Write the record atomically. A failure is reported, never raised: the run matters more than its log."""
+        with self._mutex:
+            try:
+                write_private(self.path, json.dumps(record, indent=2, sort_keys=False) + "\n")
+            except OSError as exc:
+                log.warning("warning: cannot write %s: %s", self.path, exc.strerror or exc)
+
+    def save_token(self, token: Secret) -> None:
+        write_private(self.out / TOKEN_FILE, token.reveal())
+
+    def load_token(self) -> Secret | None:
+        with contextlib.suppress(OSError):
+            return Secret((self.out / TOKEN_FILE).read_text(encoding="utf-8"))
+        return None

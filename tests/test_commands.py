@@ -1,0 +1,99 @@
+"""The verbs around a run: state, stop, graph and check, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from pathlib import Path
+
+from tests.conftest import TOKEN, CallbackServer, cli_env, free_port, jupyter_pids, run_cli
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+class TestState:
+    def test_never_run_is_exit_2(self, reap: Path) -> None:
+        run = run_cli(["state"], cli_env(reap))
+        assert run.returncode == 2
+        assert "status:     never_run" in run.stdout
+
+    def test_a_failed_run_is_exit_1_with_its_reason_and_no_token(self, callbacks: CallbackServer, reap: Path) -> None:
+        env = cli_env(reap, JUPYTER_TOKEN=TOKEN)
+        run_cli(["run", "--module", "NotThere", "--complete-url", callbacks.url("/complete")], env)
+        table = run_cli(["state"], cli_env(reap))
+        assert table.returncode == 1
+        assert "failure:    module_load_failed in loading:" in table.stdout
+        assert re.search(r"complete\s+failed/module_load_failed\s+delivered \(HTTP 200, 1 attempts\)", table.stdout)
+        dump = run_cli(["state", "--json"], cli_env(reap))
+        data = json.loads(dump.stdout)
+        assert (data["status"], data["state"], data["failure"]["reason"]) == ("failed", "failed", "module_load_failed")
+        assert [entry["state"] for entry in data["history"]] == ["idle", "validating", "loading", "failed"]
+        assert TOKEN not in table.stdout + dump.stdout
+        assert TOKEN not in (reap / ".jupyter" / "provisioner-state.json").read_text()
+
+
+class TestStop:
+    def test_stop_ends_the_server_frees_its_port_and_is_recorded(self, module_tree: Path, reap: Path) -> None:
+        port = free_port()
+        run = run_cli(["run", "--port", str(port)], cli_env(reap, module_tree, JUPYTER_TOKEN=TOKEN))
+        assert run.returncode == 0, run.stderr
+        assert "provisioner stop" in (reap / ".jupyter" / "jupyter_info.txt").read_text()
+        assert run_cli(["state"], cli_env(reap)).returncode == 0
+
+        stopped = run_cli(["stop"], cli_env(reap))
+        assert stopped.returncode == 0, stopped.stderr
+        assert f"port {port} is free" in stopped.stdout
+        assert jupyter_pids(reap) == []
+        with socket.socket() as sock:
+            sock.bind(("0.0.0.0", port))
+        state = run_cli(["state", "--json"], cli_env(reap))
+        assert state.returncode == 1
+        assert json.loads(state.stdout)["status"] == "stopped"
+
+        again = run_cli(["stop"], cli_env(reap))
+        assert again.returncode == 0
+        assert "is not running" in again.stdout
+
+    def test_stop_with_nothing_recorded_says_so(self, reap: Path) -> None:
+        run = run_cli(["stop"], cli_env(reap))
+        assert run.returncode == 0
+        assert "nothing to stop" in run.stdout
+
+
+class TestGraph:
+    def test_the_readme_diagram_is_the_graph_commands_output(self, reap: Path) -> None:
+        drawn = run_cli(["graph"], cli_env(reap)).stdout
+        blocks = re.findall(r"```mermaid\n(.*?)```", README.read_text(), flags=re.S)
+        assert drawn in blocks, "README.md's diagram has drifted: paste the output of `provisioner graph`"
+
+    def test_dot_lists_every_state_and_transition(self, reap: Path) -> None:
+        dot = run_cli(["graph", "--format", "dot"], cli_env(reap)).stdout
+        assert dot.startswith("digraph provisioner {")
+        assert 'port_check -> failed [label="port_in_use | failed_to_start"];' in dot
+        assert "ready [peripheries=2];" in dot
+
+    def test_current_marks_the_recorded_state(self, callbacks: CallbackServer, reap: Path) -> None:
+        run_cli(["run", "--module", "", "", callbacks.url("/start")], cli_env(reap))
+        drawn = run_cli(["graph", "--current"], cli_env(reap)).stdout
+        assert "Class failed s_active" in drawn
+        assert "Class idle s_default" in drawn
+
+
+class TestCheck:
+    def test_the_shipped_definition_is_valid(self, reap: Path) -> None:
+        run = run_cli(["check"], cli_env(reap))
+        assert run.returncode == 0
+        assert "ok (8 states" in run.stdout
+
+    def test_every_problem_is_listed_as_path_and_message(self, tmp_path: Path, reap: Path) -> None:
+        states = tmp_path / "states.toml"
+        shipped = (Path(__file__).resolve().parent.parent / "states.toml").read_text()
+        broken = shipped.replace('action = "loading"', 'action = "teleporting"').replace("port_in_use = 13\n", "")
+        states.write_text(broken)
+        run = run_cli(["check", "--states", str(states)], cli_env(reap))
+        assert run.returncode == 3
+        problems = [line.strip() for line in run.stderr.splitlines()[1:]]
+        assert any(p.startswith("states[2].action: unknown action 'teleporting'") for p in problems)
+        assert any(p.startswith("states[3].retry.on: 'port_in_use' is not a declared reason") for p in problems)
+        assert any(p.startswith("transitions[9].trigger:") for p in problems)

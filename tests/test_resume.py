@@ -1,0 +1,147 @@
+"""Resumable runs and idempotent re-runs, end to end with a real Jupyter server and a real callback receiver."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+from tests.conftest import (
+    TOKEN,
+    CallbackServer,
+    cli_env,
+    free_port,
+    jupyter_pids,
+    read_state,
+    run_cli,
+    serving,
+    start_cli,
+)
+
+
+def statuses(callbacks: CallbackServer, path: str) -> list[str]:
+    return [form["status"] + (f"/{form['reason']}" if "reason" in form else "") for form in callbacks.forms(path)]
+
+
+def urls(callbacks: CallbackServer) -> list[str]:
+    return ["--start-url", callbacks.url("/start"), "--complete-url", callbacks.url("/complete")]
+
+
+def test_a_port_freed_after_port_in_use_is_taken_on_resume(
+    module_tree: Path, callbacks: CallbackServer, reap: Path
+) -> None:
+    env = cli_env(reap, module_tree, JUPYTER_TOKEN=TOKEN)
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        first = run_cli(["run", "--port", str(port), *urls(callbacks)], env)
+    assert first.returncode == 13
+    assert read_state(reap)["failure"]["reason"] == "port_in_use"
+
+    resumed = run_cli(["resume"], cli_env(reap, module_tree))  # no token, no URLs: all recorded
+    assert resumed.returncode == 0, resumed.stderr
+    callbacks.wait_for(2, "/complete")
+    assert statuses(callbacks, "/start") == ["init_started"]
+    assert statuses(callbacks, "/complete") == ["failed/port_in_use", "init_completed"]
+    assert "resuming at loading" in resumed.stderr  # the module environment is rebuilt; validating is not re-run
+    assert read_state(reap)["server"]["port"] == port
+    assert len(jupyter_pids(reap)) == 1
+
+
+def test_a_run_killed_while_verifying_resumes_with_the_same_server(
+    module_tree: Path, callbacks: CallbackServer, reap: Path
+) -> None:
+    env = cli_env(reap, module_tree, JUPYTER_TOKEN=TOKEN)
+    process = start_cli(["run", "--port", "auto", *urls(callbacks)], env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        state = read_state(reap)
+        started_delivered = any(c["status"] == "init_started" and c["delivered"] for c in state.get("callbacks", []))
+        if state.get("state") == "verifying" and started_delivered:
+            break
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    [pid] = jupyter_pids(reap)
+    assert read_state(reap)["server"]["pid"] == pid
+
+    resumed = run_cli(["resume"], cli_env(reap, module_tree))
+    assert resumed.returncode == 0, resumed.stderr
+    assert jupyter_pids(reap) == [pid]  # adopted, not started again
+    assert statuses(callbacks, "/start") == ["init_started"]
+    assert statuses(callbacks, "/complete") == ["init_completed"]
+    assert read_state(reap)["server"]["pid"] == pid
+
+
+def test_an_undelivered_completion_is_delivered_by_resume_once(module_tree: Path, tmp_path: Path, reap: Path) -> None:
+    states = tmp_path / "states.toml"  # the shipped definition, with a short callback deadline
+    shipped = (Path(__file__).resolve().parent.parent / "states.toml").read_text()
+    states.write_text(shipped.replace("attempts = 6\ndeadline = 30.0", "attempts = 2\ndeadline = 1.0"))
+    port = free_port()
+    complete = f"http://127.0.0.1:{port}/complete"
+    env = cli_env(reap, module_tree, JUPYTER_TOKEN=TOKEN)
+    first = run_cli(["run", "--states", str(states), "--port", "auto", "--complete-url", complete], env)
+    assert first.returncode == 0, first.stderr  # an undeliverable callback does not change the outcome
+    [recorded] = [c for c in read_state(reap)["callbacks"] if c["endpoint"] == "complete"]
+    assert (recorded["status"], recorded["delivered"]) == ("init_completed", False)
+
+    with serving(port) as callbacks:
+        resumed = run_cli(["resume"], cli_env(reap, module_tree))
+        assert resumed.returncode == 0, resumed.stderr
+        again = run_cli(["resume"], cli_env(reap, module_tree))
+        assert again.returncode == 0, again.stderr
+        time.sleep(0.2)
+        assert statuses(callbacks, "/complete") == ["init_completed"]
+    assert [c["delivered"] for c in read_state(reap)["callbacks"] if c["endpoint"] == "complete"] == [True]
+    assert len(jupyter_pids(reap)) == 1
+
+
+def test_run_again_while_the_server_is_up_reports_it_and_starts_nothing(
+    module_tree: Path, callbacks: CallbackServer, reap: Path
+) -> None:
+    env = cli_env(reap, module_tree, JUPYTER_TOKEN=TOKEN)
+    first = run_cli(["run", "--port", "auto", *urls(callbacks)], env)
+    assert first.returncode == 0, first.stderr
+    [pid] = jupyter_pids(reap)
+    again = run_cli(["run", "--port", "auto", *urls(callbacks)], env)
+    assert again.returncode == 0
+    assert "nothing to do" in again.stderr
+    assert jupyter_pids(reap) == [pid]
+    assert statuses(callbacks, "/complete") == ["init_completed"]
+
+    os.killpg(pid, signal.SIGKILL)  # the VM rebooted: the recorded server is gone
+    while jupyter_pids(reap):
+        time.sleep(0.05)
+    fresh = run_cli(["run", "--port", "auto", *urls(callbacks)], env)
+    assert fresh.returncode == 0, fresh.stderr
+    [new_pid] = jupyter_pids(reap)
+    assert new_pid != pid
+    assert statuses(callbacks, "/complete") == ["init_completed", "init_completed"]
+
+
+def test_a_second_run_while_one_holds_the_directory_refuses_at_once(callbacks: CallbackServer, reap: Path) -> None:
+    out = reap / ".jupyter"
+    out.mkdir(mode=0o700)
+    with open(out / "provisioner.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write("4242\n")
+        held.flush()
+        run = run_cli(
+            ["run", "--module", "", TOKEN, callbacks.url("/start"), callbacks.url("/complete")], cli_env(reap)
+        )
+    assert run.returncode == 4
+    assert "another provisioner run (pid 4242)" in run.stderr
+    assert run.stderr.count("error:") == 1 and "Traceback" not in run.stderr
+    time.sleep(0.2)
+    assert callbacks.forms() == []
+    assert not (out / "provisioner-state.json").exists()
+
+
+def test_resume_with_nothing_recorded_says_so(reap: Path) -> None:
+    run = run_cli(["resume"], cli_env(reap))
+    assert run.returncode == 2
+    assert "nothing to resume" in run.stderr
