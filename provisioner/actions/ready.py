@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from datetime import datetime, timezone
 from typing import Any
 
@@ -28,8 +29,12 @@ def info(ctx: RunContext) -> dict[str, Any]:
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "log": str(ctx.log_path),
         "connect": f"open the url in a browser, or tunnel: ssh -L {ctx.port}:localhost:{ctx.port} USER@{ctx.vm_ip}",
-        "stop": f"provisioner stop (or: kill {ctx.pid})",
+        "stop": f"provisioner stop{_where(ctx)}   (stops the server and its kernels; or: kill {ctx.pid})",
     }
+
+
+def _where(ctx: RunContext) -> str:
+    return "" if ctx.settings.output_dir is None else f" --output-dir {shlex.quote(str(ctx.out))}"
 
 
 def render_text(data: dict[str, Any]) -> str:
