@@ -25,6 +25,7 @@ from tests.conftest import (
     make_bin,
     run_cli,
     serving,
+    start_cli,
     stop_servers,
 )
 
@@ -56,14 +57,7 @@ def provisioned(module_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> 
             "--complete-url",
             callbacks.url("/complete"),
         ]
-        process = subprocess.Popen(
-            [sys.executable, "-m", "provisioner", *args],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        process = start_cli(args, env)
         seen: list[str] = []
         while process.poll() is None:  # what ps would show at every moment of the run
             seen.extend(cmdlines())
