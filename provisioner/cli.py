@@ -202,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ProvisionError as exc:
         output.error(exc.message)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C outside a run (a run turns it into Interrupted)
         output.error("interrupted")
         return 130
 

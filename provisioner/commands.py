@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +16,8 @@ from provisioner import definition as definitions
 from provisioner.actions.verifying import probe
 from provisioner.context import INFO_TXT, RunContext, log
 from provisioner.definition import Definition
-from provisioner.errors import ProvisionError, UsageError
-from provisioner.journal import FAILED, READY, RUNNING, STOPPED, Journal, Plan, plan_resume, server_alive
+from provisioner.errors import Interrupted, ProvisionError, UsageError
+from provisioner.journal import FAILED, INTERRUPTED, READY, STOPPED, Journal, Plan, plan_resume, server_alive
 from provisioner.machine import Outcome, Runner
 from provisioner.output import redact
 from provisioner.reporter import PROGRESS_LANE, SPEC_LANE, Reporter
@@ -115,23 +118,65 @@ def provision(
         plan = plan_resume(previous, definition, alive)
         _restore(ctx, previous, alive)
         log.info("resuming %s", f"at {plan.start}" if plan.start else "a finished run: only undelivered callbacks")
-    reporter = Reporter(definition.callbacks, redact, journal.delivered(), on_done=journal.save)
+    reporter = Reporter(definition.callbacks, redact, settings.token, journal.delivered(), on_done=journal.save)
     journal.begin(definition, settings, ctx, reporter.deliveries)
     _resend(journal, reporter, settings)
     outcome: Outcome | None = None
-    try:
-        if plan.start is None:
-            state = str((previous or {}).get("state", ""))
-            outcome = Outcome(state, 0)
-        else:
-            outcome = Runner(definition, ctx, reporter, journal, started).run(plan.start, plan.skip)
-    finally:
-        reporter.close(definition.callbacks.deadline)
-        journal.finish(RUNNING if outcome is None else READY if outcome.exit_code == 0 else FAILED)
+    interrupted: Interrupted | None = None
+    with _signals_interrupt():
+        try:
+            if plan.start is None:
+                outcome = Outcome(str((previous or {}).get("state", "")), 0)
+            else:
+                outcome = Runner(definition, ctx, reporter, journal, started).run(plan.start, plan.skip)
+        except Interrupted as exc:
+            interrupted = exc
+            journal.interrupted(exc.message)
+            _abandon(ctx, exc)
+        finally:
+            # Interrupted, we are being shut down: give the callbacks a moment, not the whole deadline.
+            reporter.close(definition.callbacks.deadline if interrupted is None else INTERRUPTED_GRACE)
+            journal.finish(_final_outcome(outcome, interrupted))
+    if interrupted is not None:
+        raise interrupted
     assert outcome is not None
     if outcome.exit_code == 0:
         log.info("connection details: %s", ctx.out / INFO_TXT)
     return outcome.exit_code
+
+
+INTERRUPTED_GRACE = 3.0
+CAUGHT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """Turn SIGTERM, SIGINT and SIGHUP into Interrupted in the main thread, so the run can clean up and record."""
+
+    def handler(signum: int, frame: object) -> None:
+        for caught in CAUGHT_SIGNALS:  # a second signal while cleaning up must not cut the cleanup short
+            signal.signal(caught, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    previous = {caught: signal.signal(caught, handler) for caught in CAUGHT_SIGNALS}
+    try:
+        yield
+    finally:
+        for caught, action in previous.items():
+            signal.signal(caught, action)
+
+
+def _abandon(ctx: RunContext, exc: Interrupted) -> None:
+    """Stop the server this run started unless it was already handed over: no half-provisioned server is left."""
+    log.warning("warning: %s; the run is recorded and `provisioner resume` continues it", exc.message)
+    if ctx.pid is not None and not ctx.handed_over and server.stop(ctx.pid, ctx.process, ctx.pid_start):
+        log.warning("warning: stopped the server this run started (pid %d)", ctx.pid)
+
+
+def _final_outcome(outcome: Outcome | None, interrupted: Interrupted | None) -> str:
+    if interrupted is not None or outcome is None:
+        return INTERRUPTED
+    return READY if outcome.exit_code == 0 else FAILED
 
 
 def _restore(ctx: RunContext, record: dict[str, Any], alive: bool) -> None:
@@ -163,7 +208,7 @@ def check(path: Path | None) -> int:
 
 
 # provisioner state: exit codes like `cloud-init status`.
-STATUS_EXIT = {"ready": 0, "failed": 1, "interrupted": 1, "stopped": 1, "gone": 1, "running": 2, "never_run": 2}
+STATUS_EXIT = {"ready": 0, "failed": 1, INTERRUPTED: 1, "stopped": 1, "gone": 1, "running": 2, "never_run": 2}
 
 
 def describe(out: Path) -> dict[str, Any]:

@@ -4,6 +4,7 @@
     ├── UsageError               bad command line (exit 2): nothing started, nothing sent
     ├── ConfigError              states.toml is not a valid definition (exit 3); carries every problem found
     ├── LockedError              another run holds the output directory (exit 4)
+    ├── Interrupted              SIGTERM, SIGINT or SIGHUP arrived mid-run (exit 128 + the signal's number)
     └── StepFailed               an action failed with a reason from states.toml; the machine fires that reason
 
 Messages never hold the token: they are written for the user's terminal and the platform's callback alike.
@@ -11,6 +12,7 @@ Messages never hold the token: they are written for the user's terminal and the 
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Sequence
 
 EXIT_INTERNAL = 1
@@ -51,6 +53,15 @@ class LockedError(ProvisionError):
     """Another provisioner run holds the output directory."""
 
     exit_code = EXIT_LOCKED
+
+
+class Interrupted(ProvisionError):
+    """A signal asked the provisioner to stop; raised in the main thread wherever it was."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.exit_code = 128 + signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
 
 
 class StepFailed(ProvisionError):

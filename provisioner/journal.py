@@ -21,7 +21,7 @@ from provisioner.reporter import Delivery
 from provisioner.settings import Settings
 from provisioner.store import SCHEMA, Store
 
-RUNNING, READY, FAILED, STOPPED = "running", "ready", "failed", "stopped"
+RUNNING, READY, FAILED, STOPPED, INTERRUPTED = "running", "ready", "failed", "stopped", "interrupted"
 SKIPPED = "skipped"  # a history entry's outcome: done by an earlier run, passed through on resume
 
 
@@ -81,6 +81,12 @@ class Journal:
         if started_server:
             entry["started_server"] = True
         self.save()
+
+    def interrupted(self, message: str) -> None:
+        """Say why the state in progress never finished; it stays unfinished, so that resume runs it again."""
+        entry = self.record["history"][-1] if self.record["history"] else None
+        if entry is not None and entry.get("outcome") is None:
+            entry["error"] = message
 
     def finish(self, outcome: str) -> None:
         self.record["outcome"] = outcome

@@ -8,16 +8,19 @@ cannot be delivered is logged and recorded, and never changes the outcome of the
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import queue
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from provisioner.context import log
 from provisioner.definition import CallbackPolicy
+from provisioner.settings import Secret
 
 if TYPE_CHECKING:
     import requests
@@ -25,6 +28,30 @@ if TYPE_CHECKING:
 USER_AGENT = "provisioner (jupyter_init)"
 SPEC_LANE = "spec"
 PROGRESS_LANE = "progress"
+SIGNATURE_HEADER = "X-Jupyter-Init-Signature"
+FORM = "application/x-www-form-urlencoded"
+RETRY_AFTER_CAP = 10.0  # seconds: an endpoint may slow us down, not hold us past reason
+
+
+def sign(body: bytes, key: str) -> str:
+    """The signature header's value: HMAC-SHA256 of the exact body, keyed with the token."""
+    return "sha256=" + hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), capped; None if absent or bad."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        from email.utils import parsedate_to_datetime  # rarely needed: not worth its import at start-up
+
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError):
+            return None
+    return min(max(seconds, 0.0), RETRY_AFTER_CAP)
 
 
 @dataclass
@@ -37,6 +64,7 @@ class Delivery:
     http_status: int | None = None
     delivered: bool = False
     error: str | None = None
+    retry_after: float | None = field(default=None, repr=False, compare=False)
     done: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
     def record(self) -> dict[str, Any]:
@@ -63,11 +91,13 @@ class Reporter:
         self,
         policy: CallbackPolicy,
         redact: Callable[[str], str],
+        key: Secret | None = None,
         delivered: Collection[tuple[str, str | None, str | None]] = (),
         on_done: Callable[[], None] | None = None,
     ) -> None:
         self.policy = policy
         self.redact = redact
+        self.key = key  # signs every callback when there is a token to sign with
         # (endpoint, status, reason) of the platform's callbacks an earlier run delivered: never sent twice.
         self.delivered = set(delivered)
         self.on_done = on_done
@@ -97,6 +127,15 @@ class Reporter:
             if not delivery.done.is_set() and delivery.error is None:
                 delivery.error = "not delivered before the callback deadline"
         return self.deliveries
+
+    def _body(self, delivery: Delivery) -> tuple[bytes, dict[str, str]]:
+        """The exact bytes sent, with a fresh timestamp, and the signature over them."""
+        fields = {**delivery.fields, "timestamp": str(int(time.time()))}
+        body = urlencode(fields).encode()
+        headers = {"Content-Type": FORM}
+        if self.key is not None and self.key.reveal():
+            headers[SIGNATURE_HEADER] = sign(body, self.key.reveal())
+        return body, headers
 
     def _lane(self, name: str) -> queue.Queue[tuple[str, Delivery] | None]:
         if name not in self._queues:
@@ -136,6 +175,7 @@ class Reporter:
     def _deliver(self, session: requests.Session, url: str, delivery: Delivery) -> None:
         import requests
         from tenacity import (
+            RetryCallState,
             RetryError,
             Retrying,
             retry_if_exception_type,
@@ -151,14 +191,16 @@ class Reporter:
             delivery.attempts += 1
             # Each try gets what is left of the deadline at most, so that the deadline holds.
             remaining = max(0.1, min(policy.timeout, deadline - time.monotonic()))
+            body, headers = self._body(delivery)
             try:
-                response = session.post(url, data=delivery.fields, timeout=remaining, allow_redirects=False)
+                response = session.post(url, data=body, headers=headers, timeout=remaining, allow_redirects=False)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 delivery.error = self.redact(type(exc).__name__)
                 raise _Transient from None
             delivery.http_status = response.status_code
-            if response.status_code >= 500:
+            if response.status_code >= 500 or response.status_code == 429:
                 delivery.error = f"HTTP {response.status_code}"
+                delivery.retry_after = retry_after(response.headers.get("Retry-After"))
                 raise _Transient
             if response.status_code >= 400:
                 delivery.error = f"HTTP {response.status_code} (not retried)"
@@ -166,9 +208,16 @@ class Reporter:
             delivery.delivered = True
             delivery.error = None
 
+        backoff = wait_exponential_jitter(multiplier=0.2, max=5.0, jitter=0.2)
+
+        def wait(state: RetryCallState) -> float:
+            """Exponential backoff with jitter, or longer when the endpoint asked for it with Retry-After."""
+            asked, delivery.retry_after = delivery.retry_after, None
+            return max(backoff(state), asked or 0.0)
+
         retrying = Retrying(
             stop=stop_after_attempt(policy.attempts) | stop_before_delay(policy.deadline),
-            wait=wait_exponential_jitter(multiplier=0.2, max=5.0, jitter=0.2),
+            wait=wait,
             retry=retry_if_exception_type(_Transient),
         )
         with contextlib.suppress(RetryError):  # the last attempt's error is already recorded

@@ -41,21 +41,33 @@ def _stat(pid: int) -> list[str] | None:
 def stop(
     pid: int, process: subprocess.Popen[bytes] | None = None, start_time: int | None = None, grace: float = 10.0
 ) -> bool:
-    """SIGTERM the server's process group (its kernels too), SIGKILL after `grace` seconds; True if it was running.
+    """SIGTERM the server's process group (its kernels too), SIGKILL what is left after `grace` seconds.
 
-    The server runs in a session of its own, so its process group is its PID.
+    The server runs in a session of its own, so its process group is its PID. Returns whether it was running.
     """
     if not alive(pid, process, start_time):
         return False
     _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while alive(pid, process, start_time) and time.monotonic() < deadline:
+    while _group_alive(pid, process) and time.monotonic() < deadline:
         time.sleep(0.05)
-    if alive(pid, process, start_time):
+    if _group_alive(pid, process):
         _signal_group(pid, signal.SIGKILL)
-        while alive(pid, process, start_time) and time.monotonic() < deadline + 5:
+        while _group_alive(pid, process) and time.monotonic() < deadline + 5:
             time.sleep(0.05)
     return True
+
+
+def _group_alive(pgid: int, process: subprocess.Popen[bytes] | None) -> bool:
+    """Whether the leader or any process of its group (a kernel, say) is still running."""
+    if process is not None:
+        process.poll()  # reap our own child, so that it does not linger as a zombie
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            fields = _stat(int(entry.name))
+            if fields is not None and fields[2] == str(pgid) and fields[0] != "Z":
+                return True
+    return False
 
 
 def _signal_group(pid: int, signum: signal.Signals) -> None:

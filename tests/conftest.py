@@ -20,6 +20,11 @@ from urllib.parse import parse_qsl
 
 import pytest
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
 REAL_JUPYTER = Path(sys.executable).with_name("jupyter-notebook")
 LMOD_CMD = Path("/usr/share/lmod/lmod/libexec/lmod")
 TOKEN = "tok-" + "5e3c7a1f9b" * 4  # distinctive, so a leak anywhere is easy to find
@@ -46,6 +51,7 @@ class CallbackServer:
     received: list[Received] = field(default_factory=list)
     # path -> statuses to answer in turn (the last one repeats); "hang" answers nothing for a long time.
     script: dict[str, list[int | str]] = field(default_factory=dict)
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)  # path -> headers sent with every answer
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def url(self, path: str) -> str:
@@ -81,6 +87,8 @@ def _handler(owner: list[CallbackServer]) -> type[BaseHTTPRequestHandler]:
                 return
             assert isinstance(answer, int)
             self.send_response(answer)
+            for name, value in cb.headers.get(self.path, {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Length", "2")
             self.end_headers()
             self.wfile.write(b"ok")
@@ -110,6 +118,39 @@ def serving(port: int = 0) -> Iterator[CallbackServer]:
 def callbacks() -> Iterator[CallbackServer]:
     with serving() as server:
         yield server
+
+
+def toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{key} = {toml_value(item)}" for key, item in value.items()) + " }"
+    raise TypeError(value)
+
+
+def to_toml(data: Mapping[str, Any]) -> str:
+    """Enough TOML for a states.toml: top-level keys, tables, and arrays of tables."""
+    lines = [f"{key} = {toml_value(value)}" for key, value in data.items() if not isinstance(value, (dict, list))]
+    for key, value in data.items():
+        if isinstance(value, dict):
+            lines += ["", f"[{key}]", *(f"{k} = {toml_value(v)}" for k, v in value.items())]
+    for key, value in data.items():
+        if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+            for item in value:
+                lines += ["", f"[[{key}]]", *(f"{k} = {toml_value(v)}" for k, v in item.items())]
+    return "\n".join(lines) + "\n"
+
+
+def shipped_definition() -> dict[str, Any]:
+    """The shipped states.toml as data, for tests that change it."""
+    data: dict[str, Any] = tomllib.loads((Path(__file__).resolve().parent.parent / "states.toml").read_text())
+    return data
 
 
 def free_port() -> int:

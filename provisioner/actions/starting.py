@@ -7,8 +7,8 @@ import subprocess
 import time
 from datetime import datetime, timezone
 
-from provisioner import server
-from provisioner.context import RunContext, log
+from provisioner import envmodules, netinfo, server
+from provisioner.context import RunContext, base_environment, log
 from provisioner.errors import StepFailed
 
 REASONS = ("failed_to_start", "output_unwritable")
@@ -16,7 +16,7 @@ REASONS = ("failed_to_start", "output_unwritable")
 
 def command(ctx: RunContext) -> list[str]:
     """The server's command line. It never holds the token: that is in JUPYTER_TOKEN."""
-    assert ctx.jupyter is not None and ctx.port is not None, "loading and port_check run before starting"
+    assert ctx.jupyter is not None and ctx.port is not None, "run() fills them in"
     argv = [
         str(ctx.jupyter),
         "--no-browser",
@@ -30,7 +30,19 @@ def command(ctx: RunContext) -> list[str]:
     return argv
 
 
+def _prerequisites(ctx: RunContext) -> None:
+    """What loading and port_check find, for a definition that leaves them out: the PATH's Jupyter, the given port."""
+    if ctx.jupyter is None:
+        ctx.env = ctx.env or base_environment()
+        ctx.jupyter = envmodules.which("jupyter-notebook", ctx.env)
+        if ctx.jupyter is None:
+            raise StepFailed("failed_to_start", "jupyter-notebook is not on PATH")
+    if ctx.port is None:
+        ctx.port = ctx.settings.port or netinfo.pick_free_port(ctx.settings.ip)
+
+
 def run(ctx: RunContext) -> None:
+    _prerequisites(ctx)
     argv = command(ctx)
     if os.geteuid() == 0:
         log.warning("warning: running Jupyter as root; run the provisioner as the VM's user instead")

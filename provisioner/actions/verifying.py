@@ -31,9 +31,10 @@ def probe(host: str, port: int, token: str | None) -> int | None:
 
 
 def run(ctx: RunContext) -> None:
-    assert ctx.pid is not None and ctx.port is not None and ctx.settings.token is not None
+    if ctx.pid is None or ctx.port is None:
+        raise StepFailed("failed_to_start", "there is no server to verify: no state before verifying started one")
     host = netinfo.local_host(ctx.settings.ip)
-    token = ctx.settings.token.reveal()
+    token = ctx.settings.token.reveal() if ctx.settings.token is not None else None
     deadline = (ctx.server_started or time.monotonic()) + ctx.settings.timeout
     interval = FIRST_INTERVAL
     while True:
