@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import http.client
+import json
 import os
 import socket
 import stat
@@ -148,6 +151,22 @@ class TestReady:
         assert TOKEN not in provisioned.run.stderr + provisioned.run.stdout
         assert TOKEN not in (provisioned.run.out / "jupyter.log").read_text()
 
+    def test_the_state_dump_shows_the_run_and_never_the_token(self, provisioned: Provisioned) -> None:
+        env = cli_env(provisioned.run.home)
+        table, dump = run_cli(["state"], env), run_cli(["state", "--json"], env)
+        assert (table.returncode, dump.returncode) == (0, 0)
+        data = json.loads(dump.stdout)
+        assert (data["status"], data["server"]["alive"], data["server"]["port"]) == ("ready", True, provisioned.port)
+        assert all(entry["duration"] is not None for entry in data["history"])
+        assert TOKEN not in table.stdout + dump.stdout + (provisioned.run.out / "provisioner-state.json").read_text()
+        assert (provisioned.run.out / "provisioner-token").read_text() == TOKEN
+
+    def test_callbacks_are_signed_with_the_token(self, provisioned: Provisioned) -> None:
+        for received in provisioned.callbacks.received:
+            digest = hmac.new(TOKEN.encode(), received.body, hashlib.sha256).hexdigest()
+            assert received.headers["X-Jupyter-Init-Signature"] == f"sha256={digest}"
+            assert "timestamp" in received.form
+
     def test_the_module_environment_reaches_the_server(self, provisioned: Provisioned) -> None:
         pid = provisioned.run.info()["pid"]
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
@@ -275,6 +294,44 @@ class TestBadInput:
         assert TOKEN not in run.stderr
         assert callbacks.forms() == []
         assert not (reap / ".jupyter").exists()
+
+    def test_a_file_where_the_output_directory_should_be_is_output_unwritable(
+        self, callbacks: CallbackServer, reap: Path
+    ) -> None:
+        (reap / "taken").write_text("")
+        args = ["run", "--module", "", "--output-dir", str(reap / "taken"), TOKEN, *urls(callbacks)]
+        run = run_cli(args, cli_env(reap))
+        assert run.returncode == 15
+        assert reasons(callbacks, "/start") == [("failed", "output_unwritable")]
+        assert "Traceback" not in run.stderr and TOKEN not in run.stderr
+
+    def test_a_read_only_output_directory_is_output_unwritable(
+        self, tmp_path: Path, callbacks: CallbackServer, reap: Path
+    ) -> None:
+        readonly = tmp_path / "ro"
+        readonly.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(readonly)], check=True)
+        try:
+            args = ["run", "--module", "", "--output-dir", str(readonly / ".jupyter"), TOKEN, *urls(callbacks)]
+            run = run_cli(args, cli_env(reap))
+        finally:
+            subprocess.run(["umount", "-l", str(readonly)], check=False)
+        assert run.returncode == 15
+        assert "Read-only file system" in run.stderr
+        assert reasons(callbacks, "/start") == [("failed", "output_unwritable")]
+
+    def test_an_unreadable_state_file_is_set_aside_and_the_run_goes_on(
+        self, callbacks: CallbackServer, reap: Path
+    ) -> None:
+        out = reap / ".jupyter"
+        out.mkdir(mode=0o700)
+        (out / "provisioner-state.json").write_text('{"schema": 1, "state": "verif')
+        run = run_cli(["run", "--module", "NotThere", TOKEN, *urls(callbacks)], cli_env(reap))
+        assert run.returncode == 11
+        assert "not valid JSON" in run.stderr and "moved it to provisioner-state.json.unreadable-" in run.stderr
+        [aside] = out.glob("provisioner-state.json.unreadable-*")
+        assert aside.read_text() == '{"schema": 1, "state": "verif'
+        assert json.loads((out / "provisioner-state.json").read_text())["state"] == "failed"
 
     @pytest.mark.parametrize("url", ["ftp://example.org/cb", "not a url", "http://"])
     def test_a_bad_url_is_a_usage_error(self, url: str, callbacks: CallbackServer, reap: Path) -> None:
