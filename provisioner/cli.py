@@ -64,6 +64,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--states", type=Path, metavar="FILE", help="state machine definition (default: the shipped one)"
     )
+    parser.add_argument("--user", metavar="NAME", help="as root: run the server as this user, in their home")
     parser.set_defaults(func=_run)
 
 
@@ -177,6 +178,7 @@ def _run(args: argparse.Namespace, started: float) -> int:
         "timeout": args.timeout,
         "init_script": args.init_script,
         "output_dir": args.output_dir,
+        "user": args.user,
         "start_url": _one_of(args.start_url, args.start_url_option, "START_URL"),
         "complete_url": _one_of(args.complete_url, args.complete_url_option, "COMPLETE_URL"),
         "progress_url": args.progress_url,

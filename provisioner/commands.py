@@ -46,7 +46,7 @@ def _locked_store(out: Path) -> Store:
 
 def run(settings: Settings, definition: Definition, started: float) -> int:
     """Provision a server from the start, unless the one recorded in the output directory is up and ours."""
-    store = Store(settings.out)
+    store = Store(settings.out, settings.owner)
     try:
         store.lock()
     except OSError as exc:
@@ -88,6 +88,7 @@ def resume(out: Path, states: Path | None, started: float) -> int:
                 "warning: %s has changed since the recorded run; resuming with it as it is now", definition.source
             )
         settings = _recorded_settings(previous, store.load_token())
+        store.owner = settings.owner
         return provision(settings, definition, store, started, previous)
     finally:
         store.unlock()

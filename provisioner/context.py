@@ -7,6 +7,7 @@ import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from provisioner.netinfo import url_host
 from provisioner.settings import TOKEN_ENV, Settings
@@ -47,6 +48,10 @@ class RunContext:
         """The server's URL without the token."""
         return f"http://{url_host(host or self.vm_ip or '127.0.0.1')}:{self.port}/"
 
+    def run_as(self) -> dict[str, Any]:
+        """subprocess arguments for children that act for the VM's user: module commands and the server."""
+        return self.settings.user.popen() if self.settings.owner is not None and self.settings.user else {}
+
     def server_env(self) -> dict[str, str]:
         """The server's environment: the token travels here, never on its command line."""
         env = dict(self.env)
@@ -55,6 +60,9 @@ class RunContext:
         return env
 
 
-def base_environment() -> dict[str, str]:
-    """Our environment without the token, for every child but the server."""
-    return {key: value for key, value in os.environ.items() if key != TOKEN_ENV}
+def base_environment(settings: Settings) -> dict[str, str]:
+    """Our environment without the token, as the VM's user's when we act for them."""
+    env = {key: value for key, value in os.environ.items() if key != TOKEN_ENV}
+    if settings.user is not None:
+        env.update(settings.user.environment())
+    return env

@@ -18,6 +18,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 LMOD_HOMES = (Path("/usr/share/lmod/lmod"), Path("/opt/apps/lmod/lmod"), Path("/usr/local/lmod/lmod"))
 LMOD_MODULESPATH = (Path("/etc/lmod/modulespath"),)
@@ -99,12 +100,18 @@ def default_modulepath(system: ModuleSystem) -> str:
     return ":".join(directories)
 
 
-def run(system: ModuleSystem, args: Sequence[str], environ: Mapping[str, str]) -> dict[str, str]:
-    """Run one module sub-command and return the environment it leaves; raise ModuleError when it fails."""
+def run(
+    system: ModuleSystem, args: Sequence[str], environ: Mapping[str, str], run_as: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """Run one module sub-command and return the environment it leaves; raise ModuleError when it fails.
+
+    `run_as` holds subprocess arguments (user, group) to run it as the VM's user, whose module setup it is.
+    """
     try:
         completed = subprocess.run(
             [*system.command, "python", *args],
             env=dict(environ),
+            **(run_as or {}),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
@@ -171,7 +178,9 @@ def _message(stderr: str) -> str:
     return lines[0] if lines else ""
 
 
-def source_init_script(script: Path, environ: Mapping[str, str]) -> dict[str, str]:
+def source_init_script(
+    script: Path, environ: Mapping[str, str], run_as: Mapping[str, Any] | None = None
+) -> dict[str, str]:
     """Source a shell init script (an EESSI init/bash, a site profile) and return the environment it leaves."""
     if not script.is_file():
         raise ModuleError(f"init script {script} does not exist")
@@ -185,6 +194,7 @@ def source_init_script(script: Path, environ: Mapping[str, str]) -> dict[str, st
                 str(script),
             ],
             env=dict(environ),
+            **(run_as or {}),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=COMMAND_TIMEOUT,
@@ -216,13 +226,15 @@ def with_modulepath(system: ModuleSystem, environ: Mapping[str, str]) -> dict[st
     return result
 
 
-def purge_and_load(system: ModuleSystem, name: str, environ: Mapping[str, str]) -> dict[str, str]:
+def purge_and_load(
+    system: ModuleSystem, name: str, environ: Mapping[str, str], run_as: Mapping[str, Any] | None = None
+) -> dict[str, str]:
     """`module purge; module load NAME`, returning the resulting environment."""
     prepared = with_modulepath(system, environ)
     if not prepared["MODULEPATH"]:
         raise ModuleError(f"no MODULEPATH and no module directories in {', '.join(map(str, system.modulespath_files))}")
-    purged = run(system, ["purge"], prepared)
-    return run(system, ["load", name], purged)
+    purged = run(system, ["purge"], prepared, run_as)
+    return run(system, ["load", name], purged, run_as)
 
 
 def which(program: str, environ: Mapping[str, str]) -> Path | None:

@@ -8,13 +8,21 @@ import tempfile
 from pathlib import Path
 
 
-def write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str, owner: tuple[int, int] | None = None) -> None:
     """Write `text` to `path` with mode 0600, atomically: a temporary file in the same directory, fsync, rename.
 
     A reader sees the old file or the new one, never half of one; a full disk leaves the old file in place.
+    `owner` (uid, gid) hands the file to the VM's user when we run as root for them; without it, root rewriting a
+    file keeps the file's owner, so that `provisioner stop` as root leaves the user's state file theirs.
     """
+    if owner is None and os.geteuid() == 0:
+        with contextlib.suppress(OSError):
+            info = path.stat()
+            owner = (info.st_uid, info.st_gid)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        if owner is not None:
+            os.fchown(fd, *owner)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()

@@ -7,6 +7,8 @@ Every value is checked where it enters, with the name the user gave it (`--port`
 from __future__ import annotations
 
 import ipaddress
+import os
+import pwd
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +45,25 @@ class Secret:
 
 
 @dataclass(frozen=True)
+class Account:
+    """The VM's user the server runs as, when the provisioner is started as root (cloud-init runs as root)."""
+
+    name: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    home: Path
+    shell: str
+
+    def popen(self) -> dict[str, Any]:
+        """subprocess arguments that run a child as this user."""
+        return {"user": self.uid, "group": self.gid, "extra_groups": list(self.groups)}
+
+    def environment(self) -> dict[str, str]:
+        return {"HOME": str(self.home), "USER": self.name, "LOGNAME": self.name, "SHELL": self.shell}
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a run needs to know, fixed before the machine starts."""
 
@@ -55,12 +76,18 @@ class Settings:
     module: str = "JupyterNotebook"  # "" skips module loading
     timeout: float = 60.0
     init_script: Path | None = None
+    user: Account | None = None
     home: Path = field(default_factory=Path.home)
     output_dir: Path | None = None  # None: HOME/.jupyter
 
     @property
     def out(self) -> Path:
         return self.output_dir if self.output_dir is not None else self.home / ".jupyter"
+
+    @property
+    def owner(self) -> tuple[int, int] | None:
+        """Who owns the files we write, when that is not us."""
+        return (self.user.uid, self.user.gid) if self.user and self.user.uid != os.geteuid() else None
 
     def endpoint(self, name: str) -> str | None:
         """The URL of a callback endpoint named in states.toml (start or complete)."""
@@ -77,6 +104,7 @@ class Settings:
             "module": self.module,
             "timeout": self.timeout,
             "init_script": str(self.init_script) if self.init_script else None,
+            "user": self.user.name if self.user else None,
             "home": str(self.home),
             "output_dir": str(self.out),
         }
@@ -144,6 +172,18 @@ def parse_path(value: object, source: str) -> Path | None:
     return Path(text).expanduser()
 
 
+def parse_user(value: object, source: str) -> Account:
+    name = str(value).strip()
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        raise UsageError(f"{source}: no such user {name!r}") from None
+    if os.geteuid() not in (0, entry.pw_uid):
+        raise UsageError(f"{source}: running the server as {name} needs root")
+    groups = tuple(gid for gid in os.getgrouplist(name, entry.pw_gid) if gid != entry.pw_gid)
+    return Account(name, entry.pw_uid, entry.pw_gid, groups, Path(entry.pw_dir), entry.pw_shell or "/bin/sh")
+
+
 # The settings that states.toml and the environment may set, each with the parser that checks it.
 SETTING_PARSERS: Mapping[str, Callable[[object, str], Any]] = {
     "port": parse_port,
@@ -152,6 +192,7 @@ SETTING_PARSERS: Mapping[str, Callable[[object, str], Any]] = {
     "timeout": parse_timeout,
     "init_script": parse_path,
     "output_dir": parse_path,
+    "user": parse_user,
 }
 
 _URLS = ("start_url", "complete_url", "progress_url")
@@ -177,6 +218,8 @@ def resolve(
         if cli.get(name) is not None:
             values[name] = parse_url(cli[name], name.upper())
     home = environ.get("HOME")
-    if home:
+    if values.get("user") is not None:
+        values["home"] = values["user"].home
+    elif home:
         values["home"] = Path(home)
     return Settings(token=token, **values)

@@ -33,8 +33,9 @@ LOCK_FILE = "provisioner.lock"
 class Store:
     """Reads and writes one output directory's state; `lock()` makes this process its only writer."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, owner: tuple[int, int] | None = None) -> None:
         self.out = out
+        self.owner = owner  # (uid, gid) of the VM's user, when we run as root on their behalf
         self._lock_fd: int | None = None
         self._mutex = threading.Lock()  # callbacks finish on other threads and save too
 
@@ -44,8 +45,13 @@ class Store:
 
     def lock(self) -> None:
         """Take the directory's lock, creating the directory (0700) if needed; LockedError if another run has it."""
+        created = not self.out.exists()
         self.out.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if created and self.owner is not None:
+            os.chown(self.out, *self.owner)
         fd = os.open(self.out / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        if self.owner is not None:
+            os.fchown(fd, *self.owner)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -115,12 +121,12 @@ class Store:
         """Write the record atomically. A failure is reported, never raised: the run matters more than its log."""
         with self._mutex:
             try:
-                write_private(self.path, json.dumps(record, indent=2, sort_keys=False) + "\n")
+                write_private(self.path, json.dumps(record, indent=2, sort_keys=False) + "\n", self.owner)
             except OSError as exc:
                 log.warning("warning: cannot write %s: %s", self.path, exc.strerror or exc)
 
     def save_token(self, token: Secret) -> None:
-        write_private(self.out / TOKEN_FILE, token.reveal())
+        write_private(self.out / TOKEN_FILE, token.reveal(), self.owner)
 
     def load_token(self) -> Secret | None:
         with contextlib.suppress(OSError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -190,6 +191,16 @@ def module_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_module(root, "NoJupyter", 'setenv("NO_JUPYTER_HERE", "1")\n')
     write_module(root, "Broken", 'LmodError("this module is broken on purpose")\n')
     return root
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logger() -> Iterator[None]:
+    """cli.main() points the provisioner's logger at stderr; undo that, so that caplog sees the next test's lines."""
+    logger = logging.getLogger("provisioner")
+    yield
+    logger.handlers.clear()
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)
 
 
 @pytest.fixture

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from provisioner import envmodules
 from provisioner.context import RunContext, base_environment, log
 from provisioner.errors import StepFailed
@@ -12,12 +15,13 @@ PROGRAM = "jupyter-notebook"
 
 def run(ctx: RunContext) -> None:
     settings = ctx.settings
-    env = base_environment()
+    env = base_environment(settings)
+    run_as = ctx.run_as()
     try:
         if settings.init_script is not None:
-            env = envmodules.source_init_script(settings.init_script, env)
+            env = envmodules.source_init_script(settings.init_script, env, run_as)
         if settings.module:
-            env = _load(settings.module, env)
+            env = _load(settings.module, env, run_as)
     except envmodules.ModuleError as exc:
         raise StepFailed("module_load_failed", f"module load {settings.module} failed: {exc}") from None
     ctx.env = env
@@ -27,11 +31,11 @@ def run(ctx: RunContext) -> None:
         raise StepFailed("jupyter_not_found", f"{PROGRAM} is not on PATH {where}")
 
 
-def _load(name: str, env: dict[str, str]) -> dict[str, str]:
+def _load(name: str, env: dict[str, str], run_as: Mapping[str, Any]) -> dict[str, str]:
     system = envmodules.find(env)
     if system is None:
         if envmodules.which(PROGRAM, env) is not None:
             log.warning("warning: no module system found; using %s from PATH without loading %s", PROGRAM, name)
             return env
         raise envmodules.ModuleError("no module system (Lmod or Environment Modules) found on this machine")
-    return envmodules.purge_and_load(system, name, env)
+    return envmodules.purge_and_load(system, name, env, run_as)

@@ -25,7 +25,7 @@ def command(ctx: RunContext) -> list[str]:
         # Otherwise Jupyter silently binds the next free port and every URL we report is wrong.
         "--ServerApp.port_retries=0",
     ]
-    if os.geteuid() == 0:
+    if os.geteuid() == 0 and not ctx.run_as():
         argv.append("--allow-root")
     return argv
 
@@ -33,7 +33,7 @@ def command(ctx: RunContext) -> list[str]:
 def _prerequisites(ctx: RunContext) -> None:
     """What loading and port_check find, for a definition that leaves them out: the PATH's Jupyter, the given port."""
     if ctx.jupyter is None:
-        ctx.env = ctx.env or base_environment()
+        ctx.env = ctx.env or base_environment(ctx.settings)
         ctx.jupyter = envmodules.which("jupyter-notebook", ctx.env)
         if ctx.jupyter is None:
             raise StepFailed("failed_to_start", "jupyter-notebook is not on PATH")
@@ -44,14 +44,16 @@ def _prerequisites(ctx: RunContext) -> None:
 def run(ctx: RunContext) -> None:
     _prerequisites(ctx)
     argv = command(ctx)
-    if os.geteuid() == 0:
-        log.warning("warning: running Jupyter as root; run the provisioner as the VM's user instead")
+    if os.geteuid() == 0 and not ctx.run_as():
+        log.warning("warning: running Jupyter as root; give --user NAME, or run the provisioner as the VM's user")
     try:
         fd = os.open(ctx.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         raise StepFailed("output_unwritable", f"cannot open {ctx.log_path}: {exc.strerror or exc}") from None
     try:
         os.fchmod(fd, 0o600)
+        if ctx.settings.owner is not None:
+            os.fchown(fd, *ctx.settings.owner)
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
         os.write(fd, f"--- provisioner: starting jupyter-notebook on port {ctx.port} at {stamp}\n".encode())
         ctx.process = subprocess.Popen(
@@ -63,6 +65,7 @@ def run(ctx: RunContext) -> None:
             cwd=ctx.settings.home,
             # Its own session: it outlives us and the login shell that ran us, and stop() can signal its group.
             start_new_session=True,
+            **ctx.run_as(),
         )
     except OSError as exc:
         raise StepFailed("failed_to_start", f"cannot run {argv[0]}: {exc.strerror or exc}") from None

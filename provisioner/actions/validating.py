@@ -32,13 +32,15 @@ def check_token(ctx: RunContext) -> None:
 
 def prepare_output_dir(ctx: RunContext) -> None:
     """Create the output directory 0700 (it will hold the token), or tighten one we own."""
-    out = ctx.out
+    out, owner = ctx.out, ctx.settings.owner
     try:
         out.mkdir(mode=0o700, parents=True, exist_ok=True)
         info = out.stat()
         if not stat.S_ISDIR(info.st_mode):
             raise StepFailed("output_unwritable", f"{out} is not a directory")
-        if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) != 0o700:
+        if owner is not None and info.st_uid != owner[0]:
+            os.chown(out, *owner)  # as root for the VM's user: the directory and what it holds are theirs
+        if os.geteuid() in (0, info.st_uid) and stat.S_IMODE(info.st_mode) != 0o700:
             out.chmod(0o700)
     except FileExistsError:
         raise StepFailed("output_unwritable", f"{out} exists and is not a directory") from None

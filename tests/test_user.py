@@ -1,0 +1,89 @@
+"""--user: started as root (as cloud-init runs it), the server runs as the VM's user, in their home, with their files."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import secrets
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REAL_JUPYTER, TOKEN, CallbackServer, cli_env, run_cli, stop_servers, write_module
+
+
+@pytest.fixture
+def researcher() -> Iterator[pwd.struct_passwd]:
+    """A real account with a home, able to run the Python that Jupyter is installed in."""
+    name = f"prov{secrets.token_hex(3)}"
+    subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], check=True)
+    account = pwd.getpwnam(name)
+    # The test Python may live under /root (0700 on Debian): let others traverse to it for the test's length.
+    opened = []
+    for directory in [*reversed(Path(sys.executable).parents), Path("/work")]:
+        mode = directory.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            directory.chmod(mode | stat.S_IXOTH)
+            opened.append((directory, mode))
+    try:
+        yield account
+    finally:
+        stop_servers(Path(account.pw_dir))
+        for directory, mode in reversed(opened):
+            directory.chmod(stat.S_IMODE(mode))
+        subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)
+
+
+def as_user(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["runuser", "-u", name, "--", sys.executable, "-m", "provisioner", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd="/",
+    )
+
+
+def test_as_root_with_user_the_server_and_its_files_belong_to_the_user(
+    researcher: pwd.struct_passwd, callbacks: CallbackServer, reap: Path
+) -> None:
+    home = Path(researcher.pw_dir)
+    modules = home / "modules"  # a module tree the user can read, so that Lmod runs as them
+    modules.mkdir()
+    write_module(modules, "JupyterNotebook", f'prepend_path("PATH", "{REAL_JUPYTER.parent}")\n')
+    env = cli_env(reap, modules, JUPYTER_TOKEN=TOKEN)
+    run = run_cli(["run", "--user", researcher.pw_name, "--port", "auto", "--complete-url", callbacks.url("/c")], env)
+    assert run.returncode == 0, run.stderr
+    assert "running Jupyter as root" not in run.stderr
+
+    out = home / ".jupyter"
+    info = json.loads((out / "jupyter_info.json").read_text())
+    pid = info["pid"]
+    status = Path(f"/proc/{pid}/status").read_text()
+    assert f"Uid:\t{researcher.pw_uid}\t" in status
+    assert os.readlink(f"/proc/{pid}/cwd") == str(home)
+    assert "--allow-root" not in Path(f"/proc/{pid}/cmdline").read_bytes().decode()
+    assert (out.stat().st_uid, stat.S_IMODE(out.stat().st_mode)) == (researcher.pw_uid, 0o700)
+    for name in ("jupyter_info.txt", "jupyter_info.json", "jupyter.log", "provisioner-state.json", "provisioner-token"):
+        info_stat = (out / name).stat()
+        assert (info_stat.st_uid, stat.S_IMODE(info_stat.st_mode)) == (researcher.pw_uid, 0o600), name
+
+    # The researcher can look at and stop their own server, without root.
+    state = as_user(researcher.pw_name, "state", "--json")
+    assert state.returncode == 0, state.stderr
+    assert json.loads(state.stdout)["settings"]["user"] == researcher.pw_name
+    stopped = as_user(researcher.pw_name, "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert not Path(f"/proc/{pid}").exists() or "State:\tZ" in Path(f"/proc/{pid}/status").read_text(), stopped.stdout
+    assert (out / "provisioner-state.json").stat().st_uid == researcher.pw_uid
+
+
+def test_user_needs_root_or_an_existing_account(reap: Path) -> None:
+    run = run_cli(["run", "--user", "no-such-user-here", TOKEN], cli_env(reap))
+    assert run.returncode == 2
+    assert "no such user 'no-such-user-here'" in run.stderr
