@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -166,6 +167,17 @@ class TestReady:
             digest = hmac.new(TOKEN.encode(), received.body, hashlib.sha256).hexdigest()
             assert received.headers["X-Jupyter-Init-Signature"] == f"sha256={digest}"
             assert "timestamp" in received.form
+
+    def test_the_readmes_receiver_verifies_every_callback(self, provisioned: Provisioned) -> None:
+        readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+        [snippet] = [block for block in readme.split("```python\n")[1:] if "def verify(" in block]
+        namespace: dict[str, Any] = {}
+        exec(snippet.split("```")[0], namespace)
+        for received in provisioned.callbacks.received:
+            fields = namespace["verify"](received.body, received.headers["X-Jupyter-Init-Signature"], TOKEN)
+            assert fields["status"]
+            with pytest.raises(ValueError, match="bad signature"):
+                namespace["verify"](received.body, received.headers["X-Jupyter-Init-Signature"], "forged")
 
     def test_the_module_environment_reaches_the_server(self, provisioned: Provisioned) -> None:
         pid = provisioned.run.info()["pid"]
@@ -364,6 +376,22 @@ class TestCompatibility:
         )
         assert completed.returncode == 10
         assert reasons(callbacks, "/start") == [("failed", "no_token")]
+
+    def test_the_token_can_come_from_a_file(self, tmp_path: Path, callbacks: CallbackServer, reap: Path) -> None:
+        token_file = tmp_path / "token"
+        token_file.write_text(TOKEN + "\n")
+        args = ["run", "--module", "NotThere", "--token-file", str(token_file), "--complete-url", callbacks.url("/c")]
+        run = run_cli(args, cli_env(reap))
+        assert run.returncode == 11  # past validating: the file's token was taken, its newline dropped
+        [received] = callbacks.received
+        digest = hmac.new(TOKEN.encode(), received.body, hashlib.sha256).hexdigest()
+        assert received.headers["X-Jupyter-Init-Signature"] == f"sha256={digest}"
+        assert "visible in ps" not in run.stderr
+
+    def test_an_unreadable_token_file_is_a_usage_error(self, reap: Path) -> None:
+        run = run_cli(["run", "--token-file", str(reap / "missing")], cli_env(reap))
+        assert run.returncode == 2
+        assert "--token-file: cannot read" in run.stderr
 
     def test_an_empty_url_means_no_callback(self, callbacks: CallbackServer, reap: Path) -> None:
         run = run_cli(["run", "--module", "", "", "", callbacks.url("/complete")], cli_env(reap))

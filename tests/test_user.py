@@ -1,5 +1,4 @@
-"""--user: started as root (as cloud-init runs it), the server runs as the VM's user, in their home, with their files.
-"""
+"""--user: started as root, as cloud-init runs it, the server runs as the VM's user with their files."""
 
 from __future__ import annotations
 
