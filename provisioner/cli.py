@@ -9,12 +9,18 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from provisioner import __version__, commands, output
-from provisioner.context import log
+from provisioner import __version__, output
 from provisioner.errors import ConfigError, ProvisionError, UsageError
-from provisioner.settings import TOKEN_ENV, Secret, resolve
+from provisioner.output import log
+
+if TYPE_CHECKING:
+    from provisioner.settings import Secret
+
+# The verbs' modules (commands, and through it the machine, the actions, requests...) are imported when a verb runs,
+# not at start-up: `provisioner --help` stays as fast as Python itself allows.
+TOKEN_ENV = "JUPYTER_TOKEN"  # noqa: S105 - the variable's name; settings.TOKEN_ENV, without importing settings
 
 EPILOG = (
     "Exit codes: 0 ready; 2 usage error; 3 invalid states.toml; failure reasons as listed in states.toml [reasons]."
@@ -82,9 +88,13 @@ def _add_resume(subparsers: Any) -> None:
     )
     _add_output_dir(parser)
     parser.add_argument("--states", type=Path, metavar="FILE", help="definition (default: the recorded run's)")
-    parser.set_defaults(
-        func=lambda args, started: commands.resume(commands.output_dir(args.output_dir, None), args.states, started)
-    )
+    parser.set_defaults(func=_resume)
+
+
+def _resume(args: argparse.Namespace, started: float) -> int:
+    from provisioner import commands
+
+    return commands.resume(commands.output_dir(args.output_dir, None), args.states, started)
 
 
 def _add_state(subparsers: Any) -> None:
@@ -95,18 +105,26 @@ def _add_state(subparsers: Any) -> None:
     )
     _add_output_dir(parser)
     parser.add_argument("--json", action="store_true", help="the same as JSON, for scripts")
-    parser.set_defaults(
-        func=lambda args, started: commands.state(commands.output_dir(args.output_dir, None), args.json)
-    )
+    parser.set_defaults(func=_state)
+
+
+def _state(args: argparse.Namespace, started: float) -> int:
+    from provisioner import commands
+
+    return commands.state(commands.output_dir(args.output_dir, None), args.json)
 
 
 def _add_stop(subparsers: Any) -> None:
     parser = subparsers.add_parser("stop", help="stop the recorded server and its kernels")
     _add_output_dir(parser)
     parser.add_argument("--grace", type=float, default=10.0, metavar="S", help="seconds before SIGKILL (default 10)")
-    parser.set_defaults(
-        func=lambda args, started: commands.stop(commands.output_dir(args.output_dir, None), args.grace)
-    )
+    parser.set_defaults(func=_stop)
+
+
+def _stop(args: argparse.Namespace, started: float) -> int:
+    from provisioner import commands
+
+    return commands.stop(commands.output_dir(args.output_dir, None), args.grace)
 
 
 def _add_graph(subparsers: Any) -> None:
@@ -119,6 +137,8 @@ def _add_graph(subparsers: Any) -> None:
 
 
 def _graph(args: argparse.Namespace, started: float) -> int:
+    from provisioner import commands
+
     definition = commands.load_definition(args.states)
     current = None
     if args.current:
@@ -130,7 +150,13 @@ def _graph(args: argparse.Namespace, started: float) -> int:
 def _add_check(subparsers: Any) -> None:
     parser = subparsers.add_parser("check", help="validate a states.toml without running it")
     parser.add_argument("--states", type=Path, metavar="FILE", help="definition to check (default: the shipped one)")
-    parser.set_defaults(func=lambda args, started: commands.check(args.states))
+    parser.set_defaults(func=_check)
+
+
+def _check(args: argparse.Namespace, started: float) -> int:
+    from provisioner import commands
+
+    return commands.check(args.states)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,6 +180,8 @@ def _one_of(positional: str | None, option: str | None, name: str) -> str | None
 
 def _token(args: argparse.Namespace) -> Secret | None:
     """The token from the argument, the token file or $JUPYTER_TOKEN, in that order; then out of our environment."""
+    from provisioner.settings import Secret
+
     from_env = os.environ.pop(TOKEN_ENV, None)
     if args.token is not None:
         return Secret(args.token)
@@ -168,6 +196,9 @@ def _token(args: argparse.Namespace) -> Secret | None:
 
 
 def _run(args: argparse.Namespace, started: float) -> int:
+    from provisioner import commands
+    from provisioner.settings import resolve
+
     token = _token(args)
     output.redact.add(token)
     definition = commands.load_definition(args.states)

@@ -16,7 +16,7 @@ LOG_NAME = "jupyter.log"
 INFO_TXT = "jupyter_info.txt"
 INFO_JSON = "jupyter_info.json"
 
-log = logging.getLogger("provisioner")
+log = logging.getLogger("provisioner")  # the same logger as output.log
 
 
 @dataclass

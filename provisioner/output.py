@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TYPE_CHECKING
 
-from provisioner.context import log
-from provisioner.settings import Secret
+if TYPE_CHECKING:
+    from provisioner.settings import Secret
 
 MASK = "***"
+log = logging.getLogger("provisioner")
 
 
 class Redactor:

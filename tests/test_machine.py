@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+import socket
+import threading
+import time
 from pathlib import Path
 
-from tests.conftest import REAL_JUPYTER, TOKEN, CallbackServer, cli_env, run_cli
+import pytest
+
+from provisioner import actions
+from provisioner import definition as definitions
+from provisioner.context import RunContext
+from provisioner.journal import Journal
+from provisioner.machine import Runner
+from provisioner.output import redact
+from provisioner.reporter import Reporter
+from provisioner.settings import SETTING_PARSERS, Secret, Settings
+from tests.conftest import REAL_JUPYTER, TOKEN, CallbackServer, cli_env, run_cli, shipped_definition
 
 # Port check before loading, and an extra state that runs an existing action (validating) once more.
 REORDERED = """
@@ -138,3 +152,37 @@ def test_when_the_info_file_cannot_be_written_the_platform_hears_failed_and_the_
     ]
     pid = int(callbacks.forms("/complete")[0]["pid"])
     assert not Path(f"/proc/{pid}").exists()
+
+
+def test_a_port_freed_while_the_step_retries_is_taken(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    """A server still shutting down: port_check's retry policy from states.toml waits for its port."""
+    caplog.set_level(logging.INFO, logger="provisioner")
+    data = {
+        "schema": 1,
+        "initial": "idle",
+        "reasons": {"port_in_use": 13, "failed_to_start": 14},
+        "states": [
+            {"name": "idle"},
+            {"name": "port_check", "action": "port_check", "retry": shipped_definition()["states"][3]["retry"]},
+            {"name": "done", "final": True},
+            {"name": "failed", "final": True},
+        ],
+        "transitions": [
+            {"trigger": "ok", "source": "idle", "dest": "port_check"},
+            {"trigger": "ok", "source": "port_check", "dest": "done"},
+            {"trigger": "port_in_use", "source": "port_check", "dest": "failed"},
+            {"trigger": "failed_to_start", "source": "port_check", "dest": "failed"},
+        ],
+    }
+    definition = definitions.parse(data, actions.reasons(), SETTING_PARSERS, source="test")
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    threading.Timer(0.5, holder.close).start()
+    ctx = RunContext(settings=Settings(token=Secret(TOKEN), ip="127.0.0.1", port=port, home=tmp_path))
+    reporter = Reporter(definition.callbacks, redact)
+    outcome = Runner(definition, ctx, reporter, Journal(None), time.monotonic()).run()
+    assert (outcome.state, outcome.exit_code) == ("done", 0)
+    assert ctx.port == port
+    assert "trying again" in caplog.text

@@ -12,8 +12,8 @@ from provisioner.context import RunContext
 from provisioner.errors import StepFailed
 
 REASONS = ("failed_to_start", "port_in_use")
-FIRST_INTERVAL = 0.02
-MAX_INTERVAL = 0.1
+FIRST_INTERVAL = 0.01
+MAX_INTERVAL = 0.025  # the port opens a few ms before the first 200: a late poll is time lost
 REQUEST_TIMEOUT = 2.0
 
 

@@ -1,0 +1,282 @@
+"""Time to a ready server: the bare Jupyter server, the provisioner, and the old script, side by side.
+
+    python3 benchmarks/bench.py            # 5 interleaved runs of each, medians, ratios and the targets
+    python3 benchmarks/bench.py --quick    # one run of each, no targets (CI runs this so that it cannot rot)
+
+Needs Lmod (Debian's `lmod`), curl and iproute2 (the old script uses them) and Jupyter in this Python.
+Everything runs on loopback with a private HOME per run; every server started is stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import os
+import platform
+import secrets
+import shlex
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import metadata
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+HERE = Path(__file__).resolve().parent
+PYTHON_BIN = Path(sys.executable).parent
+JUPYTER = PYTHON_BIN / "jupyter-notebook"
+JUPYTER_INIT = PYTHON_BIN / "jupyter-init"
+OLD_SCRIPT = HERE / "old_jupyter_init.sh"
+TARGETS = {"provisioner / bare": 1.05, "crash detection (s)": 0.2, "--help (ms)": 150.0, "peak RSS (MB)": 60.0}
+
+
+class Receiver:
+    """A callback endpoint on loopback that notes when each status arrived."""
+
+    def __init__(self) -> None:
+        self.arrivals: list[tuple[float, dict[str, str]]] = []
+        self.event = threading.Event()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                receiver.arrivals.append((time.time(), dict(parse_qsl(body.decode()))))
+                receiver.event.set()
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def wait_for(self, status: str, timeout: float = 60) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for at, form in self.arrivals:
+                if form.get("status") == status:
+                    return at
+            self.event.wait(0.005)
+            self.event.clear()
+        raise TimeoutError(f"no {status} callback within {timeout}s")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def status(port: int, token: str) -> int | None:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        connection.request("GET", "/api/status", headers={"Authorization": f"token {token}"})
+        return connection.getresponse().status
+    except OSError:
+        return None
+    finally:
+        connection.close()
+
+
+def kill_servers(home: Path) -> None:
+    """Stop every process started with this HOME (the servers outlive the commands that started them)."""
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                if f"HOME={home}".encode() in (proc / "environ").read_bytes().split(b"\0"):
+                    os.kill(int(proc.name), signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def sandbox(modules: Path) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A private HOME and a clean environment whose PATH has no Jupyter until the module is loaded."""
+    with tempfile.TemporaryDirectory(prefix="bench-home-") as home_dir:
+        home = Path(home_dir)
+        env = {"HOME": str(home), "PATH": "/usr/local/bin:/usr/bin:/bin", "MODULEPATH": str(modules), "LANG": "C.UTF-8"}
+        try:
+            yield home, env
+        finally:
+            kill_servers(home)
+
+
+def bare(modules: Path) -> dict[str, float]:
+    """jupyter-notebook started directly until its first 200 on /api/status: the floor."""
+    token, port = secrets.token_hex(24), free_port()
+    with sandbox(modules) as (home, env):
+        argv = [str(JUPYTER), "--no-browser", "--ip=127.0.0.1", f"--port={port}", "--ServerApp.port_retries=0"]
+        if os.geteuid() == 0:
+            argv.append("--allow-root")
+        started = time.monotonic()
+        server = subprocess.Popen(
+            argv, env={**env, "JUPYTER_TOKEN": token}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=home
+        )
+        while status(port, token) != 200:
+            time.sleep(0.002)
+        ready = time.monotonic() - started
+        server.kill()
+        server.wait()
+        return {"ready": ready}
+
+
+def provisioner(modules: Path) -> dict[str, float]:
+    """`jupyter-init TOKEN START COMPLETE`, loading the module with real Lmod: to init_completed, and to its exit."""
+    token = secrets.token_hex(24)
+    receiver = Receiver()
+    with sandbox(modules) as (_, env):
+        argv = [str(JUPYTER_INIT), token, receiver.url("/start"), receiver.url("/complete"), "--port", "auto"]
+        wall, started = time.time(), time.monotonic()
+        process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        completed = receiver.wait_for("init_completed") - wall
+        _, exit_status, usage = os.wait4(process.pid, 0)
+        exited = time.monotonic() - started
+        if os.waitstatus_to_exitcode(exit_status) != 0:
+            raise RuntimeError(f"provisioner failed: {process.stderr.read() if process.stderr else ''}")
+        receiver.close()
+        return {"completed": completed, "exited": exited, "rss_mb": usage.ru_maxrss / 1024}
+
+
+def old_script(modules: Path) -> dict[str, float]:
+    """The old approach (benchmarks/old_jupyter_init.sh) in a login shell, until init_completed arrives."""
+    token = secrets.token_hex(24)
+    receiver = Receiver()
+    with sandbox(modules) as (_, base):
+        line = shlex.join([str(OLD_SCRIPT), token, receiver.url("/start"), receiver.url("/complete")])
+        env = {**base, "PORT": str(free_port()), "PATH": f"{base['PATH']}:/usr/sbin:/sbin"}
+        wall = time.time()
+        process = subprocess.run(["bash", "-lc", line], env=env, capture_output=True, text=True, check=False)
+        if process.returncode != 0:
+            raise RuntimeError(f"old script failed: {process.stderr}")
+        completed = receiver.wait_for("init_completed") - wall
+        receiver.close()
+        return {"completed": completed}
+
+
+def crash_detection(modules: Path) -> dict[str, float]:
+    """From the moment a starting server dies to the moment the failed callback arrives."""
+    receiver = Receiver()
+    with sandbox(modules) as (_, base), tempfile.TemporaryDirectory(prefix="bench-fake-") as fake_dir:
+        died_at = Path(fake_dir) / "died"
+        fake = Path(fake_dir) / "jupyter-notebook"
+        fake.write_text(
+            f"#!{sys.executable}\nimport time\ntime.sleep(1.0)\n"
+            f"open({str(died_at)!r}, 'w').write(repr(time.time()))\nraise SystemExit(1)\n"
+        )
+        fake.chmod(0o755)
+        env = {**base, "PATH": f"{fake_dir}:{base['PATH']}", "JUPYTER_TOKEN": secrets.token_hex(24)}
+        argv = [str(PYTHON_BIN / "provisioner"), "run", "--module", "", "--port", "auto"]
+        subprocess.run([*argv, "--complete-url", receiver.url("/complete")], env=env, capture_output=True, check=False)
+        arrived = receiver.wait_for("failed")
+        receiver.close()
+        return {"detect": arrived - float(died_at.read_text())}
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
+    started = time.monotonic()
+    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    return time.monotonic() - started
+
+
+def help_time(modules: Path) -> dict[str, float]:
+    return {
+        "help": timed([str(PYTHON_BIN / "provisioner"), "--help"]),
+        "python": timed([sys.executable, "-c", "pass"]),
+    }
+
+
+def module_time(modules: Path) -> dict[str, float]:
+    """Loading JupyterNotebook: the provisioner's way (no shell) against a login shell's `module load`."""
+    code = (
+        "import os, time; from provisioner import envmodules; s = envmodules.find(os.environ); t = time.monotonic(); "
+        "envmodules.purge_and_load(s, 'JupyterNotebook', dict(os.environ)); print(time.monotonic() - t)"
+    )
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "MODULEPATH": str(modules), "HOME": str(modules)}
+    ours = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    return {"provisioner": float(ours), "login_shell": timed(["bash", "-lc", "module load JupyterNotebook"], env)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="one run of each, no targets")
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    runs = 1 if args.quick else args.runs
+
+    with tempfile.TemporaryDirectory(prefix="bench-") as root:
+        # A bin directory with only Jupyter in it, for the module to put on PATH.
+        bin_dir = Path(root) / "jupyter-bin"
+        bin_dir.mkdir()
+        (bin_dir / "jupyter-notebook").symlink_to(JUPYTER)
+        modules = Path(root) / "modules"
+        modules.mkdir()
+        (modules / "JupyterNotebook.lua").write_text(f'prepend_path("PATH", "{bin_dir}")\n')
+
+        scenarios: dict[str, Callable[[Path], dict[str, float]]] = {
+            "bare": bare,
+            "provisioner": provisioner,
+            "old": old_script,
+            "crash": crash_detection,
+            "help": help_time,
+            "modules": module_time,
+        }
+        results: dict[str, list[dict[str, float]]] = {name: [] for name in scenarios}
+        for run in range(runs):  # interleaved, so that a slow moment of the machine hits every scenario alike
+            for name, scenario in scenarios.items():
+                results[name].append(scenario(modules))
+            print(f"run {run + 1}/{runs} done", file=sys.stderr)
+
+    def median(name: str, key: str) -> float:
+        return statistics.median(result[key] for result in results[name])
+
+    bare_ready = median("bare", "ready")
+    rows = [
+        ("bare server: start to first 200 (s)", bare_ready),
+        ("provisioner: start to init_completed (s)", median("provisioner", "completed")),
+        ("provisioner: start to exit (s)", median("provisioner", "exited")),
+        ("old script: start to init_completed (s)", median("old", "completed")),
+        ("provisioner / bare", median("provisioner", "completed") / bare_ready),
+        ("old script / bare", median("old", "completed") / bare_ready),
+        ("crash detection (s)", median("crash", "detect")),
+        ("peak RSS (MB)", median("provisioner", "rss_mb")),
+        ("--help (ms)", median("help", "help") * 1000),
+        ("python -c pass (ms)", median("help", "python") * 1000),
+        ("module load, provisioner (ms)", median("modules", "provisioner") * 1000),
+        ("module load, bash -lc (ms)", median("modules", "login_shell") * 1000),
+    ]
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}")
+    versions = {name: metadata.version(name) for name in ("provisioner", "notebook", "jupyter_server")}
+    print(
+        f"python {platform.python_version()}, " + ", ".join(f"{name} {version}" for name, version in versions.items())
+    )
+    print(f"runs: {runs} of each, interleaved; medians")
+    failed = 0
+    for label, value in rows:
+        target = TARGETS.get(label)
+        verdict = ""
+        if target is not None and not args.quick:
+            met = value <= target
+            failed += not met
+            verdict = f"  target <= {target:g}: {'met' if met else 'MISSED'}"
+        print(f"  {label:<44} {value:9.3f}{verdict}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
