@@ -233,7 +233,8 @@ def purge_and_load(
     prepared = with_modulepath(system, environ)
     if not prepared["MODULEPATH"]:
         raise ModuleError(f"no MODULEPATH and no module directories in {', '.join(map(str, system.modulespath_files))}")
-    purged = run(system, ["purge"], prepared, run_as)
+    # Purging nothing is a no-op, and a cloud-init or `su -c` shell has nothing loaded: save a module command.
+    purged = run(system, ["purge"], prepared, run_as) if prepared.get("LOADEDMODULES") else prepared
     return run(system, ["load", name], purged, run_as)
 
 

@@ -105,6 +105,16 @@ class Reporter:
         self._queues: dict[str, queue.Queue[tuple[str, Delivery] | None]] = {}
         self._threads: list[threading.Thread] = []
 
+    def warm_up(self) -> None:
+        """Import requests and tenacity in the background now, while the machine waits on module commands and the
+        server, so that the first callback (perhaps a crash report) is not held up by ~200 ms of imports."""
+
+        def load() -> None:
+            import requests  # noqa: F401
+            import tenacity  # noqa: F401
+
+        threading.Thread(target=load, name="callbacks-warm-up", daemon=True).start()
+
     def send(self, endpoint: str, url: str, fields: Mapping[str, str], lane: str = SPEC_LANE) -> Delivery | None:
         """Queue a callback; return its record, which fills in as it is delivered (None: delivered before)."""
         key = (endpoint, fields.get("status"), fields.get("reason"))

@@ -86,3 +86,11 @@ def test_output_is_parsed_not_executed() -> None:
 def test_mlstatus_false_is_a_failure_even_with_exit_code_zero() -> None:
     """Environment Modules exits 0 on a failed load; only _mlstatus tells."""
     assert envmodules.apply("_mlstatus = False\n", {}) is False
+
+
+def test_modules_loaded_before_are_purged(lmod: envmodules.ModuleSystem, module_tree: Path) -> None:
+    earlier = envmodules.purge_and_load(lmod, "NoJupyter", {**BASE, "MODULEPATH": str(module_tree)})
+    assert earlier["NO_JUPYTER_HERE"] == "1"
+    env = envmodules.purge_and_load(lmod, "JupyterNotebook", earlier)
+    assert env["LOADEDMODULES"] == "JupyterNotebook"
+    assert "NO_JUPYTER_HERE" not in env
