@@ -121,8 +121,6 @@ def provision(
         log.info("resuming %s", f"at {plan.start}" if plan.start else "a finished run: only undelivered callbacks")
     reporter = Reporter(definition.callbacks, redact, settings.token, journal.delivered(), on_done=journal.save)
     journal.begin(definition, settings, ctx, reporter.deliveries)
-    if settings.start_url or settings.complete_url or settings.progress_url:
-        reporter.warm_up()
     _resend(journal, reporter, settings)
     outcome: Outcome | None = None
     interrupted: Interrupted | None = None

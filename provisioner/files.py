@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 
@@ -19,7 +18,9 @@ def write_private(path: Path, text: str, owner: tuple[int, int] | None = None) -
         with contextlib.suppress(OSError):
             info = path.stat()
             owner = (info.st_uid, info.st_gid)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # O_EXCL with a random name is what tempfile.mkstemp does, without importing tempfile on the way to the server.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         if owner is not None:
             os.fchown(fd, *owner)

@@ -85,6 +85,9 @@ class Runner:
             pid_before = self.ctx.pid
             error = self._run_action(state)
             self.journal.leave(FAILED if error else OK, error, started_server=self.ctx.pid != pid_before)
+            if self.ctx.pid is not None or error is not None or state.final:
+                # The server is on its way (or will not be): callbacks no longer compete with starting it.
+                self.reporter.release()
             if state.final and error is None:
                 self._flush_deferred()
                 return self._outcome(state)

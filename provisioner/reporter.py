@@ -104,16 +104,13 @@ class Reporter:
         self.deliveries: list[Delivery] = []
         self._queues: dict[str, queue.Queue[tuple[str, Delivery] | None]] = {}
         self._threads: list[threading.Thread] = []
+        # Deliveries wait for release(): importing requests and tenacity (~200 ms of CPU) in a thread would slow
+        # the main thread on its way to starting the server. Queued callbacks keep their order meanwhile.
+        self._released = threading.Event()
 
-    def warm_up(self) -> None:
-        """Import requests and tenacity in the background now, while the machine waits on module commands and the
-        server, so that the first callback (perhaps a crash report) is not held up by ~200 ms of imports."""
-
-        def load() -> None:
-            import requests  # noqa: F401
-            import tenacity  # noqa: F401
-
-        threading.Thread(target=load, name="callbacks-warm-up", daemon=True).start()
+    def release(self) -> None:
+        """Start delivering: the server is started (or the run is over), so the imports no longer slow anything."""
+        self._released.set()
 
     def send(self, endpoint: str, url: str, fields: Mapping[str, str], lane: str = SPEC_LANE) -> Delivery | None:
         """Queue a callback; return its record, which fills in as it is delivered (None: delivered before)."""
@@ -128,6 +125,7 @@ class Reporter:
 
     def close(self, timeout: float) -> list[Delivery]:
         """Wait up to `timeout` seconds for every queued callback; what is left is recorded as not delivered."""
+        self.release()
         for lane in self._queues.values():
             lane.put(None)
         deadline = time.monotonic() + timeout
@@ -158,6 +156,7 @@ class Reporter:
         return self._queues[name]
 
     def _work(self, lane: queue.Queue[tuple[str, Delivery] | None]) -> None:
+        self._released.wait()
         import requests  # here, not at import time: it costs ~120 ms and the main path never needs it
 
         with requests.Session() as session:

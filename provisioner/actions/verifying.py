@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import http.client
 import subprocess
 import time
 
@@ -19,6 +18,8 @@ REQUEST_TIMEOUT = 2.0
 
 def probe(host: str, port: int, token: str | None) -> int | None:
     """GET /api/status; the HTTP status, or None when nothing answers yet."""
+    import http.client  # ~20 ms (ssl, email): imported once the server is starting, not on the way to starting it
+
     headers = {"Authorization": f"token {token}"} if token is not None else {}
     connection = http.client.HTTPConnection(host, port, timeout=REQUEST_TIMEOUT)
     try:
