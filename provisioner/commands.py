@@ -119,7 +119,15 @@ def provision(
         plan = plan_resume(previous, definition, alive)
         _restore(ctx, previous, alive)
         log.info("resuming %s", f"at {plan.start}" if plan.start else "a finished run: only undelivered callbacks")
-    reporter = Reporter(definition.callbacks, redact, settings.token, journal.delivered(), on_done=journal.save)
+    expected = bool(settings.start_url or settings.complete_url or settings.progress_url)
+    reporter = Reporter(
+        definition.callbacks,
+        redact,
+        key=settings.token,
+        delivered=journal.delivered(),
+        on_done=journal.save,
+        warm=expected,
+    )
     journal.begin(definition, settings, ctx, reporter.deliveries)
     _resend(journal, reporter, settings)
     outcome: Outcome | None = None

@@ -123,3 +123,15 @@ def test_close_gives_up_on_an_endpoint_that_never_answers(callbacks: CallbackSer
     [delivery] = reporter.close(2.0)
     assert not delivery.delivered
     assert delivery.error in ("ReadTimeout", "not delivered before the callback deadline")
+
+
+def test_callbacks_wait_for_release_and_keep_their_order(callbacks: CallbackServer) -> None:
+    """The machine releases the reporter once the server is started, so that callbacks never slow its start."""
+    reporter = Reporter(QUICK, no_secrets, warm=True)
+    reporter.send("start", callbacks.url("/start"), {"status": "init_started"})
+    reporter.send("complete", callbacks.url("/complete"), {"status": "init_completed"})
+    time.sleep(0.3)
+    assert callbacks.received == []
+    reporter.release()
+    assert [form["status"] for form in callbacks.wait_for(2)] == ["init_started", "init_completed"]
+    reporter.close(10)
