@@ -71,6 +71,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--states", type=Path, metavar="FILE", help="state machine definition (default: the shipped one)"
     )
     parser.add_argument("--user", metavar="NAME", help="as root: run the server as this user, in their home")
+    parser.add_argument("--notebook-dir", metavar="DIR", help="the directory the server shows (default: home)")
+    parser.add_argument("--base-url", metavar="PATH", help="the path behind a reverse proxy, e.g. /user/alice/")
+    parser.add_argument(
+        "--idle-timeout", metavar="S", help="shut the server down after S idle seconds (default 0: never)"
+    )
+    parser.add_argument("--json-log", action="store_true", help="one JSON object per event on stderr, for machines")
     parser.set_defaults(func=_run)
 
 
@@ -210,6 +216,9 @@ def _run(args: argparse.Namespace, started: float) -> int:
         "init_script": args.init_script,
         "output_dir": args.output_dir,
         "user": args.user,
+        "notebook_dir": args.notebook_dir,
+        "base_url": args.base_url,
+        "idle_timeout": args.idle_timeout,
         "start_url": _one_of(args.start_url, args.start_url_option, "START_URL"),
         "complete_url": _one_of(args.complete_url, args.complete_url_option, "COMPLETE_URL"),
         "progress_url": args.progress_url,
@@ -225,12 +234,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     output.setup()
     try:
         args = build_parser().parse_args(argv)
+        if getattr(args, "json_log", False):
+            output.setup(json_log=True)
         code: int = args.func(args, started)
         return code
     except ConfigError as exc:
         output.error(f"{exc.source} is not a valid definition:")
         for problem in exc.problems:
-            print(f"  {output.redact(problem)}", file=sys.stderr)
+            log.error("%s", problem, extra={"event": "problem"})
         return exc.exit_code
     except ProvisionError as exc:
         output.error(exc.message)

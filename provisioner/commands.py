@@ -70,8 +70,9 @@ def _still_serving(record: dict[str, Any], token: Secret) -> bool:
     recorded = record.get("server") or {}
     if record.get("outcome") != READY or not server_alive(record) or not recorded.get("port"):
         return False
-    host = netinfo.local_host(str((record.get("settings") or {}).get("ip", "127.0.0.1")))
-    return probe(host, int(recorded["port"]), token.reveal()) == 200
+    recorded_settings = record.get("settings") or {}
+    host = netinfo.local_host(str(recorded_settings.get("ip", "127.0.0.1")))
+    return probe(host, int(recorded["port"]), token.reveal(), str(recorded_settings.get("base_url", "/"))) == 200
 
 
 def resume(out: Path, states: Path | None, started: float) -> int:

@@ -46,7 +46,7 @@ class RunContext:
 
     def url(self, host: str | None = None) -> str:
         """The server's URL without the token."""
-        return f"http://{url_host(host or self.vm_ip or '127.0.0.1')}:{self.port}/"
+        return f"http://{url_host(host or self.vm_ip or '127.0.0.1')}:{self.port}{self.settings.base_url}"
 
     def run_as(self) -> dict[str, Any]:
         """subprocess arguments for children that act for the VM's user: module commands and the server."""

@@ -165,12 +165,16 @@ class Runner:
     def _progress(self, state: str, error: StepFailed | None = None) -> None:
         elapsed = time.monotonic() - self.started
         detail = f" ({error.reason}): {error.message}" if error else ""
-        log.info("[%6.2fs] %s%s", elapsed, state, detail)
+        fields = {"event": "state", "state": state, "elapsed": round(elapsed, 3)}
+        log.info("[%6.2fs] %s%s", elapsed, state, detail, extra=fields | ({"reason": error.reason} if error else {}))
 
     def _outcome(self, state: StateDef) -> Outcome:
         elapsed = time.monotonic() - self.started
         if self.failure is None:
-            log.info("[%6.2fs] server up at %s (pid %s)", elapsed, self.ctx.url(), self.ctx.pid)
+            url, pid = self.ctx.url(), self.ctx.pid
+            log.info(
+                "[%6.2fs] server up at %s (pid %s)", elapsed, url, pid, extra={"event": "ready", "url": url, "pid": pid}
+            )
             return Outcome(state.name, 0)
         reason = self.failure.reason
         return Outcome(state.name, self.definition.exit_code(reason), reason, self.failure.message)

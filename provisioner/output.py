@@ -39,15 +39,46 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
-def setup(quiet: bool = False) -> None:
-    """Send the provisioner's log to stderr, one line per event, prefixed with the program's name."""
+class _Lines(logging.Formatter):
+    """For people: `provisioner: [  1.23s] starting`, `provisioner: error: ...`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        event = getattr(record, "event", None)
+        if event == "problem":  # one of a definition's problems, under the error line that counts them
+            return f"  {record.getMessage()}"
+        prefix = "error: " if event == "error" else ""
+        return f"provisioner: {prefix}{record.getMessage()}"
+
+
+class _Json(logging.Formatter):
+    """For machines (--json-log): one JSON object per event."""
+
+    FIELDS = ("state", "elapsed", "reason", "url", "pid")
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+        from datetime import datetime, timezone
+
+        event = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "event": getattr(record, "event", "message"),
+            "message": record.getMessage(),
+        }
+        event.update({key: getattr(record, key) for key in self.FIELDS if hasattr(record, key)})
+        return json.dumps(event)
+
+
+def setup(json_log: bool = False) -> None:
+    """Send the provisioner's log to stderr: one line per event, for people or (json_log) for machines."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("provisioner: %(message)s"))
+    handler.setFormatter(_Json() if json_log else _Lines())
     handler.addFilter(_RedactingFilter())
     log.handlers[:] = [handler]
-    log.setLevel(logging.WARNING if quiet else logging.INFO)
+    log.setLevel(logging.INFO)
     log.propagate = False
 
 
 def error(message: str) -> None:
-    print(f"provisioner: error: {redact(message)}", file=sys.stderr)
+    """The one line a failure of the command itself prints (the run's own failures are state events)."""
+    log.error("%s", message, extra={"event": "error"})

@@ -75,6 +75,9 @@ class Settings:
     ip: str = "0.0.0.0"  # noqa: S104 - the spec binds every interface so the researcher can connect
     module: str = "JupyterNotebook"  # "" skips module loading
     timeout: float = 60.0
+    notebook_dir: Path | None = None  # None: the home directory
+    base_url: str = "/"  # behind a reverse proxy, the path the proxy serves the server under
+    idle_timeout: int = 0  # seconds without activity before Jupyter culls kernels and shuts down; 0: never
     init_script: Path | None = None
     user: Account | None = None
     home: Path = field(default_factory=Path.home)
@@ -103,6 +106,9 @@ class Settings:
             "ip": self.ip,
             "module": self.module,
             "timeout": self.timeout,
+            "notebook_dir": str(self.notebook_dir) if self.notebook_dir else None,
+            "base_url": self.base_url,
+            "idle_timeout": self.idle_timeout,
             "init_script": str(self.init_script) if self.init_script else None,
             "user": self.user.name if self.user else None,
             "home": str(self.home),
@@ -138,6 +144,31 @@ def parse_timeout(value: object, source: str) -> float:
     if not 0 < timeout < 86400:
         raise UsageError(f"{source}: {value!r} must be more than 0 and less than a day")
     return timeout
+
+
+def parse_base_url(value: object, source: str) -> str:
+    """A URL path for a server behind a reverse proxy, as Jupyter wants it: /like/this/."""
+    text = str(value).strip()
+    if any(ch.isspace() or not ch.isprintable() or ch in "?#%" for ch in text) or "://" in text:
+        raise UsageError(f"{source}: a base URL is a path like /user/alice/ (no host, query or spaces)")
+    return "/" + "/".join(part for part in text.split("/") if part) + ("/" if text.strip("/") else "")
+
+
+def parse_idle_timeout(value: object, source: str) -> int:
+    try:
+        seconds = int(str(value).strip())
+    except ValueError:
+        raise UsageError(f"{source}: {value!r} is not a whole number of seconds (0: never)") from None
+    if seconds < 0:
+        raise UsageError(f"{source}: {value!r} must be 0 (never) or more")
+    return seconds
+
+
+def parse_directory(value: object, source: str) -> Path | None:
+    path = parse_path(value, source)
+    if path is not None and not path.is_dir():
+        raise UsageError(f"{source}: {path} is not a directory")
+    return path
 
 
 def parse_url(value: object, source: str) -> str | None:
@@ -193,6 +224,9 @@ SETTING_PARSERS: Mapping[str, Callable[[object, str], Any]] = {
     "init_script": parse_path,
     "output_dir": parse_path,
     "user": parse_user,
+    "notebook_dir": parse_directory,
+    "base_url": parse_base_url,
+    "idle_timeout": parse_idle_timeout,
 }
 
 _URLS = ("start_url", "complete_url", "progress_url")

@@ -27,6 +27,9 @@ def info(ctx: RunContext) -> dict[str, Any]:
         "pid": ctx.pid,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "log": str(ctx.log_path),
+        "notebook_dir": str(ctx.settings.notebook_dir or ctx.settings.home),
+        "idle_timeout": ctx.settings.idle_timeout,
+        "base_url": ctx.settings.base_url,
         "connect": f"open the url in a browser, or tunnel: ssh -L {ctx.port}:localhost:{ctx.port} USER@{ctx.vm_ip}",
         "stop": f"provisioner stop{_where(ctx)}   (stops the server and its kernels; or: kill {ctx.pid})",
     }
@@ -37,26 +40,32 @@ def _where(ctx: RunContext) -> str:
 
 
 def render_text(data: dict[str, Any]) -> str:
-    return (
-        "Jupyter Notebook server\n"
-        "=======================\n"
-        f"VM IP:     {data['vm_ip']}\n"
-        f"Port:      {data['port']}\n"
-        f"Token:     {data['token']}\n"
-        f"URL:       {data['url']}\n"
-        f"PID:       {data['pid']}\n"
-        f"Started:   {data['started']}\n"
-        f"Log:       {data['log']}\n"
-        "\n"
-        "How to connect:\n"
-        f"  Open {data['url']} in a browser.\n"
-        f"  If port {data['port']} is not reachable from your machine, tunnel it first:\n"
-        f"    ssh -L {data['port']}:localhost:{data['port']} USER@{data['vm_ip']}\n"
-        f"  and open http://localhost:{data['port']}/?token=<the token above>\n"
-        "\n"
-        "How to stop:\n"
-        f"  {data['stop']}\n"
-    )
+    lines = [
+        "Jupyter Notebook server",
+        "=======================",
+        f"VM IP:     {data['vm_ip']}",
+        f"Port:      {data['port']}",
+        f"Token:     {data['token']}",
+        f"URL:       {data['url']}",
+        f"PID:       {data['pid']}",
+        f"Started:   {data['started']}",
+        f"Log:       {data['log']}",
+        f"Notebooks: {data['notebook_dir']}",
+    ]
+    if data["idle_timeout"]:
+        lines.append(f"Idle stop: the server shuts down after {data['idle_timeout']} s without activity")
+    lines += [
+        "",
+        "How to connect:",
+        f"  Open {data['url']} in a browser.",
+        f"  If port {data['port']} is not reachable from your machine, tunnel it first:",
+        f"    ssh -L {data['port']}:localhost:{data['port']} USER@{data['vm_ip']}",
+        f"  and open http://localhost:{data['port']}{data['base_url']}?token=<the token above>",
+        "",
+        "How to stop:",
+        f"  {data['stop']}",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def run(ctx: RunContext) -> None:

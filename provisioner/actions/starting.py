@@ -25,6 +25,18 @@ def command(ctx: RunContext) -> list[str]:
         # Otherwise Jupyter silently binds the next free port and every URL we report is wrong.
         "--ServerApp.port_retries=0",
     ]
+    settings = ctx.settings
+    if settings.notebook_dir is not None:
+        argv.append(f"--ServerApp.root_dir={settings.notebook_dir}")
+    if settings.base_url != "/":
+        argv.append(f"--ServerApp.base_url={settings.base_url}")
+    if settings.idle_timeout:
+        # Jupyter's own culling: idle kernels go, then the idle server itself, so an idle VM stops costing money.
+        argv += [
+            f"--ServerApp.shutdown_no_activity_timeout={settings.idle_timeout}",
+            f"--MappingKernelManager.cull_idle_timeout={settings.idle_timeout}",
+            f"--MappingKernelManager.cull_interval={min(60, settings.idle_timeout)}",
+        ]
     if os.geteuid() == 0 and not ctx.run_as():
         argv.append("--allow-root")
     return argv

@@ -16,14 +16,14 @@ MAX_INTERVAL = 0.025  # the port opens a few ms before the first 200: a late pol
 REQUEST_TIMEOUT = 2.0
 
 
-def probe(host: str, port: int, token: str | None) -> int | None:
-    """GET /api/status; the HTTP status, or None when nothing answers yet."""
+def probe(host: str, port: int, token: str | None, base_url: str = "/") -> int | None:
+    """GET {base_url}api/status; the HTTP status, or None when nothing answers yet."""
     import http.client  # ~20 ms (ssl, email): imported once the server is starting, not on the way to starting it
 
     headers = {"Authorization": f"token {token}"} if token is not None else {}
     connection = http.client.HTTPConnection(host, port, timeout=REQUEST_TIMEOUT)
     try:
-        connection.request("GET", "/api/status", headers=headers)
+        connection.request("GET", f"{base_url}api/status", headers=headers)
         return connection.getresponse().status
     except (OSError, http.client.HTTPException):
         return None
@@ -41,7 +41,7 @@ def run(ctx: RunContext) -> None:
     while True:
         if not server.alive(ctx.pid, ctx.process, ctx.pid_start):
             raise _exited(ctx)
-        if probe(host, ctx.port, token) == 200:
+        if probe(host, ctx.port, token, ctx.settings.base_url) == 200:
             break
         if time.monotonic() >= deadline:
             raise StepFailed(
@@ -49,7 +49,7 @@ def run(ctx: RunContext) -> None:
             )
         _wait(ctx, min(interval, max(0.0, deadline - time.monotonic())))
         interval = min(interval * 1.5, MAX_INTERVAL)
-    refused = probe(host, ctx.port, None)
+    refused = probe(host, ctx.port, None, ctx.settings.base_url)
     if refused != 403:
         raise StepFailed(
             "failed_to_start", f"the server answered {refused} without the token instead of 403: authentication is off"

@@ -1,0 +1,83 @@
+"""Options platforms of this kind ask for: a notebook directory, a base URL behind a proxy, an idle timeout;
+and a JSON event log for machines."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from pathlib import Path
+
+import pytest
+
+from provisioner.actions import starting
+from provisioner.context import RunContext
+from provisioner.errors import UsageError
+from provisioner.settings import Secret, Settings, parse_base_url, parse_idle_timeout
+from tests.conftest import REAL_JUPYTER, TOKEN, CallbackServer, cli_env, run_cli
+
+
+def test_base_urls_are_normalised_and_checked() -> None:
+    assert parse_base_url("user/alice", "--base-url") == "/user/alice/"
+    assert parse_base_url("/", "--base-url") == "/"
+    assert parse_base_url("//a//b/", "--base-url") == "/a/b/"
+    for bad in ("http://proxy/x", "/a b/", "/x?y=1"):
+        with pytest.raises(UsageError):
+            parse_base_url(bad, "--base-url")
+
+
+def test_idle_timeout_is_whole_seconds() -> None:
+    assert parse_idle_timeout("3600", "--idle-timeout") == 3600
+    for bad in ("-1", "soon", "1.5"):
+        with pytest.raises(UsageError):
+            parse_idle_timeout(bad, "--idle-timeout")
+
+
+def test_the_options_become_jupyters_own_settings(tmp_path: Path) -> None:
+    settings = Settings(token=Secret(TOKEN), notebook_dir=tmp_path, base_url="/user/alice/", idle_timeout=900)
+    ctx = RunContext(settings=settings, jupyter=Path("/x/jupyter-notebook"), port=8008)
+    argv = starting.command(ctx)
+    assert f"--ServerApp.root_dir={tmp_path}" in argv
+    assert "--ServerApp.base_url=/user/alice/" in argv
+    assert "--ServerApp.shutdown_no_activity_timeout=900" in argv
+    assert "--MappingKernelManager.cull_idle_timeout=900" in argv
+    assert "--MappingKernelManager.cull_interval=60" in argv
+
+
+def test_a_server_behind_a_proxy_path_with_its_own_directory_comes_up(
+    tmp_path: Path, callbacks: CallbackServer, reap: Path
+) -> None:
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    (notebooks / "analysis.ipynb").write_text("{}")
+    env = cli_env(reap, path=f"{REAL_JUPYTER.parent}:/usr/bin:/bin", JUPYTER_TOKEN=TOKEN)
+    args = ["run", "--module", "", "--port", "auto", "--json-log", "--base-url", "/user/alice/"]
+    args += ["--notebook-dir", str(notebooks), "--idle-timeout", "3600", "--complete-url", callbacks.url("/c")]
+    run = run_cli(args, env)
+    assert run.returncode == 0, run.stderr
+
+    events = [json.loads(line) for line in run.stderr.splitlines()]  # every line is one JSON object
+    states = [event["state"] for event in events if event["event"] == "state"]
+    assert states == ["idle", "validating", "loading", "port_check", "starting", "verifying", "ready"]
+    [ready] = [event for event in events if event["event"] == "ready"]
+    assert ready["url"].endswith("/user/alice/")
+    assert all(TOKEN not in line for line in run.stderr.splitlines())
+
+    info = json.loads((reap / ".jupyter" / "jupyter_info.json").read_text())
+    assert info["url"].endswith(f"/user/alice/?token={TOKEN}")
+    assert info["notebook_dir"] == str(notebooks)
+    assert "shuts down after 3600 s" in (reap / ".jupyter" / "jupyter_info.txt").read_text()
+    assert callbacks.wait_for(1, "/c")[0]["url"].endswith("/user/alice/")
+
+    connection = http.client.HTTPConnection("127.0.0.1", info["port"], timeout=5)
+    try:
+        connection.request("GET", "/user/alice/api/contents", headers={"Authorization": f"token {TOKEN}"})
+        listing = json.loads(connection.getresponse().read())
+    finally:
+        connection.close()
+    assert [item["name"] for item in listing["content"]] == ["analysis.ipynb"]
+
+
+def test_a_notebook_dir_that_does_not_exist_is_a_usage_error(reap: Path) -> None:
+    run = run_cli(["run", "--notebook-dir", str(reap / "nowhere"), TOKEN], cli_env(reap))
+    assert run.returncode == 2
+    assert "is not a directory" in run.stderr
