@@ -49,10 +49,14 @@ class ModuleSystem:
 
 
 def find(environ: Mapping[str, str]) -> ModuleSystem | None:
-    """Find the module system: the one the environment names first, then the standard install paths."""
+    """Find the module system: the one the environment names first (Lmod's LMOD_CMD, Environment Modules'
+    MODULES_CMD, either's MODULESHOME), then the standard install paths."""
     lmod_cmd = environ.get("LMOD_CMD")
     if lmod_cmd and Path(lmod_cmd).is_file():
         return _lmod(Path(lmod_cmd))
+    modules_cmd = environ.get("MODULES_CMD")
+    if modules_cmd and Path(modules_cmd).is_file():
+        return _tcl(Path(modules_cmd))
     home = environ.get("MODULESHOME")
     if home:
         found = _in_home(Path(home))
@@ -81,7 +85,11 @@ def _lmod(command: Path) -> ModuleSystem:
 
 
 def _tcl(command: Path) -> ModuleSystem:
-    return ModuleSystem("environment-modules", ("tclsh", str(command)), TCL_MODULESPATH)
+    # An installation under a prefix (/opt/x/usr/lib/...) keeps its configuration under the same prefix.
+    text = str(command)
+    prefix = Path(text[: text.index("/usr/")]) if "/usr/" in text else None
+    own = (prefix / "etc/environment-modules/modulespath",) if prefix and prefix != Path("/") else ()
+    return ModuleSystem("environment-modules", ("tclsh", text), own + TCL_MODULESPATH)
 
 
 def default_modulepath(system: ModuleSystem) -> str:

@@ -28,6 +28,9 @@ else:
 
 REAL_JUPYTER = Path(sys.executable).with_name("jupyter-notebook")
 LMOD_CMD = Path("/usr/share/lmod/lmod/libexec/lmod")
+# Debian's environment-modules conflicts with lmod, so its package is unpacked here rather than installed
+# (.ci/run does it; see the README). Its modulecmd.tcl runs with the system's tclsh like an installed one.
+ENVIRONMENT_MODULES = Path("/opt/environment-modules")
 TOKEN = "tok-" + "5e3c7a1f9b" * 4  # distinctive, so a leak anywhere is easy to find
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -201,6 +204,28 @@ def _fresh_logger() -> Iterator[None]:
     logger.handlers.clear()
     logger.propagate = True
     logger.setLevel(logging.NOTSET)
+
+
+@pytest.fixture(scope="session")
+def modulecmd_tcl() -> Path:
+    found = sorted(ENVIRONMENT_MODULES.glob("usr/lib/*/modulecmd.tcl"))
+    if not found:
+        pytest.fail(f"Environment Modules is not unpacked in {ENVIRONMENT_MODULES}; .ci/run shows how")
+    return found[0]
+
+
+@pytest.fixture(scope="session")
+def tcl_module_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same three modules as module_tree, as Tcl modulefiles for Environment Modules."""
+    root = tmp_path_factory.mktemp("tcl-modules")
+    jupyter_bin = make_bin(root.parent / "tcl-jupyter-bin", {"jupyter-notebook": REAL_JUPYTER})
+    header = "#%Module1.0\n"
+    (root / "JupyterNotebook").write_text(
+        f"{header}prepend-path PATH {jupyter_bin}\nsetenv JUPYTER_MODULE_LOADED yes\n"
+    )
+    (root / "NoJupyter").write_text(f"{header}setenv NO_JUPYTER_HERE 1\n")
+    (root / "Broken").write_text(f'{header}error "this module is broken on purpose"\n')
+    return root
 
 
 @pytest.fixture

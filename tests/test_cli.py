@@ -406,3 +406,25 @@ class TestCompatibility:
         assert completed.returncode == 0
         for option in ("--port", "--ip", "--module", "--timeout", "--states", "--output-dir", "--progress-url"):
             assert option in completed.stdout
+
+
+class TestEnvironmentModules:
+    """The same runs through Environment Modules, which exits 0 on a failed load."""
+
+    def test_jupyter_from_an_environment_modules_module_comes_up(
+        self, modulecmd_tcl: Path, tcl_module_tree: Path, callbacks: CallbackServer, reap: Path
+    ) -> None:
+        env = cli_env(reap, tcl_module_tree, MODULES_CMD=str(modulecmd_tcl), JUPYTER_TOKEN=TOKEN)
+        run = run_cli(["run", "--port", "auto", "--complete-url", callbacks.url("/complete")], env)
+        assert run.returncode == 0, run.stderr
+        assert [form["status"] for form in callbacks.wait_for(1, "/complete")] == ["init_completed"]
+        pid = run.info()["pid"]
+        assert b"JUPYTER_MODULE_LOADED=yes" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+
+    @pytest.mark.parametrize(("module", "code"), [("NoSuchModule", 11), ("Broken", 11), ("NoJupyter", 12)])
+    def test_a_failed_load_is_noticed_despite_exit_code_zero(
+        self, module: str, code: int, modulecmd_tcl: Path, tcl_module_tree: Path, reap: Path
+    ) -> None:
+        env = cli_env(reap, tcl_module_tree, MODULES_CMD=str(modulecmd_tcl), JUPYTER_TOKEN=TOKEN)
+        run = run_cli(["run", "--module", module], env)
+        assert run.returncode == code, run.stderr

@@ -1,4 +1,4 @@
-"""Module loading through real Lmod, called without a shell."""
+"""Module loading through real Lmod and real Environment Modules, called without a shell."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from provisioner import envmodules
 from tests.conftest import LMOD_CMD, SYSTEM_PATH
 
 BASE = {"PATH": SYSTEM_PATH, "HOME": "/nonexistent"}
+Loaded = tuple[envmodules.ModuleSystem, Path]
 
 
 @pytest.fixture(scope="module")
@@ -17,6 +18,19 @@ def lmod() -> envmodules.ModuleSystem:
     system = envmodules.find({})
     assert system is not None and system.kind == "lmod"
     return system
+
+
+@pytest.fixture(scope="module", params=["lmod", "environment-modules"])
+def system_and_tree(
+    request: pytest.FixtureRequest, lmod: envmodules.ModuleSystem, module_tree: Path, tcl_module_tree: Path
+) -> Loaded:
+    """Each module system with its own tree of the same modules: the tests that take this run against both."""
+    if request.param == "lmod":
+        return lmod, module_tree
+    modulecmd_tcl: Path = request.getfixturevalue("modulecmd_tcl")
+    tcl = envmodules.find({"MODULES_CMD": str(modulecmd_tcl)})
+    assert tcl is not None and tcl.kind == "environment-modules"
+    return tcl, tcl_module_tree
 
 
 def test_lmod_is_found_at_its_standard_path_with_nothing_in_the_environment(lmod: envmodules.ModuleSystem) -> None:
@@ -30,22 +44,52 @@ def test_lmod_cmd_in_the_environment_is_honoured(tmp_path: Path) -> None:
     assert system is not None and system.command == (str(own),)
 
 
-def test_loading_a_module_applies_its_environment(lmod: envmodules.ModuleSystem, module_tree: Path) -> None:
-    env = envmodules.purge_and_load(lmod, "JupyterNotebook", {**BASE, "MODULEPATH": str(module_tree)})
+def test_environment_modules_is_found_from_modules_cmd_with_its_own_modulespath(modulecmd_tcl: Path) -> None:
+    system = envmodules.find({"MODULES_CMD": str(modulecmd_tcl)})
+    assert system is not None and system.command == ("tclsh", str(modulecmd_tcl))
+    assert system.modulespath_files[0] == Path("/opt/environment-modules/etc/environment-modules/modulespath")
+
+
+def test_loading_a_module_applies_its_environment(system_and_tree: Loaded) -> None:
+    system, tree = system_and_tree
+    env = envmodules.purge_and_load(system, "JupyterNotebook", {**BASE, "MODULEPATH": str(tree)})
     assert env["JUPYTER_MODULE_LOADED"] == "yes"
     assert env["PATH"].split(":")[0].endswith("jupyter-bin")
     assert envmodules.which("jupyter-notebook", env) is not None
     assert env["LOADEDMODULES"] == "JupyterNotebook"
 
 
-def test_an_unknown_module_fails_with_lmods_message(lmod: envmodules.ModuleSystem, module_tree: Path) -> None:
-    with pytest.raises(envmodules.ModuleError, match="unknown"):
-        envmodules.purge_and_load(lmod, "NoSuchThing", {**BASE, "MODULEPATH": str(module_tree)})
+def test_an_unknown_module_fails_with_the_systems_message(system_and_tree: Loaded) -> None:
+    """Environment Modules exits 0 here: only _mlstatus tells that the load failed."""
+    system, tree = system_and_tree
+    with pytest.raises(envmodules.ModuleError, match=r"(?i)unknown|unable to locate"):
+        envmodules.purge_and_load(system, "NoSuchThing", {**BASE, "MODULEPATH": str(tree)})
 
 
-def test_a_module_that_errors_fails_with_its_message(lmod: envmodules.ModuleSystem, module_tree: Path) -> None:
+def test_a_module_that_errors_fails_with_its_message(system_and_tree: Loaded) -> None:
+    system, tree = system_and_tree
     with pytest.raises(envmodules.ModuleError, match="broken on purpose"):
-        envmodules.purge_and_load(lmod, "Broken", {**BASE, "MODULEPATH": str(module_tree)})
+        envmodules.purge_and_load(system, "Broken", {**BASE, "MODULEPATH": str(tree)})
+
+
+def test_modules_loaded_before_are_purged(system_and_tree: Loaded) -> None:
+    system, tree = system_and_tree
+    earlier = envmodules.purge_and_load(system, "NoJupyter", {**BASE, "MODULEPATH": str(tree)})
+    assert earlier["NO_JUPYTER_HERE"] == "1"
+    env = envmodules.purge_and_load(system, "JupyterNotebook", earlier)
+    assert env["LOADEDMODULES"] == "JupyterNotebook"
+    assert "NO_JUPYTER_HERE" not in env
+
+
+def test_an_init_script_can_provide_the_module_path(system_and_tree: Loaded, tmp_path: Path) -> None:
+    """Like EESSI's init/bash: sourcing it sets MODULEPATH to the stack's modules."""
+    system, tree = system_and_tree
+    script = tmp_path / "init.bash"
+    script.write_text(f'export MODULEPATH="{tree}"\nexport STACK_VERSION=2023.06\n')
+    env = envmodules.source_init_script(script, BASE)
+    assert env["STACK_VERSION"] == "2023.06"
+    loaded = envmodules.purge_and_load(system, "JupyterNotebook", env)
+    assert loaded["JUPYTER_MODULE_LOADED"] == "yes"
 
 
 def test_without_modulepath_the_systems_default_paths_are_used(lmod: envmodules.ModuleSystem) -> None:
@@ -55,16 +99,10 @@ def test_without_modulepath_the_systems_default_paths_are_used(lmod: envmodules.
     assert "Core/lmod" in env["LOADEDMODULES"]
 
 
-def test_an_init_script_can_provide_the_module_path(
-    lmod: envmodules.ModuleSystem, module_tree: Path, tmp_path: Path
-) -> None:
-    """Like EESSI's init/bash: sourcing it sets MODULEPATH to the stack's modules."""
-    script = tmp_path / "init.bash"
-    script.write_text(f'export MODULEPATH="{module_tree}"\nexport STACK_VERSION=2023.06\n')
-    env = envmodules.source_init_script(script, BASE)
-    assert env["STACK_VERSION"] == "2023.06"
-    loaded = envmodules.purge_and_load(lmod, "JupyterNotebook", env)
-    assert loaded["JUPYTER_MODULE_LOADED"] == "yes"
+def test_without_modulepath_or_default_directories_the_load_says_so(tmp_path: Path) -> None:
+    system = envmodules.ModuleSystem("environment-modules", ("tclsh", "/x"), (tmp_path / "no-modulespath",))
+    with pytest.raises(envmodules.ModuleError, match="no MODULEPATH"):
+        envmodules.purge_and_load(system, "JupyterNotebook", dict(BASE))
 
 
 def test_an_init_script_that_fails_is_an_error(tmp_path: Path) -> None:
@@ -84,13 +122,4 @@ def test_output_is_parsed_not_executed() -> None:
 
 
 def test_mlstatus_false_is_a_failure_even_with_exit_code_zero() -> None:
-    """Environment Modules exits 0 on a failed load; only _mlstatus tells."""
     assert envmodules.apply("_mlstatus = False\n", {}) is False
-
-
-def test_modules_loaded_before_are_purged(lmod: envmodules.ModuleSystem, module_tree: Path) -> None:
-    earlier = envmodules.purge_and_load(lmod, "NoJupyter", {**BASE, "MODULEPATH": str(module_tree)})
-    assert earlier["NO_JUPYTER_HERE"] == "1"
-    env = envmodules.purge_and_load(lmod, "JupyterNotebook", earlier)
-    assert env["LOADEDMODULES"] == "JupyterNotebook"
-    assert "NO_JUPYTER_HERE" not in env
