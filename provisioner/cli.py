@@ -76,6 +76,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--idle-timeout", metavar="S", help="shut the server down after S idle seconds (default 0: never)"
     )
+    parser.add_argument(
+        "--launcher", choices=("process", "systemd"), help="process (default): detached; systemd: a transient unit"
+    )
     parser.add_argument("--json-log", action="store_true", help="one JSON object per event on stderr, for machines")
     parser.set_defaults(func=_run)
 
@@ -219,6 +222,7 @@ def _run(args: argparse.Namespace, started: float) -> int:
         "notebook_dir": args.notebook_dir,
         "base_url": args.base_url,
         "idle_timeout": args.idle_timeout,
+        "launcher": args.launcher,
         "start_url": _one_of(args.start_url, args.start_url_option, "START_URL"),
         "complete_url": _one_of(args.complete_url, args.complete_url_option, "COMPLETE_URL"),
         "progress_url": args.progress_url,

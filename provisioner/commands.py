@@ -179,7 +179,7 @@ def _signals_interrupt() -> Iterator[None]:
 def _abandon(ctx: RunContext, exc: Interrupted) -> None:
     """Stop the server this run started unless it was already handed over: no half-provisioned server is left."""
     log.warning("warning: %s; the run is recorded and `provisioner resume` continues it", exc.message)
-    if ctx.pid is not None and not ctx.handed_over and server.stop(ctx.pid, ctx.process, ctx.pid_start):
+    if ctx.pid is not None and not ctx.handed_over and server.stop(ctx.pid, ctx.process, ctx.pid_start, unit=ctx.unit):
         log.warning("warning: stopped the server this run started (pid %d)", ctx.pid)
 
 
@@ -195,7 +195,7 @@ def _restore(ctx: RunContext, record: dict[str, Any], alive: bool) -> None:
     ctx.port = port if isinstance(port, int) else None
     if alive:
         recorded = record["server"]
-        ctx.pid, ctx.pid_start = recorded["pid"], recorded.get("start_time")
+        ctx.pid, ctx.pid_start, ctx.unit = recorded["pid"], recorded.get("start_time"), recorded.get("unit")
         ctx.server_started = time.monotonic()
         ctx.handed_over = record.get("outcome") == READY or bool(recorded.get("url"))
 
@@ -287,7 +287,7 @@ def stop(out: Path, grace: float) -> int:
             print(f"no server is recorded in {out}; nothing to stop")
             return 0
         pid, port = recorded["pid"], recorded.get("port")
-        if not server.stop(pid, start_time=recorded.get("start_time"), grace=grace):
+        if not server.stop(pid, start_time=recorded.get("start_time"), grace=grace, unit=recorded.get("unit")):
             print(f"the recorded server (pid {pid}) is not running; nothing to stop")
             return 0
         ip = str((record.get("settings") or {}).get("ip", "0.0.0.0"))  # noqa: S104 - Jupyter's own default

@@ -31,6 +31,7 @@ class RunContext:
     process: subprocess.Popen[bytes] | None = None
     pid: int | None = None
     pid_start: int | None = None  # the server's start time, to tell it from a process that reuses its PID
+    unit: str | None = None  # the systemd unit running the server, with --launcher systemd
     server_started: float | None = None  # time.monotonic() when the server was launched
     vm_ip: str | None = None
     # True once the server belongs to the user (ready): from then on nothing we do may stop it.

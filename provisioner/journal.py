@@ -121,7 +121,7 @@ class Journal:
             recorded = self.record.get("server") or {}
             if recorded.get("pid") != ctx.pid:
                 recorded = {"pid": ctx.pid, "start_time": server.start_time(ctx.pid), "started": now()}
-            recorded.update(port=ctx.port, url=ctx.url() if ctx.handed_over else None)
+            recorded.update(port=ctx.port, url=ctx.url() if ctx.handed_over else None, unit=ctx.unit)
             self.record["server"] = recorded
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -39,14 +40,23 @@ def _stat(pid: int) -> list[str] | None:
 
 
 def stop(
-    pid: int, process: subprocess.Popen[bytes] | None = None, start_time: int | None = None, grace: float = 10.0
+    pid: int,
+    process: subprocess.Popen[bytes] | None = None,
+    start_time: int | None = None,
+    grace: float = 10.0,
+    unit: str | None = None,
 ) -> bool:
     """SIGTERM the server's process group (its kernels too), SIGKILL what is left after `grace` seconds.
 
-    The server runs in a session of its own, so its process group is its PID. Returns whether it was running.
+    The server runs in a session of its own, so its process group is its PID. A server that systemd runs (`unit`)
+    is stopped through systemd, which would otherwise see its service fail. Returns whether it was running.
     """
     if not alive(pid, process, start_time):
         return False
+    if unit is not None:
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+            user = ["--user"] if os.geteuid() != 0 else []
+            subprocess.run(["systemctl", *user, "stop", unit], capture_output=True, timeout=grace, check=False)
     _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while _group_alive(pid, process) and time.monotonic() < deadline:

@@ -78,6 +78,7 @@ class Settings:
     notebook_dir: Path | None = None  # None: the home directory
     base_url: str = "/"  # behind a reverse proxy, the path the proxy serves the server under
     idle_timeout: int = 0  # seconds without activity before Jupyter culls kernels and shuts down; 0: never
+    launcher: str = "process"  # process: detached in its own session; systemd: a transient systemd unit
     init_script: Path | None = None
     user: Account | None = None
     home: Path = field(default_factory=Path.home)
@@ -109,6 +110,7 @@ class Settings:
             "notebook_dir": str(self.notebook_dir) if self.notebook_dir else None,
             "base_url": self.base_url,
             "idle_timeout": self.idle_timeout,
+            "launcher": self.launcher,
             "init_script": str(self.init_script) if self.init_script else None,
             "user": self.user.name if self.user else None,
             "home": str(self.home),
@@ -162,6 +164,16 @@ def parse_idle_timeout(value: object, source: str) -> int:
     if seconds < 0:
         raise UsageError(f"{source}: {value!r} must be 0 (never) or more")
     return seconds
+
+
+LAUNCHERS = ("process", "systemd")
+
+
+def parse_launcher(value: object, source: str) -> str:
+    text = str(value).strip()
+    if text not in LAUNCHERS:
+        raise UsageError(f"{source}: must be one of {', '.join(LAUNCHERS)}")
+    return text
 
 
 def parse_directory(value: object, source: str) -> Path | None:
@@ -227,6 +239,7 @@ SETTING_PARSERS: Mapping[str, Callable[[object, str], Any]] = {
     "notebook_dir": parse_directory,
     "base_url": parse_base_url,
     "idle_timeout": parse_idle_timeout,
+    "launcher": parse_launcher,
 }
 
 _URLS = ("start_url", "complete_url", "progress_url")

@@ -11,5 +11,5 @@ REASONS: tuple[str, ...] = ()
 def run(ctx: RunContext) -> None:
     if ctx.pid is None or ctx.handed_over:
         return
-    if server.stop(ctx.pid, ctx.process, ctx.pid_start):
+    if server.stop(ctx.pid, ctx.process, ctx.pid_start, unit=ctx.unit):
         log.info("stopped the server this run started (pid %d)", ctx.pid)

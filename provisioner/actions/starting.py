@@ -7,7 +7,7 @@ import subprocess
 import time
 from datetime import datetime, timezone
 
-from provisioner import envmodules, netinfo, server
+from provisioner import envmodules, netinfo, server, systemd
 from provisioner.context import RunContext, base_environment, log
 from provisioner.errors import StepFailed
 
@@ -68,21 +68,24 @@ def run(ctx: RunContext) -> None:
             os.fchown(fd, *ctx.settings.owner)
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
         os.write(fd, f"--- provisioner: starting jupyter-notebook on port {ctx.port} at {stamp}\n".encode())
-        ctx.process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=fd,
-            stderr=subprocess.STDOUT,
-            env=ctx.server_env(),
-            cwd=ctx.settings.home,
-            # Its own session: it outlives us and the login shell that ran us, and stop() can signal its group.
-            start_new_session=True,
-            **ctx.run_as(),
-        )
+        if ctx.settings.launcher == "systemd":
+            ctx.pid = systemd.launch(ctx, argv)
+        else:
+            ctx.process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=fd,
+                stderr=subprocess.STDOUT,
+                env=ctx.server_env(),
+                cwd=ctx.settings.home,
+                # Its own session: it outlives us and the login shell that ran us, and stop() can signal its group.
+                start_new_session=True,
+                **ctx.run_as(),
+            )
+            ctx.pid = ctx.process.pid
     except OSError as exc:
         raise StepFailed("failed_to_start", f"cannot run {argv[0]}: {exc.strerror or exc}") from None
     finally:
         os.close(fd)
-    ctx.pid = ctx.process.pid
     ctx.pid_start = server.start_time(ctx.pid)
     ctx.server_started = time.monotonic()
