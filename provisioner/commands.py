@@ -315,12 +315,10 @@ def graph(definition: Definition, fmt: str, current: str | None) -> str:
     model = Model()
     machine = GraphMachine(
         model=model,
-        states=[state.name for state in definition.states],
-        transitions=[{"trigger": t.trigger, "source": list(t.sources), "dest": t.dest} for t in definition.transitions],
         initial=definition.initial,
-        auto_transitions=False,
         graph_engine="mermaid",
         title="provisioner",
+        **definition.machine_arguments(),
     )
     if current is not None:
         machine.set_state(current)  # drawn as the active state; the start arrow still points at the initial one

@@ -105,6 +105,16 @@ class Definition:
     def exit_code(self, reason: str) -> int:
         return self.reasons[reason]
 
+    def machine_arguments(self) -> dict[str, Any]:
+        """The states and transitions as `transitions.Machine` (or GraphMachine) takes them."""
+        return {
+            "states": [state.name for state in self.states],
+            "transitions": [
+                {"trigger": t.trigger, "source": list(t.sources), "dest": t.dest} for t in self.transitions
+            ],
+            "auto_transitions": False,
+        }
+
 
 # What the loader needs to know about the code: which actions exist and which reasons each can fail with, and which
 # settings may be given defaults here, with the parser that checks each. Passed in so that this module imports neither.

@@ -57,17 +57,12 @@ class Runner:
         self._deferred: list[tuple[Notify, str, str, StepFailed | None]] = []
 
     def build(self, initial: str) -> Machine:
-        transitions = [
-            {"trigger": t.trigger, "source": list(t.sources), "dest": t.dest} for t in self.definition.transitions
-        ]
         return Machine(
             model=self.model,
-            states=[state.name for state in self.definition.states],
-            transitions=transitions,
             initial=initial,
-            auto_transitions=False,
             send_event=True,
             after_state_change=self._on_transition,
+            **self.definition.machine_arguments(),
         )
 
     def run(self, initial: str | None = None, skip: frozenset[str] = frozenset()) -> Outcome:
