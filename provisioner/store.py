@@ -126,7 +126,11 @@ class Store:
                 log.warning("warning: cannot write %s: %s", self.path, exc.strerror or exc)
 
     def save_token(self, token: Secret) -> None:
-        write_private(self.out / TOKEN_FILE, token.reveal(), self.owner)
+        """Keep the token for `provisioner resume`; failing to is reported, and only resume needs it."""
+        try:
+            write_private(self.out / TOKEN_FILE, token.reveal(), self.owner)
+        except OSError as exc:
+            log.warning("warning: cannot keep the token for resume in %s: %s", self.out, exc.strerror or exc)
 
     def load_token(self) -> Secret | None:
         with contextlib.suppress(OSError):

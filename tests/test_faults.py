@@ -206,3 +206,14 @@ class TestCallbackFaults:
         dump = json.loads(run_cli(["state", "--json"], cli_env(reap)).stdout)
         outcome = {c["status"]: (c["delivered"], c["attempts"], c["http_status"]) for c in dump["callbacks"]}
         assert outcome == {"init_started": (True, 2, 200), "init_completed": (False, 1, 404)}
+
+
+def test_a_token_file_that_cannot_be_written_is_reported_not_raised(
+    full_disk: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = Store(full_disk)
+    store.lock()
+    fill(full_disk)
+    store.save_token(Secret(TOKEN * 200))
+    assert "cannot keep the token" in caplog.text
+    assert TOKEN not in caplog.text
