@@ -6,6 +6,8 @@ import json
 import os
 import pwd
 import secrets
+import shlex
+import shutil
 import stat
 import subprocess
 import sys
@@ -14,7 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REAL_JUPYTER, TOKEN, CallbackServer, cli_env, run_cli, stop_servers, write_module
+from tests.conftest import (
+    REAL_JUPYTER,
+    TOKEN,
+    CallbackServer,
+    cli_env,
+    make_bin,
+    run_cli,
+    stop_servers,
+    write_module,
+)
+from tests.test_jupyter_init_sh import SCRIPT
 
 
 @pytest.fixture
@@ -87,3 +99,37 @@ def test_user_needs_root_or_an_existing_account(reap: Path) -> None:
     run = run_cli(["run", "--user", "no-such-user-here", TOKEN], cli_env(reap))
     assert run.returncode == 2
     assert "no such user 'no-such-user-here'" in run.stderr
+
+
+def test_the_deployed_line_works_unchanged_for_a_real_user(
+    researcher: pwd.struct_passwd, callbacks: CallbackServer
+) -> None:
+    """`su - USER -c "bash -lc 'jupyter_init.sh TOKEN START COMPLETE'"`, exactly as the portal's cloud-init runs it,
+    with the drop-in installed beside the provisioner as the wheel installs it, and Lmod set up by the login shell."""
+    home = Path(researcher.pw_dir)
+    bin_dir = home / "opt" / "bin"  # where a venv's bin would be: jupyter_init.sh next to provisioner
+    make_bin(bin_dir, {"provisioner": Path(sys.executable).with_name("provisioner")})
+    shutil.copy(SCRIPT, bin_dir / "jupyter_init.sh")
+    modules = home / "modules"
+    modules.mkdir()
+    write_module(modules, "JupyterNotebook", f'prepend_path("PATH", "{REAL_JUPYTER.parent}")\n')
+    # A site's profile adds its module tree after /etc/profile.d/lmod.sh has set Lmod up.
+    (home / ".profile").write_text(f'export MODULEPATH="{modules}:$MODULEPATH"\n')
+    for path in (bin_dir.parent, bin_dir, modules, home / ".profile"):
+        os.chown(path, researcher.pw_uid, researcher.pw_gid)
+
+    line = shlex.join([str(bin_dir / "jupyter_init.sh"), TOKEN, callbacks.url("/start"), callbacks.url("/complete")])
+    completed = subprocess.run(
+        ["su", "-", researcher.pw_name, "-c", f"bash -lc {shlex.quote(line)}"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert [form["status"] for form in callbacks.wait_for(1, "/complete")] == ["init_completed"]
+    assert [form["status"] for form in callbacks.forms("/start")] == ["init_started"]
+    info = json.loads((home / ".jupyter" / "jupyter_info.json").read_text())
+    assert info["port"] == 8008  # the spec's port: nothing else here binds it
+    assert f"Uid:\t{researcher.pw_uid}\t" in Path(f"/proc/{info['pid']}/status").read_text()
+    assert "running Jupyter as root" not in completed.stderr
