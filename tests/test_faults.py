@@ -69,15 +69,19 @@ class TestSignals:
         assert len(jupyter_pids(reap)) == 1
         assert [form["status"] for form in callbacks.forms("/complete")] == ["init_completed"]
 
-    def test_sigint_stops_a_server_that_never_answered(self, tmp_path: Path, reap: Path) -> None:
+    @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP])
+    def test_sigint_or_sighup_stops_a_server_that_never_answered(
+        self, signum: signal.Signals, tmp_path: Path, reap: Path
+    ) -> None:
         pidfile = tmp_path / "fake.pid"
         fake = make_bin(tmp_path / "fake", {"jupyter-notebook": f"#!/bin/sh\necho $$ > {pidfile}\nexec sleep 300\n"})
         env = cli_env(reap, path=f"{fake}:/usr/bin:/bin", JUPYTER_TOKEN=TOKEN)
         process = start_cli(["run", "--module", "", "--port", str(free_port())], env)
         wait_for_state(reap, "verifying")
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         process.communicate(timeout=60)
-        assert process.returncode == 128 + signal.SIGINT
+        assert process.returncode == 128 + signum
+        assert read_state(reap)["outcome"] == "interrupted"
         with pytest.raises(ProcessLookupError):
             os.kill(int(pidfile.read_text()), 0)
 
