@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -69,9 +71,42 @@ class _Json(logging.Formatter):
         return json.dumps(event)
 
 
+class _Terminal(logging.StreamHandler):  # type: ignore[type-arg]
+    """On a terminal: the same lines, and the state in progress ticks its elapsed time until the next event,
+    so that a person watching a long step (Jupyter's start, a slow module) sees that it is alive."""
+
+    TICK = 0.1
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        self._ticking: tuple[str, float, float] | None = None  # (state, its elapsed time at entry, monotonic then)
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        threading.Thread(target=self._tick, name="progress", daemon=True).start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self._lock:
+            self.stream.write("\r\033[K")  # the ticking line gives way to the event
+            super().emit(record)
+            event, state, elapsed = (getattr(record, key, None) for key in ("event", "state", "elapsed"))
+            finished = event != "state" or getattr(record, "reason", None) is not None
+            self._ticking = None if finished else (str(state), float(elapsed or 0), time.monotonic())
+
+    def _tick(self) -> None:
+        while not self._wake.wait(self.TICK):
+            with self._lock:
+                if self._ticking is not None:
+                    state, elapsed, since = self._ticking
+                    if time.monotonic() - since >= 0.5:  # only a step that takes a while
+                        now = elapsed + time.monotonic() - since
+                        self.stream.write(f"\rprovisioner: [{now:6.2f}s] {state} …")
+                        self.stream.flush()
+
+
 def setup(json_log: bool = False) -> None:
     """Send the provisioner's log to stderr: one line per event, for people or (json_log) for machines."""
-    handler = logging.StreamHandler(sys.stderr)
+    terminal = not json_log and sys.stderr.isatty()
+    handler: logging.StreamHandler = _Terminal() if terminal else logging.StreamHandler(sys.stderr)  # type: ignore[type-arg]
     handler.setFormatter(_Json() if json_log else _Lines())
     handler.addFilter(_RedactingFilter())
     log.handlers[:] = [handler]

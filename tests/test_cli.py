@@ -428,3 +428,35 @@ class TestEnvironmentModules:
         env = cli_env(reap, tcl_module_tree, MODULES_CMD=str(modulecmd_tcl), JUPYTER_TOKEN=TOKEN)
         run = run_cli(["run", "--module", module], env)
         assert run.returncode == code, run.stderr
+
+
+def test_on_a_terminal_a_long_state_ticks_its_elapsed_time(tmp_path: Path, reap: Path) -> None:
+    """A person watching sees that a slow step is alive; logs and pipes keep one line per event."""
+    import pty
+
+    fake = make_bin(tmp_path / "fake", {"jupyter-notebook": "#!/bin/sh\nexec sleep 300\n"})
+    env = cli_env(reap, path=f"{fake}:/usr/bin:/bin", JUPYTER_TOKEN=TOKEN, TERM="xterm")
+    leader, follower = pty.openpty()
+    args = ["run", "--module", "", "--port", str(free_port()), "--timeout", "1.5"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "provisioner", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+    )
+    os.close(follower)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closes when the process exits
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(leader)
+    assert process.wait(30) == 14
+    text = output.decode()
+    assert "\rprovisioner: [" in text and "verifying …" in text
+    assert "failed (failed_to_start)" in text
