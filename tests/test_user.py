@@ -11,6 +11,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,7 +49,11 @@ def researcher() -> Iterator[pwd.struct_passwd]:
         stop_servers(Path(account.pw_dir))
         for directory, mode in reversed(opened):
             directory.chmod(stat.S_IMODE(mode))
-        subprocess.run(["userdel", "--remove", name], check=False, capture_output=True)
+        # The killed server may linger a moment (PID 1 reaps it); userdel refuses while it does.
+        for _ in range(50):
+            if subprocess.run(["userdel", "--remove", name], check=False, capture_output=True).returncode in (0, 6):
+                break
+            time.sleep(0.1)
 
 
 def as_user(name: str, *args: str) -> subprocess.CompletedProcess[str]:
