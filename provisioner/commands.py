@@ -20,7 +20,7 @@ from provisioner.errors import Interrupted, ProvisionError, UsageError
 from provisioner.journal import FAILED, INTERRUPTED, READY, STOPPED, Journal, Plan, plan_resume, server_alive
 from provisioner.machine import Outcome, Runner
 from provisioner.output import redact
-from provisioner.reporter import PROGRESS_LANE, SPEC_LANE, Reporter
+from provisioner.reporter import Reporter
 from provisioner.settings import SETTING_PARSERS, Secret, Settings, resolve
 from provisioner.store import Store
 
@@ -203,10 +203,9 @@ def _restore(ctx: RunContext, record: dict[str, Any], alive: bool) -> None:
 def _resend(journal: Journal, reporter: Reporter, settings: Settings) -> None:
     for callback in journal.undelivered():
         endpoint = str(callback.get("endpoint"))
-        url = settings.progress_url if endpoint == "progress" else settings.endpoint(endpoint)
+        url = settings.endpoint(endpoint)
         if url:
-            lane = PROGRESS_LANE if endpoint == "progress" else SPEC_LANE
-            reporter.send(endpoint, url, dict(callback.get("fields") or {}), lane=lane)
+            reporter.send(endpoint, url, dict(callback.get("fields") or {}))
 
 
 def check(path: Path | None) -> int:

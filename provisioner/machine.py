@@ -18,7 +18,7 @@ from provisioner.context import RunContext, log
 from provisioner.definition import OK, Definition, Notify, RetryPolicy, StateDef
 from provisioner.errors import StepFailed
 from provisioner.journal import FAILED, SKIPPED, Journal
-from provisioner.reporter import PROGRESS_LANE, Reporter
+from provisioner.reporter import PROGRESS, Reporter
 
 if TYPE_CHECKING:
     from provisioner.definition import TransitionDef
@@ -28,8 +28,6 @@ if TYPE_CHECKING:
 class Outcome:
     state: str
     exit_code: int
-    reason: str | None = None
-    message: str | None = None
 
 
 class _Model:
@@ -124,10 +122,10 @@ class Runner:
     def _report(self, transition: TransitionDef, error: StepFailed | None) -> None:
         dest = transition.dest
         extras = self._extras(dest, error)
-        progress_url = self.ctx.settings.progress_url
+        progress_url = self.ctx.settings.endpoint(PROGRESS)
         if progress_url:
             fields = {"status": dest, **({"reason": error.reason} if error else {}), **extras}
-            self.reporter.send("progress", progress_url, fields, lane=PROGRESS_LANE)
+            self.reporter.send(PROGRESS, progress_url, fields)
         target = self.definition.state(dest)
         for notify in transition.notify:
             url = self.ctx.settings.endpoint(notify.endpoint)
@@ -171,8 +169,7 @@ class Runner:
                 "[%6.2fs] server up at %s (pid %s)", elapsed, url, pid, extra={"event": "ready", "url": url, "pid": pid}
             )
             return Outcome(state.name, 0)
-        reason = self.failure.reason
-        return Outcome(state.name, self.definition.exit_code(reason), reason, self.failure.message)
+        return Outcome(state.name, self.definition.exit_code(self.failure.reason))
 
 
 def _fields(notify: Notify, extras: dict[str, str]) -> dict[str, str]:

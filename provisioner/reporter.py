@@ -26,8 +26,7 @@ if TYPE_CHECKING:
     import requests
 
 USER_AGENT = "provisioner (jupyter_init)"
-SPEC_LANE = "spec"
-PROGRESS_LANE = "progress"
+PROGRESS = "progress"  # the --progress-url endpoint; its callbacks travel in a lane of their own
 SIGNATURE_HEADER = "X-Jupyter-Init-Signature"
 FORM = "application/x-www-form-urlencoded"
 RETRY_AFTER_CAP = 10.0  # seconds: an endpoint may slow us down, not hold us past reason
@@ -128,15 +127,19 @@ class Reporter:
         if self._warm:
             threading.Thread(target=_import_delivery_modules, name="callbacks-warm-up", daemon=True).start()
 
-    def send(self, endpoint: str, url: str, fields: Mapping[str, str], lane: str = SPEC_LANE) -> Delivery | None:
-        """Queue a callback; return its record, which fills in as it is delivered (None: delivered before)."""
+    def send(self, endpoint: str, url: str, fields: Mapping[str, str]) -> Delivery | None:
+        """Queue a callback; return its record, which fills in as it is delivered (None: delivered before).
+
+        The platform's start and complete callbacks share one ordered lane; progress has its own, so that a slow
+        progress endpoint never holds them up.
+        """
         key = (endpoint, fields.get("status"), fields.get("reason"))
-        if lane == SPEC_LANE and key in self.delivered:
+        if endpoint != PROGRESS and key in self.delivered:
             log.info("%s callback (%s) was delivered by an earlier run; not sending it again", endpoint, key[1])
             return None
         delivery = Delivery(endpoint, {name: self.redact(str(value)) for name, value in fields.items()})
         self.deliveries.append(delivery)
-        self._lane(lane).put((url, delivery))
+        self._lane(PROGRESS if endpoint == PROGRESS else "platform").put((url, delivery))
         return delivery
 
     def close(self, timeout: float) -> list[Delivery]:

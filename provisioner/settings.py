@@ -94,8 +94,8 @@ class Settings:
         return (self.user.uid, self.user.gid) if self.user and self.user.uid != os.geteuid() else None
 
     def endpoint(self, name: str) -> str | None:
-        """The URL of a callback endpoint named in states.toml (start or complete)."""
-        return {"start": self.start_url, "complete": self.complete_url}[name]
+        """The URL of a callback endpoint: start or complete (named in states.toml), or progress."""
+        return {"start": self.start_url, "complete": self.complete_url, "progress": self.progress_url}.get(name)
 
     def public(self) -> dict[str, Any]:
         """The settings without the token, for the state dump and the info file."""
