@@ -7,6 +7,7 @@ the server, and every callback with its delivery outcome. It never holds the tok
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -30,10 +31,15 @@ def now() -> str:
 
 
 class Journal:
-    """Keeps the record up to date and saves it after every change that matters."""
+    """Keeps the record up to date and saves it after every change that matters.
+
+    The machine changes the record in the main thread while callbacks finish, and save it, in the reporter's threads:
+    one lock covers every change and every save, so a save never serialises a record half-changed.
+    """
 
     def __init__(self, store: Store | None, previous: dict[str, Any] | None = None) -> None:
         self.store = store
+        self._lock = threading.RLock()
         self.record: dict[str, Any] = dict(previous) if previous else {}
         self.record["schema"] = SCHEMA
         self.record.setdefault("history", [])
@@ -45,58 +51,55 @@ class Journal:
     def begin(
         self, definition: Definition, settings: Settings, ctx: RunContext, deliveries: Sequence[Delivery]
     ) -> None:
-        self.ctx = ctx
-        self._deliveries = deliveries
-        self.record.update(
-            definition={"source": definition.source, "digest": definition.digest},
-            settings=settings.public(),
-            outcome=RUNNING,
-            failure=None,
-            provisioner_pid=os.getpid(),
-        )
+        with self._lock:
+            self.ctx = ctx
+            self._deliveries = deliveries
+            self.record.update(
+                definition={"source": definition.source, "digest": definition.digest},
+                settings=settings.public(),
+                outcome=RUNNING,
+                failure=None,
+                provisioner_pid=os.getpid(),
+            )
 
     # The machine's hooks.
     def enter(self, state: str) -> None:
-        self._entered_at = time.monotonic()
-        self.record["state"] = state
-        self.record["history"].append(
-            {
-                "state": state,
-                "entered": now(),
-                "left": None,
-                "duration": None,
-                "outcome": None,
-                "reason": None,
-                "error": None,
-            }
-        )
-        self.save()
+        with self._lock:
+            self._entered_at = time.monotonic()
+            self.record["state"] = state
+            entry = {"state": state, "entered": now(), "left": None, "duration": None}
+            self.record["history"].append({**entry, "outcome": None, "reason": None, "error": None})
+            self.save()
 
     def leave(self, outcome: str, error: StepFailed | None = None, started_server: bool = False) -> None:
-        entry = self.record["history"][-1]
-        entry.update(left=now(), duration=round(time.monotonic() - self._entered_at, 3), outcome=outcome)
-        if error is not None:
-            entry.update(reason=error.reason, error=error.message)
-            self.record["failure"] = {"state": entry["state"], "reason": error.reason, "message": error.message}
-        if started_server:
-            entry["started_server"] = True
-        self.save()
+        with self._lock:
+            entry = self.record["history"][-1]
+            entry.update(left=now(), duration=round(time.monotonic() - self._entered_at, 3), outcome=outcome)
+            if error is not None:
+                entry.update(reason=error.reason, error=error.message)
+                self.record["failure"] = {"state": entry["state"], "reason": error.reason, "message": error.message}
+            if started_server:
+                entry["started_server"] = True
+            self.save()
 
     def interrupted(self, message: str) -> None:
         """Say why the state in progress never finished; it stays unfinished, so that resume runs it again."""
-        entry = self.record["history"][-1] if self.record["history"] else None
-        if entry is not None and entry.get("outcome") is None:
-            entry["error"] = message
+        with self._lock:
+            entry = self.record["history"][-1] if self.record["history"] else None
+            if entry is not None and entry.get("outcome") is None:
+                entry["error"] = message
 
     def finish(self, outcome: str) -> None:
-        self.record["outcome"] = outcome
-        self.save()
+        with self._lock:
+            self.record["outcome"] = outcome
+            self.save()
 
     def stopped(self) -> None:
-        self.record["outcome"] = STOPPED
-        if self.record.get("server"):
-            self.record["server"]["stopped"] = now()
-        self.save()
+        with self._lock:
+            self.record["outcome"] = STOPPED
+            if self.record.get("server"):
+                self.record["server"]["stopped"] = now()
+            self.save()
 
     # Callbacks: what earlier runs delivered is kept; what this run sends is added as it goes.
     def delivered(self) -> set[tuple[str, str | None, str | None]]:
@@ -106,13 +109,15 @@ class Journal:
         return [c for c in self._earlier_callbacks if not c.get("delivered")]
 
     def save(self) -> None:
-        if self.ctx is not None:
-            self._note_server(self.ctx)
-        delivered_before = [c for c in self._earlier_callbacks if c.get("delivered")]
-        self.record["callbacks"] = delivered_before + [d.record() for d in self._deliveries]
-        self.record["updated"] = now()
-        if self.store is not None:
-            self.store.save(self.record)
+        """Write the record as it is now; called by the machine, and by the reporter's threads as callbacks end."""
+        with self._lock:
+            if self.ctx is not None:
+                self._note_server(self.ctx)
+            delivered_before = [c for c in self._earlier_callbacks if c.get("delivered")]
+            self.record["callbacks"] = delivered_before + [d.record() for d in self._deliveries]
+            self.record["updated"] = now()
+            if self.store is not None:
+                self.store.save(self.record)
 
     def _note_server(self, ctx: RunContext) -> None:
         if ctx.port is not None:
@@ -120,7 +125,7 @@ class Journal:
         if ctx.pid is not None:
             recorded = self.record.get("server") or {}
             if recorded.get("pid") != ctx.pid:
-                recorded = {"pid": ctx.pid, "start_time": server.start_time(ctx.pid), "started": now()}
+                recorded = {"pid": ctx.pid, "start_time": ctx.pid_start, "started": now()}
             recorded.update(port=ctx.port, url=ctx.url() if ctx.handed_over else None, unit=ctx.unit)
             self.record["server"] = recorded
 

@@ -14,7 +14,6 @@ import contextlib
 import fcntl
 import json
 import os
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,6 @@ class Store:
         self.out = out
         self.owner = owner  # (uid, gid) of the VM's user, when we run as root on their behalf
         self._lock_fd: int | None = None
-        self._mutex = threading.Lock()  # callbacks finish on other threads and save too
 
     @property
     def path(self) -> Path:
@@ -119,11 +117,10 @@ class Store:
 
     def save(self, record: dict[str, Any]) -> None:
         """Write the record atomically. A failure is reported, never raised: the run matters more than its log."""
-        with self._mutex:
-            try:
-                write_private(self.path, json.dumps(record, indent=2, sort_keys=False) + "\n", self.owner)
-            except OSError as exc:
-                log.warning("warning: cannot write %s: %s", self.path, exc.strerror or exc)
+        try:
+            write_private(self.path, json.dumps(record, indent=2, sort_keys=False) + "\n", self.owner)
+        except OSError as exc:
+            log.warning("warning: cannot write %s: %s", self.path, exc.strerror or exc)
 
     def save_token(self, token: Secret) -> None:
         """Keep the token for `provisioner resume`; failing to is reported, and only resume needs it."""
