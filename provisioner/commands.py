@@ -177,10 +177,8 @@ def _signals_interrupt() -> Iterator[None]:
 
 
 def _abandon(ctx: RunContext, exc: Interrupted) -> None:
-    """Stop the server this run started unless it was already handed over: no half-provisioned server is left."""
     log.warning("warning: %s; the run is recorded and `provisioner resume` continues it", exc.message)
-    if ctx.pid is not None and not ctx.handed_over and server.stop(ctx.pid, ctx.process, ctx.pid_start, unit=ctx.unit):
-        log.warning("warning: stopped the server this run started (pid %d)", ctx.pid)
+    ctx.stop_unfinished_server()
 
 
 def _final_outcome(outcome: Outcome | None, interrupted: Interrupted | None) -> str:

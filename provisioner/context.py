@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from provisioner import server
 from provisioner.netinfo import url_host
 from provisioner.settings import TOKEN_ENV, Settings
 
@@ -52,6 +53,18 @@ class RunContext:
     def run_as(self) -> dict[str, Any]:
         """subprocess arguments for children that act for the VM's user: module commands and the server."""
         return self.settings.user.popen() if self.settings.owner is not None and self.settings.user else {}
+
+    def stop_unfinished_server(self) -> bool:
+        """Stop the server this provisioning started, unless it was handed over; True if one was stopped.
+
+        A failed or interrupted run leaves no half-provisioned server holding the port.
+        """
+        if self.pid is None or self.handed_over:
+            return False
+        if server.stop(self.pid, self.process, self.pid_start, unit=self.unit):
+            log.info("stopped the server this run started (pid %d)", self.pid)
+            return True
+        return False
 
     def server_env(self) -> dict[str, str]:
         """The server's environment: the token travels here, never on its command line."""

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from provisioner import server
-from provisioner.context import RunContext, log
+from provisioner.context import RunContext
 
 REASONS: tuple[str, ...] = ()
 
 
 def run(ctx: RunContext) -> None:
-    if ctx.pid is None or ctx.handed_over:
-        return
-    if server.stop(ctx.pid, ctx.process, ctx.pid_start, unit=ctx.unit):
-        log.info("stopped the server this run started (pid %d)", ctx.pid)
+    ctx.stop_unfinished_server()
