@@ -54,9 +54,10 @@ def stop(
     if not alive(pid, process, start_time):
         return False
     if unit is not None:
+        from provisioner import systemd  # only a server started with --launcher systemd has a unit
+
         with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-            user = ["--user"] if os.geteuid() != 0 else []
-            subprocess.run(["systemctl", *user, "stop", unit], capture_output=True, timeout=grace, check=False)
+            systemd.systemctl("stop", unit, timeout=grace)
     _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while _group_alive(pid, process) and time.monotonic() < deadline:

@@ -25,9 +25,15 @@ def unit_name(ctx: RunContext) -> str:
     return "jupyter-notebook-" + re.sub(r"[^A-Za-z0-9_.-]", "_", f"{who}-{ctx.port}") + ".service"
 
 
-def user_manager(ctx: RunContext) -> bool:
-    """Not root: the unit goes to the user's own systemd (`systemd-run --user`)."""
-    return os.geteuid() != 0
+def manager() -> list[str]:
+    """Which systemd: as root the system's; otherwise the user's own (`--user`), where an unprivileged unit goes."""
+    return [] if os.geteuid() == 0 else ["--user"]
+
+
+def systemctl(*args: str, timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["systemctl", *manager(), *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def _quote(value: str) -> str:
@@ -69,7 +75,7 @@ def properties(ctx: RunContext, env_file: Path) -> list[tuple[str, str]]:
         ("StandardError", f"append:{ctx.log_path}"),
         ("KillMode", "control-group"),  # stopping the unit stops the kernels too
     ]
-    if not user_manager(ctx) and settings.user is not None:
+    if not manager() and settings.user is not None:
         props += [("User", str(settings.user.uid)), ("Group", str(settings.user.gid))]
     return props
 
@@ -78,7 +84,7 @@ def run_command(ctx: RunContext, argv: list[str], env_file: Path) -> list[str]:
     """The systemd-run command line for the server: everything but the token, which is in `env_file`."""
     command = [
         "systemd-run",
-        *(["--user"] if user_manager(ctx) else []),
+        *manager(),
         "--quiet",
         "--collect",
         f"--unit={unit_name(ctx)}",
@@ -93,11 +99,6 @@ def unit_file(ctx: RunContext, argv: list[str], env_file: Path) -> str:
     return "[Service]\n" + "\n".join([*lines, "ExecStart=" + shlex.join(argv)]) + "\n"
 
 
-def _systemctl(ctx: RunContext, *args: str) -> subprocess.CompletedProcess[str]:
-    command = ["systemctl", *(["--user"] if user_manager(ctx) else []), *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False)
-
-
 def launch(ctx: RunContext, argv: list[str]) -> int:
     """Start the server as a transient unit; return its main PID."""
     command = run_command(ctx, argv, write_env_file(ctx, argv))
@@ -105,7 +106,7 @@ def launch(ctx: RunContext, argv: list[str]) -> int:
         started = subprocess.run(command, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False)
         if started.returncode != 0:
             raise StepFailed("failed_to_start", f"systemd-run failed: {started.stderr.strip() or started.returncode}")
-        shown = _systemctl(ctx, "show", "--property=MainPID", "--value", unit_name(ctx))
+        shown = systemctl("show", "--property=MainPID", "--value", unit_name(ctx))
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise StepFailed("failed_to_start", f"cannot start a systemd unit: {exc}") from None
     pid = int(shown.stdout.strip() or 0) if shown.stdout.strip().isdigit() else 0
