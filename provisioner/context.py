@@ -13,6 +13,7 @@ from provisioner import server
 from provisioner.netinfo import url_host
 from provisioner.settings import TOKEN_ENV, Settings
 
+JUPYTER = "jupyter-notebook"  # the program a module must put on PATH
 LOG_NAME = "jupyter.log"
 INFO_TXT = "jupyter_info.txt"
 INFO_JSON = "jupyter_info.json"
@@ -65,6 +66,11 @@ class RunContext:
             log.info("stopped the server this run started (pid %d)", self.pid)
             return True
         return False
+
+    @property
+    def server_runs_as_root(self) -> bool:
+        """Root with no --user: Jupyter needs --allow-root, and the user deserves a warning."""
+        return os.geteuid() == 0 and not self.run_as()
 
     def server_env(self) -> dict[str, str]:
         """The server's environment: the token travels here, never on its command line."""

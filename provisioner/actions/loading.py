@@ -6,11 +6,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from provisioner import envmodules
-from provisioner.context import RunContext, base_environment, log
+from provisioner.context import JUPYTER, RunContext, base_environment, log
 from provisioner.errors import StepFailed
 
 REASONS = ("module_load_failed", "jupyter_not_found")
-PROGRAM = "jupyter-notebook"
 
 
 def run(ctx: RunContext) -> None:
@@ -25,17 +24,17 @@ def run(ctx: RunContext) -> None:
     except envmodules.ModuleError as exc:
         raise StepFailed("module_load_failed", f"module load {settings.module} failed: {exc}") from None
     ctx.env = env
-    ctx.jupyter = envmodules.which(PROGRAM, env)
+    ctx.jupyter = envmodules.which(JUPYTER, env)
     if ctx.jupyter is None:
         where = f"after module load {settings.module}" if settings.module else "with no module loaded"
-        raise StepFailed("jupyter_not_found", f"{PROGRAM} is not on PATH {where}")
+        raise StepFailed("jupyter_not_found", f"{JUPYTER} is not on PATH {where}")
 
 
 def _load(name: str, env: dict[str, str], run_as: Mapping[str, Any]) -> dict[str, str]:
     system = envmodules.find(env)
     if system is None:
-        if envmodules.which(PROGRAM, env) is not None:
-            log.warning("warning: no module system found; using %s from PATH without loading %s", PROGRAM, name)
+        if envmodules.which(JUPYTER, env) is not None:
+            log.warning("warning: no module system found; using %s from PATH without loading %s", JUPYTER, name)
             return env
         raise envmodules.ModuleError("no module system (Lmod or Environment Modules) found on this machine")
     return envmodules.purge_and_load(system, name, env, run_as)

@@ -8,7 +8,7 @@ import time
 from datetime import datetime, timezone
 
 from provisioner import envmodules, netinfo, server, systemd
-from provisioner.context import RunContext, base_environment, log
+from provisioner.context import JUPYTER, RunContext, base_environment, log
 from provisioner.errors import StepFailed
 
 REASONS = ("failed_to_start", "output_unwritable")
@@ -37,7 +37,7 @@ def command(ctx: RunContext) -> list[str]:
             f"--MappingKernelManager.cull_idle_timeout={settings.idle_timeout}",
             f"--MappingKernelManager.cull_interval={min(60, settings.idle_timeout)}",
         ]
-    if os.geteuid() == 0 and not ctx.run_as():
+    if ctx.server_runs_as_root:
         argv.append("--allow-root")
     return argv
 
@@ -46,9 +46,9 @@ def _prerequisites(ctx: RunContext) -> None:
     """What loading and port_check find, for a definition that leaves them out: the PATH's Jupyter, the given port."""
     if ctx.jupyter is None:
         ctx.env = ctx.env or base_environment(ctx.settings)
-        ctx.jupyter = envmodules.which("jupyter-notebook", ctx.env)
+        ctx.jupyter = envmodules.which(JUPYTER, ctx.env)
         if ctx.jupyter is None:
-            raise StepFailed("failed_to_start", "jupyter-notebook is not on PATH")
+            raise StepFailed("failed_to_start", f"{JUPYTER} is not on PATH")
     if ctx.port is None:
         ctx.port = ctx.settings.port or netinfo.pick_free_port(ctx.settings.ip)
 
@@ -56,7 +56,7 @@ def _prerequisites(ctx: RunContext) -> None:
 def run(ctx: RunContext) -> None:
     _prerequisites(ctx)
     argv = command(ctx)
-    if os.geteuid() == 0 and not ctx.run_as():
+    if ctx.server_runs_as_root:
         log.warning("warning: running Jupyter as root; give --user NAME, or run the provisioner as the VM's user")
     try:
         fd = os.open(ctx.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
