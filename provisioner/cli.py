@@ -206,23 +206,13 @@ def _token(args: argparse.Namespace) -> Secret | None:
 
 def _run(args: argparse.Namespace, started: float) -> int:
     from provisioner import commands
-    from provisioner.settings import resolve
+    from provisioner.settings import SETTING_PARSERS, resolve
 
     token = _token(args)
-    output.redact.add(token)
+    output.redact.add(token)  # before anything can echo a value: a mistyped option may hold the token
     definition = commands.load_definition(args.states)
-    cli = {
-        "port": args.port,
-        "ip": args.ip,
-        "module": args.module,
-        "timeout": args.timeout,
-        "init_script": args.init_script,
-        "output_dir": args.output_dir,
-        "user": args.user,
-        "notebook_dir": args.notebook_dir,
-        "base_url": args.base_url,
-        "idle_timeout": args.idle_timeout,
-        "launcher": args.launcher,
+    # Every layered setting has an option of the same name.
+    cli = {name: getattr(args, name) for name in SETTING_PARSERS} | {
         "start_url": _one_of(args.start_url, args.start_url_option, "START_URL"),
         "complete_url": _one_of(args.complete_url, args.complete_url_option, "COMPLETE_URL"),
         "progress_url": args.progress_url,

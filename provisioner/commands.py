@@ -88,7 +88,9 @@ def resume(out: Path, states: Path | None, started: float) -> int:
             log.warning(
                 "warning: %s has changed since the recorded run; resuming with it as it is now", definition.source
             )
-        settings = _recorded_settings(previous, store.load_token())
+        token = store.load_token()
+        redact.add(token)  # as the command line's token is, the moment it is read
+        settings = _recorded_settings(previous, token)
         store.owner = settings.owner
         return provision(settings, definition, store, started, previous)
     finally:
