@@ -15,6 +15,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from provisioner import files
 from provisioner.errors import RESERVED_EXIT_CODES, ConfigError, ProvisionError
 
 if sys.version_info >= (3, 11):
@@ -126,7 +127,7 @@ def load(path: Path, actions: ActionReasons, setting_parsers: SettingParsers, *,
     """Read and validate a definition file; raise ConfigError listing every problem."""
     label = name or str(path)
     try:
-        raw = path.read_bytes()
+        raw = files.read_regular(path, follow=True)  # a FIFO or /dev/zero is an error, not a hang
     except OSError as exc:
         raise ConfigError(label, [f"cannot read: {exc.strerror or exc}"]) from None
     try:
