@@ -114,6 +114,11 @@ def setup(json_log: bool = False) -> None:
     log.propagate = False
 
 
+def after_fork() -> None:
+    """In a forked child: a handler of its own (the parent's ticking thread, and any lock it held, did not come)."""
+    setup(json_log=any(isinstance(handler.formatter, _Json) for handler in log.handlers))
+
+
 def error(message: str) -> None:
     """The one line a failure of the command itself prints (the run's own failures are state events)."""
     log.error("%s", message, extra={"event": "error"})

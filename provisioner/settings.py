@@ -55,9 +55,10 @@ class Account:
     home: Path
     shell: str
 
-    def popen(self) -> dict[str, Any]:
-        """subprocess arguments that run a child as this user."""
-        return {"user": self.uid, "group": self.gid, "extra_groups": list(self.groups)}
+    @classmethod
+    def of(cls, entry: pwd.struct_passwd) -> Account:
+        groups = tuple(gid for gid in os.getgrouplist(entry.pw_name, entry.pw_gid) if gid != entry.pw_gid)
+        return cls(entry.pw_name, entry.pw_uid, entry.pw_gid, groups, Path(entry.pw_dir), entry.pw_shell or "/bin/sh")
 
     def environment(self) -> dict[str, str]:
         return {"HOME": str(self.home), "USER": self.name, "LOGNAME": self.name, "SHELL": self.shell}
@@ -87,11 +88,6 @@ class Settings:
     @property
     def out(self) -> Path:
         return self.output_dir if self.output_dir is not None else self.home / ".jupyter"
-
-    @property
-    def owner(self) -> tuple[int, int] | None:
-        """Who owns the files we write, when that is not us."""
-        return (self.user.uid, self.user.gid) if self.user and self.user.uid != os.geteuid() else None
 
     def endpoint(self, name: str) -> str | None:
         """The URL of a callback endpoint: start or complete (named in states.toml), or progress."""
@@ -223,8 +219,7 @@ def parse_user(value: object, source: str) -> Account:
         raise UsageError(f"{source}: no such user {name!r}") from None
     if os.geteuid() not in (0, entry.pw_uid):
         raise UsageError(f"{source}: running the server as {name} needs root")
-    groups = tuple(gid for gid in os.getgrouplist(name, entry.pw_gid) if gid != entry.pw_gid)
-    return Account(name, entry.pw_uid, entry.pw_gid, groups, Path(entry.pw_dir), entry.pw_shell or "/bin/sh")
+    return Account.of(entry)
 
 
 # The settings that states.toml and the environment may set, each with the parser that checks it.
