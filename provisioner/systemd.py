@@ -1,7 +1,12 @@
 """--launcher systemd: the server as a transient systemd unit, supervised by systemd rather than left detached.
 
-The unit gets the server's whole environment, token included, from an environment file (0400) that systemd reads as
-root, so the token is on no command line; NoNewPrivileges; its output appended to jupyter.log. The same file serves
+The unit gets the server's whole environment, token included, from an environment file (0400), so the token is on no
+command line; NoNewPrivileges; its output appended to jupyter.log. systemd reads the environment file, and would open
+a `StandardOutput=` file, as root before it switches to `User=`: so as root the environment file lives in a directory
+only root can use (/var/lib/provisioner), never in the user's, and the log is opened by a shell running as the user.
+
+As root for another account, the worker asks the monitor (privsep) to start and stop the unit: the unit runs as that
+account (User=), under a name of the account's, and the monitor stops no other. The same environment file serves
 examples/systemd/jupyter-notebook@.service, the unit that brings the server back after a reboot.
 """
 
@@ -10,19 +15,51 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import stat
 import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from provisioner.context import RunContext, log
+from provisioner import privsep
+from provisioner.context import RunContext
 from provisioner.errors import StepFailed
+from provisioner.settings import Account
 
-ENV_FILE = "jupyter.env"
+ENV_FILE = "jupyter.env"  # in the output directory, for a user's own systemd (--user manager)
+SYSTEM_DIR = Path("/var/lib/provisioner")  # as root: <account>.env here, a directory only root can use
+SYSTEM_DIR_ENV = "PROVISIONER_SYSTEM_DIR"  # root's own environment may move it (the tests do)
 COMMAND_TIMEOUT = 30.0
+# The unit's command: a shell running as the unit's user opens the log, so that no root process ever opens a
+# file in the user's directory. `$0` is the log, `$@` the server's command line.
+LOG_WRAPPER = ("/bin/sh", "-c", 'exec "$@" >>"$0" 2>&1')
 
 
-def unit_name(ctx: RunContext) -> str:
-    who = ctx.settings.user.name if ctx.settings.user else str(os.geteuid())
-    return "jupyter-notebook-" + re.sub(r"[^A-Za-z0-9_.-]", "_", f"{who}-{ctx.port}") + ".service"
+@dataclass(frozen=True)
+class Unit:
+    """A server's transient unit: who it runs as, its command, environment (token included) and log."""
+
+    who: str  # the account's name, or our uid: part of the unit's name and of its environment file's
+    user: Account | None  # User= when root starts it for an account
+    port: int
+    argv: tuple[str, ...]
+    env: Mapping[str, str]
+    log: Path
+    home: Path
+    env_file: Path
+
+    @property
+    def name(self) -> str:
+        return unit_name(self.who, self.port)
+
+
+def unit_name(who: str, port: int) -> str:
+    return f"jupyter-notebook-{_safe(who)}-{port}.service"
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)
 
 
 def manager() -> list[str]:
@@ -36,81 +73,149 @@ def systemctl(*args: str, timeout: float = COMMAND_TIMEOUT) -> subprocess.Comple
     )
 
 
+def env_file_for(who: str, out: Path) -> Path:
+    """Where the unit's environment file goes: as root, root's own directory; otherwise the user's output directory."""
+    if os.geteuid() != 0:
+        return out / ENV_FILE
+    directory = Path(os.environ.get(SYSTEM_DIR_ENV) or SYSTEM_DIR)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = os.lstat(directory)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or stat.S_IMODE(info.st_mode) & 0o077:
+        raise OSError(f"{directory} must be a directory only root can use (0700, root's)")
+    return directory / f"{who}.env"
+
+
 def _quote(value: str) -> str:
     """A value as systemd's environment files read it back: in double quotes, with \\ " ` $ escaped."""
     return '"' + re.sub(r'([\\"`$])', r"\\\1", value) + '"'
 
 
-def write_env_file(ctx: RunContext, argv: list[str]) -> Path:
+def write_env_file(unit: Unit) -> None:
     """The server's environment, token included, in a file only its owner can read (0400)."""
-    path = ctx.out / ENV_FILE
     lines = []
-    for key, value in sorted(ctx.server_env().items()):
+    for key, value in sorted(unit.env.items()):
         if "\n" in value or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            log.warning("warning: %s cannot go into a systemd environment file; the server runs without it", key)
-            continue
+            continue  # systemd could not read it back; such a variable (a shell function's export) is not the server's
         lines.append(f"{key}={_quote(value)}\n")
     # For examples/systemd/jupyter-notebook@.service, which starts the same server at boot from this file.
-    lines.append(f"PROVISIONER_JUPYTER_ARGS={_quote(' '.join(argv[1:]))}\n")
-    path.unlink(missing_ok=True)  # a 0400 file cannot be rewritten in place
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o400)
+    lines.append(f"PROVISIONER_JUPYTER_ARGS={_quote(' '.join(unit.argv[1:]))}\n")
+    lines.append(f"PROVISIONER_LOG={_quote(str(unit.log))}\n")
+    unit.env_file.unlink(missing_ok=True)  # a 0400 file cannot be rewritten in place
+    fd = os.open(unit.env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o400)
     try:
-        if ctx.settings.owner is not None:
-            os.fchown(fd, *ctx.settings.owner)
         os.write(fd, "".join(lines).encode())
     finally:
         os.close(fd)
-    return path
 
 
-def properties(ctx: RunContext, env_file: Path) -> list[tuple[str, str]]:
+def _unescaped(argument: str) -> str:
+    """An argument as systemd passes it on: it expands $NAME in ExecStart, and reads $$ as one $."""
+    return argument.replace("$", "$$")
+
+
+def exec_start(unit: Unit) -> list[str]:
+    return [_unescaped(part) for part in (*LOG_WRAPPER, str(unit.log), *unit.argv)]
+
+
+def properties(unit: Unit) -> list[tuple[str, str]]:
     """The unit's settings, for systemd-run's --property and for unit_file() alike."""
-    settings = ctx.settings
     props = [
         ("Description", "Jupyter Notebook server (provisioner)"),
-        ("WorkingDirectory", str(settings.home)),
+        ("WorkingDirectory", str(unit.home)),
         ("NoNewPrivileges", "yes"),
-        ("EnvironmentFile", str(env_file)),
-        ("StandardOutput", f"append:{ctx.log_path}"),
-        ("StandardError", f"append:{ctx.log_path}"),
+        ("EnvironmentFile", str(unit.env_file)),
         ("KillMode", "control-group"),  # stopping the unit stops the kernels too
     ]
-    if not manager() and settings.user is not None:
-        props += [("User", str(settings.user.uid)), ("Group", str(settings.user.gid))]
+    if unit.user is not None:
+        props += [("User", str(unit.user.uid)), ("Group", str(unit.user.gid))]
     return props
 
 
-def run_command(ctx: RunContext, argv: list[str], env_file: Path) -> list[str]:
-    """The systemd-run command line for the server: everything but the token, which is in `env_file`."""
-    command = [
-        "systemd-run",
-        *manager(),
-        "--quiet",
-        "--collect",
-        f"--unit={unit_name(ctx)}",
-    ]
-    command += [f"--property={key}={value}" for key, value in properties(ctx, env_file)]
-    return [*command, "--", *argv]
+def run_command(unit: Unit) -> list[str]:
+    """The systemd-run command line for the server: everything but the token, which is in the environment file."""
+    command = ["systemd-run", *manager(), "--quiet", "--collect", f"--unit={unit.name}"]
+    command += [f"--property={key}={value}" for key, value in properties(unit)]
+    return [*command, "--", *exec_start(unit)]
 
 
-def unit_file(ctx: RunContext, argv: list[str], env_file: Path) -> str:
+def unit_file(unit: Unit) -> str:
     """The transient unit as a unit file, so that `systemd-analyze verify` can check what systemd-run asks for."""
-    lines = [f"{key}={value}" for key, value in properties(ctx, env_file)]
-    return "[Service]\n" + "\n".join([*lines, "ExecStart=" + shlex.join(argv)]) + "\n"
+    lines = [f"{key}={value}" for key, value in properties(unit)]
+    return "[Service]\n" + "\n".join([*lines, "ExecStart=" + shlex.join(exec_start(unit))]) + "\n"
+
+
+def start(unit: Unit) -> int:
+    """Start the unit; its main PID. OSError (with systemd's words) when it cannot."""
+    write_env_file(unit)
+    try:
+        started = subprocess.run(
+            run_command(unit), capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False
+        )
+        if started.returncode != 0:
+            detail = " ".join(started.stderr.split()) or f"exit code {started.returncode}"
+            raise OSError(f"systemd-run failed: {detail}")
+        shown = systemctl("show", "--property=MainPID", "--value", unit.name)
+    except subprocess.TimeoutExpired as exc:
+        raise OSError(f"systemd did not answer: {exc}") from None
+    pid = int(shown.stdout.strip()) if shown.stdout.strip().isdigit() else 0
+    if pid == 0:
+        raise OSError(f"{unit.name} has no running process")
+    return pid
 
 
 def launch(ctx: RunContext, argv: list[str]) -> int:
-    """Start the server as a transient unit; return its main PID."""
-    command = run_command(ctx, argv, write_env_file(ctx, argv))
+    """Start the server as a transient unit (through the monitor when root acts for us); return its main PID."""
+    assert ctx.port is not None, "port_check chose it"
+    settings = ctx.settings
+    who = settings.user.name if settings.user else str(os.geteuid())
     try:
-        started = subprocess.run(command, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False)
-        if started.returncode != 0:
-            raise StepFailed("failed_to_start", f"systemd-run failed: {started.stderr.strip() or started.returncode}")
-        shown = systemctl("show", "--property=MainPID", "--value", unit_name(ctx))
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise StepFailed("failed_to_start", f"cannot start a systemd unit: {exc}") from None
-    pid = int(shown.stdout.strip() or 0) if shown.stdout.strip().isdigit() else 0
-    if pid == 0:
-        raise StepFailed("failed_to_start", f"{unit_name(ctx)} has no running process: see {ctx.log_path}")
-    ctx.unit = unit_name(ctx)
+        if privsep.monitored():
+            answer = privsep.ask("launch", port=ctx.port, argv=argv, env=ctx.server_env(), log=str(ctx.log_path))
+            ctx.unit = str(answer["unit"])
+            return int(answer["pid"])
+        env_file = env_file_for(who, ctx.out)
+        unit = Unit(who, None, ctx.port, tuple(argv), ctx.server_env(), ctx.log_path, settings.home, env_file)
+        pid = start(unit)
+    except OSError as exc:
+        raise StepFailed("failed_to_start", f"cannot start a systemd unit: {exc.strerror or exc}") from None
+    ctx.unit = unit.name
     return pid
+
+
+def stop_unit(name: str, timeout: float) -> None:
+    """Stop a unit of ours (through the monitor when root acts for us)."""
+    if privsep.monitored():
+        privsep.ask("stop", unit=name, timeout=timeout)
+    else:
+        systemctl("stop", name, timeout=timeout)
+
+
+@privsep.serves("launch")
+def _launch_for(account: Account, request: dict[str, Any]) -> dict[str, Any]:
+    """As root, for the worker: its server as a unit that runs as the account. The request is data: checked."""
+    port, argv, env, log = request["port"], request["argv"], request["env"], request["log"]
+    if not (isinstance(port, int) and 0 < port < 65536):
+        raise ValueError("not a port")
+    if not (isinstance(argv, list) and argv and all(isinstance(part, str) and "\0" not in part for part in argv)):
+        raise ValueError("not a command line")
+    if not (isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
+        raise ValueError("not an environment")
+    if not (isinstance(log, str) and log.startswith("/") and "\0" not in log):
+        raise ValueError("not a log path")
+    env_file = env_file_for(account.name, account.home)
+    unit = Unit(account.name, account, port, tuple(argv), env, Path(log), account.home, env_file)
+    return {"pid": start(unit), "unit": unit.name}
+
+
+@privsep.serves("stop")
+def _stop_for(account: Account, request: dict[str, Any]) -> dict[str, Any]:
+    """As root, for the worker: stop a unit only if it is one of the account's, by its name and by systemd's word."""
+    name, timeout = request["unit"], request["timeout"]
+    pattern = rf"jupyter-notebook-{re.escape(_safe(account.name))}-[0-9]+\.service"
+    if not (isinstance(name, str) and re.fullmatch(pattern, name)):
+        raise ValueError(f"{name!r} is not a unit of {account.name}'s")
+    user = systemctl("show", "--property=User", "--value", name).stdout.strip()
+    if user not in (str(account.uid), account.name):
+        raise ValueError(f"{name} does not run as {account.name}")
+    systemctl("stop", name, timeout=float(timeout))
+    return {}

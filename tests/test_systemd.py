@@ -4,6 +4,7 @@ end to end through stand-ins for systemd-run and systemctl that start the real J
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pwd
 import shutil
@@ -15,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from provisioner import systemd
-from provisioner.context import RunContext
-from provisioner.settings import Secret, Settings, parse_user
+from provisioner.settings import parse_user
 from tests.conftest import REAL_JUPYTER, TOKEN, CallbackServer, cli_env, jupyter_pids, make_bin, read_state, run_cli
 
 EXAMPLE_UNIT = Path(__file__).resolve().parent.parent / "examples" / "systemd" / "jupyter-notebook@.service"
@@ -32,43 +32,59 @@ def verify(unit: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def ctx(tmp_path: Path) -> RunContext:
-    out = tmp_path / "out"
-    out.mkdir(mode=0o700)
+def unit(tmp_path: Path) -> systemd.Unit:
+    """A unit as root starts it for the account `nobody`, with its environment file in root's own directory."""
     nobody = parse_user("nobody", "--user")
-    settings = Settings(token=Secret(TOKEN), output_dir=out, home=tmp_path, user=nobody, launcher="systemd")
-    return RunContext(settings=settings, port=8008, env={"PATH": "/opt/jupyter/bin:/usr/bin", "ODD": 'a "$b" `c` \\d'})
+    env = {"PATH": "/opt/jupyter/bin:/usr/bin", "ODD": 'a "$b" `c` \\d', "JUPYTER_TOKEN": TOKEN}
+    log = tmp_path / "out" / "jupyter.log"
+    return systemd.Unit("nobody", nobody, 8008, tuple(ARGV), env, log, tmp_path, tmp_path / "root-only" / "nobody.env")
 
 
-def test_the_command_runs_the_server_as_the_user_with_the_token_only_in_the_environment_file(ctx: RunContext) -> None:
-    env_file = systemd.write_env_file(ctx, ARGV)
-    command = systemd.run_command(ctx, ARGV, env_file)
+def test_the_command_runs_the_server_as_the_user_with_the_token_only_in_the_environment_file(
+    unit: systemd.Unit,
+) -> None:
+    unit.env_file.parent.mkdir(mode=0o700)
+    systemd.write_env_file(unit)
+    command = systemd.run_command(unit)
     assert command[:4] == ["systemd-run", "--quiet", "--collect", "--unit=jupyter-notebook-nobody-8008.service"]
     nobody = pwd.getpwnam("nobody")
     for expected in (
         "--property=NoNewPrivileges=yes",
-        f"--property=EnvironmentFile={env_file}",
+        f"--property=EnvironmentFile={unit.env_file}",
         f"--property=User={nobody.pw_uid}",
-        f"--property=StandardOutput=append:{ctx.log_path}",
         "--property=KillMode=control-group",
     ):
         assert expected in command
-    assert command[command.index("--") + 1 :] == ARGV
+    # No StandardOutput=: systemd would open it as root. A shell running as the user opens the log.
+    assert not [part for part in command if "StandardOutput" in part or "StandardError" in part]
+    assert command[command.index("--") + 1 :] == ["/bin/sh", "-c", 'exec "$$@" >>"$$0" 2>&1', str(unit.log), *ARGV]
     assert not [part for part in command if TOKEN in part]
 
-    info = env_file.stat()
-    assert (stat.S_IMODE(info.st_mode), info.st_uid) == (0o400, nobody.pw_uid)
-    text = env_file.read_text()
+    info = unit.env_file.stat()
+    assert (stat.S_IMODE(info.st_mode), info.st_uid) == (0o400, 0)  # root's, in root's directory: systemd reads it
+    text = unit.env_file.read_text()
     assert f'JUPYTER_TOKEN="{TOKEN}"' in text
     assert 'ODD="a \\"\\$b\\" \\`c\\` \\\\d"' in text  # quoted as systemd reads it back
     assert 'PROVISIONER_JUPYTER_ARGS="--no-browser --ip=0.0.0.0 --port=8008"' in text
+    assert f'PROVISIONER_LOG="{unit.log}"' in text
 
 
-def test_the_unit_it_asks_for_passes_systemd_analyze_verify(ctx: RunContext, tmp_path: Path) -> None:
-    env_file = systemd.write_env_file(ctx, ARGV)
-    unit = tmp_path / systemd.unit_name(ctx)
-    unit.write_text(systemd.unit_file(ctx, ["/usr/bin/true", *ARGV[1:]], env_file))
-    result = verify(unit)
+def test_the_log_wrapper_appends_the_servers_output_as_the_shell_that_runs_it(tmp_path: Path) -> None:
+    """The ExecStart line, with systemd's $$ read back as $, run by a real shell: the log is opened by it."""
+    log = tmp_path / "jupyter.log"
+    unit = systemd.Unit("me", None, 1, ("/bin/echo", "served $HOME"), {}, log, tmp_path, tmp_path / "x.env")
+    argv = [part.replace("$$", "$") for part in systemd.exec_start(unit)]
+    subprocess.run(argv, check=True)
+    subprocess.run(argv, check=True)
+    assert log.read_text() == "served $HOME\n" * 2
+
+
+def test_the_unit_it_asks_for_passes_systemd_analyze_verify(unit: systemd.Unit, tmp_path: Path) -> None:
+    unit.env_file.parent.mkdir(mode=0o700)
+    systemd.write_env_file(unit)
+    checked = tmp_path / unit.name
+    checked.write_text(systemd.unit_file(dataclasses.replace(unit, argv=("/usr/bin/true", *ARGV[1:]))))
+    result = verify(checked)
     assert result.returncode == 0, result.stderr
 
 
@@ -86,33 +102,35 @@ def test_a_broken_unit_fails_verification(tmp_path: Path) -> None:
     assert verify(broken).returncode != 0
 
 
-# Stand-ins: systemd-run starts the command detached with the unit's environment file, directory and output, as
-# systemd would, and records its PID; systemctl answers `show --property=MainPID --value` and `stop` for it.
+# Stand-ins: systemd-run starts the command detached with the unit's environment file, directory and user, as systemd
+# would (reading $$ as $), and records its PID and User=; systemctl answers `show --property=MainPID|User --value`
+# and `stop` for it.
 FAKE_SYSTEMD_RUN = f"""#!{sys.executable}
-import os, re, subprocess, sys
+import json, os, re, subprocess, sys
 args = sys.argv[1:]
 cut = args.index("--")
-options, command = args[:cut], args[cut + 1:]
+options, command = args[:cut], [part.replace("$$", "$") for part in args[cut + 1:]]
 props = dict(o[len("--property="):].split("=", 1) for o in options if o.startswith("--property="))
 unit = next(o.split("=", 1)[1] for o in options if o.startswith("--unit="))
 env = {{}}
 for line in open(props["EnvironmentFile"]):
     key, value = line.rstrip("\\n").split("=", 1)
     env[key] = re.sub(r"\\\\(.)", r"\\1", value[1:-1])
-log = open(props["StandardOutput"].split(":", 1)[1], "ab")
-proc = subprocess.Popen(command, env=env, cwd=props["WorkingDirectory"], stdout=log, stderr=log,
-                        stdin=subprocess.DEVNULL, start_new_session=True)
-open(os.path.join(os.environ["FAKE_SYSTEMD_DIR"], unit), "w").write(str(proc.pid))
+user = {{"user": int(props["User"]), "group": int(props["Group"])}} if "User" in props else {{}}
+proc = subprocess.Popen(command, env=env, cwd=props["WorkingDirectory"], stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, **user)
+record = {{"MainPID": proc.pid, "User": props.get("User", "")}}
+open(os.path.join(os.environ["FAKE_SYSTEMD_DIR"], unit), "w").write(json.dumps(record))
 """
 FAKE_SYSTEMCTL = f"""#!{sys.executable}
-import os, signal, sys
+import json, os, signal, sys
 args = [a for a in sys.argv[1:] if a != "--user"]
 unit = args[-1]
-pid = int(open(os.path.join(os.environ["FAKE_SYSTEMD_DIR"], unit)).read())
+record = json.load(open(os.path.join(os.environ["FAKE_SYSTEMD_DIR"], unit)))
 if args[0] == "show":
-    print(pid)
+    print(record[args[1].split("=", 1)[1]])
 elif args[0] == "stop":
-    os.killpg(pid, signal.SIGTERM)
+    os.killpg(record["MainPID"], signal.SIGTERM)
 """
 
 
@@ -123,7 +141,10 @@ def test_a_run_with_the_systemd_launcher_comes_up_and_stops_through_systemctl(
     units = tmp_path / "units"
     units.mkdir()
     path = f"{fakes}:{REAL_JUPYTER.parent}:/usr/bin:/bin"
-    env = cli_env(reap, path=path, JUPYTER_TOKEN=TOKEN, FAKE_SYSTEMD_DIR=str(units))
+    system_dir = tmp_path / "var-lib-provisioner"
+    env = cli_env(
+        reap, path=path, JUPYTER_TOKEN=TOKEN, FAKE_SYSTEMD_DIR=str(units), PROVISIONER_SYSTEM_DIR=str(system_dir)
+    )
     args = ["run", "--launcher", "systemd", "--module", "", "--port", "auto", "--complete-url", callbacks.url("/c")]
     run = run_cli(args, env)
     assert run.returncode == 0, run.stderr
@@ -133,6 +154,9 @@ def test_a_run_with_the_systemd_launcher_comes_up_and_stops_through_systemctl(
     assert state["server"]["unit"] == f"jupyter-notebook-0-{state['port']}.service"
     assert state["server"]["pid"] == pid
     assert json.loads((reap / ".jupyter" / "jupyter_info.json").read_text())["pid"] == pid
+    assert (reap / ".jupyter" / "jupyter.log").read_text().count("Jupyter Server") >= 1  # the wrapper's doing
+    env_file = system_dir / "0.env"
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o400 and stat.S_IMODE(system_dir.stat().st_mode) == 0o700
 
     stopped = run_cli(["stop"], cli_env(reap, path=path, FAKE_SYSTEMD_DIR=str(units)))
     assert stopped.returncode == 0, stopped.stderr
