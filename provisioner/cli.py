@@ -151,7 +151,9 @@ def _graph(args: argparse.Namespace, started: float) -> int:
     definition = commands.load_definition(args.states)
     current = None
     if args.current:
-        current = commands.describe(commands.output_dir(args.output_dir, args.states)).get("state")
+        out = commands.output_dir(args.output_dir, args.states)
+        commands.act_as_owner(out)
+        current = commands.describe(out).get("state")
     print(commands.graph(definition, args.format, current), end="")
     return 0
 
@@ -195,8 +197,14 @@ def _token(args: argparse.Namespace) -> Secret | None:
     if args.token is not None:
         return Secret(args.token)
     if args.token_file is not None:
+        from provisioner.files import read_regular
+        from provisioner.privsep import check_root_input
+        from provisioner.store import TOKEN_LIMIT
+
+        check_root_input(args.token_file, "--token-file")
         try:
-            return Secret(args.token_file.read_text(encoding="utf-8").rstrip("\r\n"))
+            # Root's own input, read as root: a FIFO, a device or a huge file is an error, not a hang.
+            return Secret(read_regular(args.token_file, TOKEN_LIMIT, follow=True).decode("utf-8").rstrip("\r\n"))
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(
                 f"--token-file: cannot read {args.token_file}: {getattr(exc, 'strerror', None) or exc}"

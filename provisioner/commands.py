@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from provisioner import actions, netinfo, server
+from provisioner import actions, netinfo, privsep, server
 from provisioner import definition as definitions
+from provisioner import systemd as _systemd  # noqa: F401 - registers what the monitor does for a worker
 from provisioner.actions.verifying import probe
 from provisioner.context import INFO_TXT, RunContext, log
 from provisioner.definition import Definition
@@ -27,6 +28,8 @@ from provisioner.store import Store
 
 def load_definition(path: Path | None) -> Definition:
     """The definition at `path`, or the one shipped with the package; validated whole."""
+    if path is not None:
+        privsep.check_root_input(path, "--states")  # as root, its settings decide what runs as whom
     return definitions.load(path or definitions.default_path(), actions.reasons(), SETTING_PARSERS)
 
 
@@ -36,23 +39,37 @@ def output_dir(option: str | None, states: Path | None) -> Path:
 
 
 def _locked_store(out: Path) -> Store:
+    """The store of an existing output directory, locked: for the verbs that never create one."""
     store = Store(out)
     try:
-        store.lock()
+        store.lock(create=False)
     except OSError as exc:
         raise UsageError(f"cannot use {out}: {exc.strerror or exc}") from None
     return store
 
 
+def act_as_owner(out: Path) -> None:
+    """As root on an output directory another account owns: go on as that account (privsep), before reading it."""
+    privsep.act_for(privsep.owner_of(out))
+
+
 def run(settings: Settings, definition: Definition, started: float) -> int:
     """Provision a server from the start, unless the one recorded in the output directory is up and ours."""
-    store = Store(settings.out, settings.owner)
+    privsep.act_for(settings.user)  # as root with --user: from here on, the user's rights only
+    if os.geteuid() == 0:
+        owner = privsep.owner_of(settings.out)
+        if owner is not None:
+            raise UsageError(
+                f"{settings.out} belongs to {owner.name}: as root, give --user {owner.name} to run for them"
+            )
+    store = Store(settings.out)
     try:
         store.lock()
     except OSError as exc:
-        # The machine's validating state reports an unusable output directory, with its callback.
-        log.warning("warning: cannot record the run in %s: %s", settings.out, exc.strerror or exc)
-        return provision(settings, definition, None, started, previous=None)
+        # The validating state fails the run on it, with its callback: the record is the only handle on a server,
+        # so a run that cannot keep one starts none.
+        problem = f"cannot record the run in {settings.out}: {exc.strerror or exc}"
+        return provision(settings, definition, None, started, previous=None, unrecordable=problem)
     try:
         previous = store.load()
         if previous is not None and settings.token is not None and _still_serving(previous, settings.token):
@@ -76,7 +93,14 @@ def _still_serving(record: dict[str, Any], token: Secret) -> bool:
 
 
 def resume(out: Path, states: Path | None, started: float) -> int:
-    """Continue the run recorded in `out` from where it stopped, with the settings and token it had."""
+    """Continue the run recorded in `out` from where it stopped, with the settings and token it had.
+
+    As root on a directory another account owns, all of it runs as that account: nothing in the record (which they
+    can edit) decides what root runs.
+    """
+    act_as_owner(out)
+    if not out.is_dir():
+        raise UsageError(f"nothing to resume: no provisioner state in {out} (start with: provisioner run)")
     store = _locked_store(out)
     try:
         previous = store.load()
@@ -88,10 +112,18 @@ def resume(out: Path, states: Path | None, started: float) -> int:
             log.warning(
                 "warning: %s has changed since the recorded run; resuming with it as it is now", definition.source
             )
-        token = store.load_token()
+        try:
+            token = store.load_token()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = getattr(exc, "strerror", None) or exc
+            raise UsageError(f"cannot resume: the token kept in {out} cannot be read ({why}); start afresh") from None
         redact.add(token)  # as the command line's token is, the moment it is read
         settings = _recorded_settings(previous, token)
-        store.owner = settings.owner
+        if os.geteuid() == 0 and settings.user is not None and settings.user.uid != 0:
+            name = settings.user.name
+            raise UsageError(
+                f"the recorded run is {name}'s but {out} is root's; start afresh: provisioner run --user {name}"
+            )
         return provision(settings, definition, store, started, previous)
     finally:
         store.unlock()
@@ -108,13 +140,19 @@ def _recorded_settings(record: dict[str, Any], token: Secret | None) -> Settings
 
 
 def provision(
-    settings: Settings, definition: Definition, store: Store | None, started: float, previous: dict[str, Any] | None
+    settings: Settings,
+    definition: Definition,
+    store: Store | None,
+    started: float,
+    previous: dict[str, Any] | None,
+    *,
+    unrecordable: str | None = None,
 ) -> int:
     """Run the machine: from the start, or (with `previous`) from where the recorded run stopped.
 
     A fresh run is a resume from nothing: one code path, with a plan that starts at the initial state and skips nothing.
     """
-    ctx = RunContext(settings=settings)
+    ctx = RunContext(settings=settings, unrecordable=unrecordable)
     journal = Journal(store, previous)
     plan = Plan(definition.initial, frozenset())
     if previous is not None:
@@ -196,6 +234,7 @@ def _restore(ctx: RunContext, record: dict[str, Any], alive: bool) -> None:
     if alive:
         recorded = record["server"]
         ctx.pid, ctx.pid_start, ctx.unit = recorded["pid"], recorded.get("start_time"), recorded.get("unit")
+        ctx.pid_exe = recorded.get("exe")
         ctx.server_started = time.monotonic()
         ctx.handed_over = record.get("outcome") == READY or bool(recorded.get("url"))
 
@@ -242,6 +281,7 @@ def describe(out: Path) -> dict[str, Any]:
 
 
 def state(out: Path, as_json: bool) -> int:
+    act_as_owner(out)
     dump = describe(out)
     print(redact(json.dumps(dump, indent=2) if as_json else render_state(dump)))
     return STATUS_EXIT[dump["status"]]
@@ -277,16 +317,25 @@ def render_state(dump: dict[str, Any]) -> str:
 
 
 def stop(out: Path, grace: float) -> int:
-    """Stop the recorded server with its kernels, wait for its port to be free, and record that."""
+    """Stop the recorded server with its kernels, wait for its port to be free, and record that.
+
+    As root on a directory another account owns, it runs as that account: it can signal only their processes, and
+    only the one that is the recorded server (its uid, start time and program).
+    """
+    act_as_owner(out)
+    if not out.is_dir():
+        print(f"no server is recorded in {out}; nothing to stop")
+        return 0
     store = _locked_store(out)
     try:
         record = store.load()
         recorded = (record or {}).get("server")
-        if record is None or not recorded:
+        if record is None or not isinstance(recorded, dict) or not isinstance(recorded.get("pid"), int):
             print(f"no server is recorded in {out}; nothing to stop")
             return 0
-        pid, port = recorded["pid"], recorded.get("port")
-        if not server.stop(pid, start_time=recorded.get("start_time"), grace=grace, unit=recorded.get("unit")):
+        pid, port, unit = recorded["pid"], recorded.get("port"), recorded.get("unit")
+        identity = {"start_time": recorded.get("start_time"), "exe": recorded.get("exe")}
+        if not server.stop(pid, grace=grace, unit=unit if isinstance(unit, str) else None, **identity):
             print(f"the recorded server (pid {pid}) is not running; nothing to stop")
             return 0
         ip = str((record.get("settings") or {}).get("ip", "0.0.0.0"))  # noqa: S104 - Jupyter's own default

@@ -7,7 +7,6 @@ import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from provisioner import server
 from provisioner.netinfo import url_host
@@ -33,11 +32,13 @@ class RunContext:
     process: subprocess.Popen[bytes] | None = None
     pid: int | None = None
     pid_start: int | None = None  # the server's start time, to tell it from a process that reuses its PID
+    pid_exe: str | None = None  # the program it runs once it answers, to tell it from another process of ours
     unit: str | None = None  # the systemd unit running the server, with --launcher systemd
     server_started: float | None = None  # time.monotonic() when the server was launched
     vm_ip: str | None = None
     # True once the server belongs to the user (ready): from then on nothing we do may stop it.
     handed_over: bool = False
+    unrecordable: str | None = None  # why the run cannot be recorded: validating fails it before any server starts
 
     @property
     def out(self) -> Path:
@@ -51,10 +52,6 @@ class RunContext:
         """The server's URL without the token."""
         return f"http://{url_host(host or self.vm_ip or '127.0.0.1')}:{self.port}{self.settings.base_url}"
 
-    def run_as(self) -> dict[str, Any]:
-        """subprocess arguments for children that act for the VM's user: module commands and the server."""
-        return self.settings.user.popen() if self.settings.owner is not None and self.settings.user else {}
-
     def stop_unfinished_server(self) -> bool:
         """Stop the server this provisioning started, unless it was handed over; True if one was stopped.
 
@@ -62,15 +59,17 @@ class RunContext:
         """
         if self.pid is None or self.handed_over:
             return False
-        if server.stop(self.pid, self.process, self.pid_start, unit=self.unit):
+        if server.stop(self.pid, self.process, self.pid_start, unit=self.unit, exe=self.pid_exe):
             log.info("stopped the server this run started (pid %d)", self.pid)
             return True
         return False
 
     @property
     def server_runs_as_root(self) -> bool:
-        """Root with no --user: Jupyter needs --allow-root, and the user deserves a warning."""
-        return os.geteuid() == 0 and not self.run_as()
+        """Still root when starting the server (no --user): Jupyter needs --allow-root, and a warning is due.
+
+        With --user, root's part stayed in the monitor (privsep): by now we are the user."""
+        return os.geteuid() == 0
 
     def server_env(self) -> dict[str, str]:
         """The server's environment: the token travels here, never on its command line."""

@@ -18,7 +18,6 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 LMOD_HOMES = (Path("/usr/share/lmod/lmod"), Path("/opt/apps/lmod/lmod"), Path("/usr/local/lmod/lmod"))
 LMOD_MODULESPATH = (Path("/etc/lmod/modulespath"),)
@@ -108,18 +107,12 @@ def default_modulepath(system: ModuleSystem) -> str:
     return ":".join(directories)
 
 
-def run(
-    system: ModuleSystem, args: Sequence[str], environ: Mapping[str, str], run_as: Mapping[str, Any] | None = None
-) -> dict[str, str]:
-    """Run one module sub-command and return the environment it leaves; raise ModuleError when it fails.
-
-    `run_as` holds subprocess arguments (user, group) to run it as the VM's user, whose module setup it is.
-    """
+def run(system: ModuleSystem, args: Sequence[str], environ: Mapping[str, str]) -> dict[str, str]:
+    """Run one module sub-command and return the environment it leaves; raise ModuleError when it fails."""
     try:
         completed = subprocess.run(
             [*system.command, "python", *args],
             env=dict(environ),
-            **(run_as or {}),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
@@ -186,9 +179,7 @@ def _message(stderr: str) -> str:
     return lines[0] if lines else ""
 
 
-def source_init_script(
-    script: Path, environ: Mapping[str, str], run_as: Mapping[str, Any] | None = None
-) -> dict[str, str]:
+def source_init_script(script: Path, environ: Mapping[str, str]) -> dict[str, str]:
     """Source a shell init script (an EESSI init/bash, a site profile) and return the environment it leaves."""
     if not script.is_file():
         raise ModuleError(f"init script {script} does not exist")
@@ -202,7 +193,6 @@ def source_init_script(
                 str(script),
             ],
             env=dict(environ),
-            **(run_as or {}),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=COMMAND_TIMEOUT,
@@ -234,16 +224,14 @@ def with_modulepath(system: ModuleSystem, environ: Mapping[str, str]) -> dict[st
     return result
 
 
-def purge_and_load(
-    system: ModuleSystem, name: str, environ: Mapping[str, str], run_as: Mapping[str, Any] | None = None
-) -> dict[str, str]:
+def purge_and_load(system: ModuleSystem, name: str, environ: Mapping[str, str]) -> dict[str, str]:
     """`module purge; module load NAME`, returning the resulting environment."""
     prepared = with_modulepath(system, environ)
     if not prepared["MODULEPATH"]:
         raise ModuleError(f"no MODULEPATH and no module directories in {', '.join(map(str, system.modulespath_files))}")
     # Purging nothing is a no-op, and a cloud-init or `su -c` shell has nothing loaded: save a module command.
-    purged = run(system, ["purge"], prepared, run_as) if prepared.get("LOADEDMODULES") else prepared
-    return run(system, ["load", name], purged, run_as)
+    purged = run(system, ["purge"], prepared) if prepared.get("LOADEDMODULES") else prepared
+    return run(system, ["load", name], purged)
 
 
 def which(program: str, environ: Mapping[str, str]) -> Path | None:

@@ -126,7 +126,7 @@ class Journal:
             recorded = self.record.get("server") or {}
             if recorded.get("pid") != ctx.pid:
                 recorded = {"pid": ctx.pid, "start_time": ctx.pid_start, "started": now()}
-            recorded.update(port=ctx.port, url=ctx.url() if ctx.handed_over else None, unit=ctx.unit)
+            recorded.update(port=ctx.port, url=ctx.url() if ctx.handed_over else None, unit=ctx.unit, exe=ctx.pid_exe)
             self.record["server"] = recorded
 
 
@@ -135,10 +135,10 @@ def _key(callback: dict[str, Any]) -> tuple[str, str | None, str | None]:
 
 
 def server_alive(record: dict[str, Any]) -> bool:
-    """Whether the recorded server still runs: same PID and same start time (a recycled PID is not ours)."""
+    """Whether the recorded server still runs: same PID, start time, owner and program (see server.alive)."""
     recorded = record.get("server") or {}
     pid = recorded.get("pid")
-    return isinstance(pid, int) and server.alive(pid, start_time=recorded.get("start_time"))
+    return isinstance(pid, int) and server.alive(pid, start_time=recorded.get("start_time"), exe=recorded.get("exe"))
 
 
 @dataclass(frozen=True)

@@ -9,18 +9,45 @@ import subprocess
 import time
 
 
-def alive(pid: int, process: subprocess.Popen[bytes] | None = None, start_time: int | None = None) -> bool:
+def alive(
+    pid: int, process: subprocess.Popen[bytes] | None = None, start_time: int | None = None, exe: str | None = None
+) -> bool:
     """Whether the server still runs.
 
-    Our own child is polled (and so reaped, not left a zombie that looks alive); another process is ours only if its
-    start time is the one recorded, so that a PID the kernel gave to someone else after a reboot is not mistaken for it.
+    Our own child is polled (and so reaped, not left a zombie that looks alive). Another process is the recorded
+    server only if it runs as us, started at the recorded time and runs the recorded executable: a PID the kernel
+    gave to someone else after a reboot, or a record edited to name another process, is not taken for it.
     """
     if process is not None:
         return process.poll() is None
     fields = _stat(pid)
     if fields is None or fields[0] == "Z":
         return False
-    return start_time is None or fields[19] == str(start_time)
+    if start_time is not None and fields[19] != str(start_time):
+        return False
+    if _uid(pid) != os.geteuid():
+        return False
+    return exe is None or executable(pid) == exe
+
+
+def executable(pid: int) -> str | None:
+    """The program the process runs (for a script, its interpreter), or None if we may not see it."""
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+
+
+def _uid(pid: int) -> int | None:
+    """The process's real user id."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("Uid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def start_time(pid: int) -> int | None:
@@ -43,21 +70,24 @@ def stop(
     pid: int,
     process: subprocess.Popen[bytes] | None = None,
     start_time: int | None = None,
+    *,
     grace: float = 10.0,
     unit: str | None = None,
+    exe: str | None = None,
 ) -> bool:
     """SIGTERM the server's process group (its kernels too), SIGKILL what is left after `grace` seconds.
 
     The server runs in a session of its own, so its process group is its PID. A server that systemd runs (`unit`)
-    is stopped through systemd, which would otherwise see its service fail. Returns whether it was running.
+    is stopped through systemd, which would otherwise see its service fail. Returns whether it was running. Only a
+    process that is the recorded server (see alive) is signalled, and with our own rights.
     """
-    if not alive(pid, process, start_time):
+    if not alive(pid, process, start_time, exe):
         return False
     if unit is not None:
         from provisioner import systemd  # only a server started with --launcher systemd has a unit
 
         with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-            systemd.systemctl("stop", unit, timeout=grace)
+            systemd.stop_unit(unit, timeout=grace)
     _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while _group_alive(pid, process) and time.monotonic() < deadline:
@@ -87,4 +117,5 @@ def _signal_group(pid: int, signum: signal.Signals) -> None:
     except ProcessLookupError:
         pass
     except PermissionError:
-        os.kill(pid, signum)
+        with contextlib.suppress(OSError):
+            os.kill(pid, signum)

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
@@ -20,40 +19,38 @@ from typing import Any
 
 from provisioner.context import log
 from provisioner.errors import LockedError
-from provisioner.files import write_private
+from provisioner.files import open_regular, read_regular, write_private
 from provisioner.settings import Secret
 
 SCHEMA = 1
 STATE_FILE = "provisioner-state.json"
 TOKEN_FILE = "provisioner-token"  # noqa: S105 - a file name
 LOCK_FILE = "provisioner.lock"
+TOKEN_LIMIT = 64 * 1024  # a token is a word: a token file larger than this is not one
 
 
 class Store:
     """Reads and writes one output directory's state; `lock()` makes this process its only writer."""
 
-    def __init__(self, out: Path, owner: tuple[int, int] | None = None) -> None:
+    def __init__(self, out: Path) -> None:
         self.out = out
-        self.owner = owner  # (uid, gid) of the VM's user, when we run as root on their behalf
         self._lock_fd: int | None = None
 
     @property
     def path(self) -> Path:
         return self.out / STATE_FILE
 
-    def lock(self) -> None:
-        """Take the directory's lock, creating the directory (0700) if needed; LockedError if another run has it."""
-        created = not self.out.exists()
-        self.out.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if created and self.owner is not None:
-            os.chown(self.out, *self.owner)
-        fd = os.open(self.out / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        if self.owner is not None:
-            os.fchown(fd, *self.owner)
+    def lock(self, create: bool = True) -> None:
+        """Take the directory's lock, creating the directory (0700) if needed and `create`; LockedError if another
+        run has it. A link or a FIFO in the lock file's place is an OSError, never followed or waited on."""
+        if create:
+            self.out.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = open_regular(self.out / LOCK_FILE, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            holder = holder if holder.isdigit() else "unknown"  # what is in the file is not ours to print
             os.close(fd)
             raise LockedError(
                 f"another provisioner run (pid {holder}) is using {self.out}; wait for it to finish"
@@ -70,7 +67,7 @@ class Store:
     def locked_by_another(self) -> bool:
         """Whether a run is in progress right now (without taking the lock for long)."""
         try:
-            fd = os.open(self.out / LOCK_FILE, os.O_RDWR | os.O_CLOEXEC)
+            fd = open_regular(self.out / LOCK_FILE, os.O_RDWR)
         except OSError:
             return False
         try:
@@ -84,7 +81,7 @@ class Store:
     def load(self) -> dict[str, Any] | None:
         """The recorded state, or None. An unreadable file is moved aside (and said so) when we hold the lock."""
         try:
-            text = self.path.read_text(encoding="utf-8")
+            text = read_regular(self.path).decode("utf-8", "replace")
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -118,18 +115,17 @@ class Store:
     def save(self, record: dict[str, Any]) -> None:
         """Write the record atomically. A failure is reported, never raised: the run matters more than its log."""
         try:
-            write_private(self.path, json.dumps(record, indent=2, sort_keys=False) + "\n", self.owner)
+            write_private(self.path, json.dumps(record, indent=2, sort_keys=False) + "\n")
         except OSError as exc:
             log.warning("warning: cannot write %s: %s", self.path, exc.strerror or exc)
 
     def save_token(self, token: Secret) -> None:
         """Keep the token for `provisioner resume`; failing to is reported, and only resume needs it."""
         try:
-            write_private(self.out / TOKEN_FILE, token.reveal(), self.owner)
+            write_private(self.out / TOKEN_FILE, token.reveal())
         except OSError as exc:
             log.warning("warning: cannot keep the token for resume in %s: %s", self.out, exc.strerror or exc)
 
-    def load_token(self) -> Secret | None:
-        with contextlib.suppress(OSError):
-            return Secret((self.out / TOKEN_FILE).read_text(encoding="utf-8"))
-        return None
+    def load_token(self) -> Secret:
+        """The token kept for resume; OSError if it is missing or is not a file of ours (a link, a FIFO...)."""
+        return Secret(read_regular(self.out / TOKEN_FILE, TOKEN_LIMIT).decode("utf-8"))

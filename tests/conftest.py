@@ -6,8 +6,11 @@ import contextlib
 import json
 import logging
 import os
+import pwd
+import secrets
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -27,6 +30,7 @@ else:
     import tomli as tomllib
 
 REAL_JUPYTER = Path(sys.executable).with_name("jupyter-notebook")
+CHECKOUT = Path(__file__).resolve().parent.parent
 LMOD_CMD = Path("/usr/share/lmod/lmod/libexec/lmod")
 # Debian's environment-modules conflicts with lmod, so its package is unpacked here rather than installed
 # (.ci/run does it; see the README). Its modulecmd.tcl runs with the system's tclsh like an installed one.
@@ -336,3 +340,40 @@ def cmdlines() -> list[str]:
             with contextlib.suppress(OSError):
                 lines.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
     return lines
+
+
+@pytest.fixture
+def researcher() -> Iterator[pwd.struct_passwd]:
+    """A real account with a home, able to run the Python that Jupyter is installed in."""
+    name = f"prov{secrets.token_hex(3)}"
+    subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], check=True)
+    account = pwd.getpwnam(name)
+    # The test Python and this checkout may live under /root (0700 on Debian): let others traverse to them for the
+    # test's length, as they could to a provisioner installed in /opt.
+    opened = []
+    for directory in [*reversed(Path(sys.executable).parents), *reversed(CHECKOUT.parents), CHECKOUT]:
+        mode = directory.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            directory.chmod(mode | stat.S_IXOTH)
+            opened.append((directory, mode))
+    try:
+        yield account
+    finally:
+        stop_servers(Path(account.pw_dir))
+        for directory, mode in reversed(opened):
+            directory.chmod(stat.S_IMODE(mode))
+        # The killed server may linger a moment (PID 1 reaps it); userdel refuses while it does.
+        for _ in range(50):
+            if subprocess.run(["userdel", "--remove", name], check=False, capture_output=True).returncode in (0, 6):
+                break
+            time.sleep(0.1)
+
+
+def as_user(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["runuser", "-u", name, "--", sys.executable, "-m", "provisioner", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd="/",
+    )

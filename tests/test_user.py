@@ -5,65 +5,24 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import secrets
 import shlex
 import shutil
 import stat
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.conftest import (
     REAL_JUPYTER,
     TOKEN,
     CallbackServer,
+    as_user,
     cli_env,
     make_bin,
     run_cli,
-    stop_servers,
     write_module,
 )
 from tests.test_jupyter_init_sh import SCRIPT
-
-
-@pytest.fixture
-def researcher() -> Iterator[pwd.struct_passwd]:
-    """A real account with a home, able to run the Python that Jupyter is installed in."""
-    name = f"prov{secrets.token_hex(3)}"
-    subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], check=True)
-    account = pwd.getpwnam(name)
-    # The test Python may live under /root (0700 on Debian): let others traverse to it for the test's length.
-    opened = []
-    for directory in [*reversed(Path(sys.executable).parents), Path("/work")]:
-        mode = directory.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            directory.chmod(mode | stat.S_IXOTH)
-            opened.append((directory, mode))
-    try:
-        yield account
-    finally:
-        stop_servers(Path(account.pw_dir))
-        for directory, mode in reversed(opened):
-            directory.chmod(stat.S_IMODE(mode))
-        # The killed server may linger a moment (PID 1 reaps it); userdel refuses while it does.
-        for _ in range(50):
-            if subprocess.run(["userdel", "--remove", name], check=False, capture_output=True).returncode in (0, 6):
-                break
-            time.sleep(0.1)
-
-
-def as_user(name: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["runuser", "-u", name, "--", sys.executable, "-m", "provisioner", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd="/",
-    )
 
 
 def test_as_root_with_user_the_server_and_its_files_belong_to_the_user(

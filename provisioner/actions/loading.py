@@ -1,9 +1,9 @@
-"""loading: `module purge; module load NAME` through the machine's module system, then find jupyter-notebook."""
+"""loading: `module purge; module load NAME` through the machine's module system, then find jupyter-notebook.
+
+As root for a user, this runs in the worker (privsep), with the user's rights: their modules, their init script.
+"""
 
 from __future__ import annotations
-
-from collections.abc import Mapping
-from typing import Any
 
 from provisioner import envmodules
 from provisioner.context import JUPYTER, RunContext, base_environment, log
@@ -15,12 +15,11 @@ REASONS = ("module_load_failed", "jupyter_not_found")
 def run(ctx: RunContext) -> None:
     settings = ctx.settings
     env = base_environment(settings)
-    run_as = ctx.run_as()
     try:
         if settings.init_script is not None:
-            env = envmodules.source_init_script(settings.init_script, env, run_as)
+            env = envmodules.source_init_script(settings.init_script, env)
         if settings.module:
-            env = _load(settings.module, env, run_as)
+            env = _load(settings.module, env)
     except envmodules.ModuleError as exc:
         raise StepFailed("module_load_failed", f"module load {settings.module} failed: {exc}") from None
     ctx.env = env
@@ -30,11 +29,11 @@ def run(ctx: RunContext) -> None:
         raise StepFailed("jupyter_not_found", f"{JUPYTER} is not on PATH {where}")
 
 
-def _load(name: str, env: dict[str, str], run_as: Mapping[str, Any]) -> dict[str, str]:
+def _load(name: str, env: dict[str, str]) -> dict[str, str]:
     system = envmodules.find(env)
     if system is None:
         if envmodules.which(JUPYTER, env) is not None:
             log.warning("warning: no module system found; using %s from PATH without loading %s", JUPYTER, name)
             return env
         raise envmodules.ModuleError("no module system (Lmod or Environment Modules) found on this machine")
-    return envmodules.purge_and_load(system, name, env, run_as)
+    return envmodules.purge_and_load(system, name, env)

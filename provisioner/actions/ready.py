@@ -75,8 +75,8 @@ def run(ctx: RunContext) -> None:
         log.warning("warning: this machine has no global IPv4 address; the info file names 127.0.0.1")
     data = info(ctx)
     try:
-        write_private(ctx.out / INFO_TXT, render_text(data), ctx.settings.owner)
-        write_private(ctx.out / INFO_JSON, json.dumps(data, indent=2) + "\n", ctx.settings.owner)
+        write_private(ctx.out / INFO_TXT, render_text(data))
+        write_private(ctx.out / INFO_JSON, json.dumps(data, indent=2) + "\n")
     except OSError as exc:
         raise StepFailed(
             "output_unwritable", f"cannot write the connection info in {ctx.out}: {exc.strerror or exc}"

@@ -7,7 +7,7 @@ import subprocess
 import time
 from datetime import datetime, timezone
 
-from provisioner import envmodules, netinfo, server, systemd
+from provisioner import envmodules, files, netinfo, server, systemd
 from provisioner.context import JUPYTER, RunContext, base_environment, log
 from provisioner.errors import StepFailed
 
@@ -59,13 +59,12 @@ def run(ctx: RunContext) -> None:
     if ctx.server_runs_as_root:
         log.warning("warning: running Jupyter as root; give --user NAME, or run the provisioner as the VM's user")
     try:
-        fd = os.open(ctx.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        # A link or a FIFO planted as the log fails here: it is not appended to, nor waited on.
+        fd = files.open_regular(ctx.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     except OSError as exc:
         raise StepFailed("output_unwritable", f"cannot open {ctx.log_path}: {exc.strerror or exc}") from None
     try:
         os.fchmod(fd, 0o600)
-        if ctx.settings.owner is not None:
-            os.fchown(fd, *ctx.settings.owner)
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
         os.write(fd, f"--- provisioner: starting jupyter-notebook on port {ctx.port} at {stamp}\n".encode())
         if ctx.settings.launcher == "systemd":
@@ -80,7 +79,6 @@ def run(ctx: RunContext) -> None:
                 cwd=ctx.settings.home,
                 # Its own session: it outlives us and the login shell that ran us, and stop() can signal its group.
                 start_new_session=True,
-                **ctx.run_as(),
             )
             ctx.pid = ctx.process.pid
     except OSError as exc:

@@ -14,6 +14,9 @@ REASONS = ("no_token", "output_unwritable")
 def run(ctx: RunContext) -> None:
     check_token(ctx)
     prepare_output_dir(ctx)
+    if ctx.unrecordable is not None:
+        # The record is the only handle on a server (stop, resume): without one, no server may start.
+        raise StepFailed("output_unwritable", ctx.unrecordable)
 
 
 def check_token(ctx: RunContext) -> None:
@@ -31,15 +34,17 @@ def check_token(ctx: RunContext) -> None:
 
 
 def prepare_output_dir(ctx: RunContext) -> None:
-    """Create the output directory 0700 (it will hold the token), or tighten one we own."""
-    out, owner = ctx.out, ctx.settings.owner
+    """Create the output directory 0700 (it will hold the token), or tighten one we own.
+
+    As root for a user this runs with the user's rights (privsep): a directory they could not use themselves,
+    or a link to one, fails here instead of being taken over.
+    """
+    out = ctx.out
     try:
         out.mkdir(mode=0o700, parents=True, exist_ok=True)
         info = out.stat()
         if not stat.S_ISDIR(info.st_mode):
             raise StepFailed("output_unwritable", f"{out} is not a directory")
-        if owner is not None and info.st_uid != owner[0]:
-            os.chown(out, *owner)  # as root for the VM's user: the directory and what it holds are theirs
         if os.geteuid() in (0, info.st_uid) and stat.S_IMODE(info.st_mode) != 0o700:
             out.chmod(0o700)
     except FileExistsError:

@@ -42,6 +42,7 @@ def run(ctx: RunContext) -> None:
         if not server.alive(ctx.pid, ctx.process, ctx.pid_start):
             raise _exited(ctx)
         if probe(host, ctx.port, token, ctx.settings.base_url) == 200:
+            ctx.pid_exe = server.executable(ctx.pid)
             break
         if time.monotonic() >= deadline:
             raise StepFailed(
