@@ -1,0 +1,461 @@
+"""Root acting for a user: the account is not trusted by root, so everything it can write is attacker input.
+
+Every attack here is made by a real second account with real links, FIFOs, edited records and races, against the
+CLI run as root, as cloud-init runs it. Each checks that the victim (a root file, a root directory, a root process)
+is unchanged, that nothing the account chose ran as root, and that the run ended with a clear line and its
+documented exit code, or succeeded safely.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from provisioner import server
+from tests.conftest import (
+    CHECKOUT,
+    REAL_JUPYTER,
+    SYSTEM_PATH,
+    TOKEN,
+    CallbackServer,
+    Run,
+    cli_env,
+    jupyter_pids,
+    make_bin,
+    run_cli,
+    start_cli,
+)
+from tests.test_systemd import FAKE_SYSTEMCTL, FAKE_SYSTEMD_RUN
+
+SECRET = "root-only-" + "9f8e7d6c5b" * 4  # what a root-only file holds: must never reach the account
+
+
+@dataclass
+class Victim:
+    """A root file the account can reach but not write (like /etc/shadow's neighbours), and a root-only secret."""
+
+    directory: Path
+    file: Path
+    secret: Path
+
+    def fingerprint(self) -> list[tuple[str, int, int, int]]:
+        """Content, owner, group and mode of everything in the victim's directory."""
+        rows = []
+        for path in sorted(self.directory.iterdir()):
+            info = path.lstat()
+            content = path.read_text() if stat.S_ISREG(info.st_mode) else ""
+            rows.append((f"{path.name}:{content}", info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)))
+        return rows
+
+
+@pytest.fixture
+def victim() -> Iterator[Victim]:
+    directory = Path(tempfile.mkdtemp(prefix="victim-"))
+    directory.chmod(0o755)
+    file = directory / "passwd-like"
+    file.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    file.chmod(0o644)
+    secret = directory / "secret"
+    secret.write_text(SECRET)
+    secret.chmod(0o600)
+    yield Victim(directory, file, secret)
+    shutil.rmtree(directory)
+
+
+@dataclass
+class Researcher:
+    account: pwd.struct_passwd
+
+    @property
+    def home(self) -> Path:
+        return Path(self.account.pw_dir)
+
+    @property
+    def out(self) -> Path:
+        return self.home / ".jupyter"
+
+    def own(self, *paths: Path) -> None:
+        for path in paths:
+            os.lchown(path, self.account.pw_uid, self.account.pw_gid)
+
+    def make_out(self) -> Path:
+        """~/.jupyter as the account would make it before a run."""
+        self.out.mkdir(mode=0o700, exist_ok=True)
+        self.own(self.out)
+        return self.out
+
+    def plant_link(self, name: str, target: Path) -> Path:
+        link = self.make_out() / name
+        with contextlib.suppress(FileNotFoundError):
+            link.unlink()
+        link.symlink_to(target)
+        self.own(link)
+        return link
+
+    def edit_record(self, **changes: object) -> None:
+        """Change the state file as the account can: it is theirs."""
+        path = self.out / "provisioner-state.json"
+        record = json.loads(path.read_text())
+        for dotted, value in changes.items():
+            holder = record
+            *parents, key = dotted.split("__")
+            for parent in parents:
+                holder = holder.setdefault(parent, {})
+            holder[key] = value
+        path.write_text(json.dumps(record))
+        self.own(path)
+
+
+@pytest.fixture
+def user(researcher: pwd.struct_passwd) -> Researcher:
+    return Researcher(researcher)
+
+
+def as_root(args: list[str], home: Path, env: dict[str, str] | None = None, timeout: float = 120) -> Run:
+    """The CLI as root, as cloud-init runs it: Jupyter on PATH (the self-contained install), no module."""
+    return run_cli(args, cli_env(home, path=f"{REAL_JUPYTER.parent}:{SYSTEM_PATH}") | (env or {}), timeout=timeout)
+
+
+def run_for(user: Researcher, home: Path, *extra: str) -> Run:
+    args = ["run", "--user", user.account.pw_name, "--module", "", "--port", "auto", *extra]
+    return as_root(args, home, {"JUPYTER_TOKEN": TOKEN})
+
+
+def servers_of(user: Researcher) -> list[int]:
+    return jupyter_pids(user.home)
+
+
+def one_line_error(run: Run) -> None:
+    assert "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.strip(), "a failure says why"
+
+
+def test_a_log_linked_to_a_root_file_is_not_written_through(
+    user: Researcher, victim: Victim, callbacks: CallbackServer, reap: Path
+) -> None:
+    before = victim.fingerprint()
+    user.plant_link("jupyter.log", victim.file)
+    run = run_for(user, reap, "--complete-url", callbacks.url("/c"))
+    assert run.returncode == 15, run.stderr
+    one_line_error(run)
+    assert "jupyter.log: it is a symbolic link, not a file" in run.stderr
+    assert [(f["status"], f["reason"]) for f in callbacks.wait_for(1, "/c")] == [("failed", "output_unwritable")]
+    assert victim.fingerprint() == before
+    assert servers_of(user) == []
+
+
+def test_a_lock_linked_to_a_root_file_is_neither_truncated_nor_taken(
+    user: Researcher, victim: Victim, callbacks: CallbackServer, reap: Path
+) -> None:
+    before = victim.fingerprint()
+    user.plant_link("provisioner.lock", victim.file)
+    run = run_for(user, reap, "--start-url", callbacks.url("/s"))
+    assert run.returncode == 15, run.stderr
+    one_line_error(run)
+    assert "cannot record the run" in run.stderr
+    assert [(f["status"], f["reason"]) for f in callbacks.wait_for(1, "/s")] == [("failed", "output_unwritable")]
+    assert servers_of(user) == []
+    # An operator's `stop` as root on the same directory does not truncate it either.
+    stopped = as_root(["stop", "--output-dir", str(user.out)], reap)
+    assert stopped.returncode == 2, stopped.stderr
+    one_line_error(stopped)
+    assert victim.fingerprint() == before
+
+
+def test_an_output_directory_linked_to_a_root_directory_stays_roots(
+    user: Researcher, victim: Victim, reap: Path
+) -> None:
+    before = victim.fingerprint()
+    directory_before = victim.directory.stat()
+    user.out.symlink_to(victim.directory)
+    user.own(user.out)
+    run = run_for(user, reap)
+    assert run.returncode == 15, run.stderr
+    one_line_error(run)
+    after = victim.directory.stat()
+    assert (after.st_uid, after.st_mode) == (directory_before.st_uid, directory_before.st_mode)
+    assert victim.fingerprint() == before  # nothing written in it, nothing changed hands
+
+
+def failed_run(user: Researcher, home: Path) -> Run:
+    """A first run as root that fails fast (no Jupyter on PATH) and leaves a record and a kept token."""
+    run = run_cli(
+        ["run", "--user", user.account.pw_name, "--module", "", "--port", "auto"],
+        cli_env(home, path=SYSTEM_PATH, JUPYTER_TOKEN=TOKEN),
+    )
+    assert run.returncode == 12, run.stderr
+    assert (user.out / "provisioner-state.json").stat().st_uid == user.account.pw_uid
+    return run
+
+
+def test_an_edited_record_runs_nothing_as_root(user: Researcher, reap: Path) -> None:
+    """The account points the record's init script at its own script and clears its user: root's resume runs the
+    script, and then the server, as the account."""
+    failed_run(user, reap)
+    script = user.home / "evil.sh"
+    script.write_text(f"id -u > {user.home}/ran-as\n")
+    user.own(script)
+    user.edit_record(settings__init_script=str(script), settings__user=None)
+    resumed = as_root(["resume", "--output-dir", str(user.out)], reap)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (user.home / "ran-as").read_text().strip() == str(user.account.pw_uid)
+    [pid] = servers_of(user)
+    assert f"Uid:\t{user.account.pw_uid}\t" in Path(f"/proc/{pid}/status").read_text()
+    assert "--allow-root" not in Path(f"/proc/{pid}/cmdline").read_text()
+
+
+def test_a_record_naming_another_account_is_refused(user: Researcher, reap: Path) -> None:
+    failed_run(user, reap)
+    user.edit_record(settings__user="root")
+    resumed = as_root(["resume", "--output-dir", str(user.out)], reap)
+    assert resumed.returncode == 2, resumed.stderr
+    one_line_error(resumed)
+    assert "the recorded settings cannot be used" in resumed.stderr
+    assert servers_of(user) == []
+
+
+@contextlib.contextmanager
+def sleeper(*prefix: str) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen([*prefix, "sleep", "300"], start_new_session=True)
+    try:
+        time.sleep(0.2)  # runuser has exec'd or forked its sleep
+        yield process
+    finally:
+        with contextlib.suppress(OSError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def test_stop_signals_only_the_accounts_recorded_server(user: Researcher, reap: Path) -> None:
+    """A record edited to name a root process, or another process of the account's, stops neither."""
+    failed_run(user, reap)
+    with sleeper() as roots, sleeper("runuser", "-u", user.account.pw_name, "--") as theirs:
+        [their_sleep] = [
+            int(p) for p in subprocess.check_output(["pgrep", "-u", user.account.pw_name, "sleep"]).split()
+        ]
+        for pid, exe in ((roots.pid, None), (their_sleep, str(REAL_JUPYTER))):
+            user.edit_record(server={"pid": pid, "start_time": server.start_time(pid), "exe": exe, "port": 1})
+            stopped = as_root(["stop", "--output-dir", str(user.out), "--grace", "1"], reap)
+            assert stopped.returncode == 0, stopped.stderr
+            assert "is not running; nothing to stop" in stopped.stdout
+        assert roots.poll() is None
+        assert theirs.poll() is None
+        os.kill(their_sleep, 0)  # still there: raises if it was stopped
+
+
+def test_a_kept_token_linked_to_a_root_secret_is_not_read_on_resume(
+    user: Researcher, victim: Victim, reap: Path
+) -> None:
+    failed_run(user, reap)
+    user.plant_link("provisioner-token", victim.secret)
+    resumed = as_root(["resume", "--output-dir", str(user.out)], reap)
+    assert resumed.returncode == 2, resumed.stderr
+    one_line_error(resumed)
+    assert "the token kept in" in resumed.stderr and "symbolic link" in resumed.stderr
+    assert SECRET not in resumed.stdout + resumed.stderr
+    for path in user.out.iterdir():
+        if path.is_file() and not path.is_symlink():
+            assert SECRET not in path.read_text(errors="replace"), path
+    assert servers_of(user) == []
+
+
+def make_fifo(user: Researcher, name: str) -> Path:
+    path = user.make_out() / name
+    os.mkfifo(path, 0o600)
+    user.own(path)
+    return path
+
+
+def test_a_fifo_planted_as_the_log_fails_the_run_at_once(user: Researcher, reap: Path) -> None:
+    make_fifo(user, "jupyter.log")
+    run = run_for(user, reap)  # run_cli's timeout turns a hang into a failure
+    assert run.returncode == 15, run.stderr
+    assert "jupyter.log: it is not a regular file" in run.stderr
+    assert servers_of(user) == []
+
+
+def test_a_fifo_planted_as_the_kept_token_fails_resume_at_once(user: Researcher, reap: Path) -> None:
+    failed_run(user, reap)
+    (user.out / "provisioner-token").unlink()
+    make_fifo(user, "provisioner-token")
+    resumed = as_root(["resume", "--output-dir", str(user.out)], reap, timeout=30)
+    assert resumed.returncode == 2, resumed.stderr
+    assert "it is not a regular file" in resumed.stderr
+
+
+@pytest.mark.parametrize("kind", ["fifo", "huge"])
+def test_a_fifo_or_a_huge_file_as_the_record_is_set_aside_not_read(user: Researcher, reap: Path, kind: str) -> None:
+    if kind == "fifo":
+        make_fifo(user, "provisioner-state.json")
+    else:
+        huge = user.make_out() / "provisioner-state.json"
+        with huge.open("wb") as handle:
+            handle.truncate(512 * 1024 * 1024)  # sparse: costs no disk
+        user.own(huge)
+    run = run_cli(
+        ["run", "--user", user.account.pw_name, "--module", "", "--port", "auto"],
+        cli_env(reap, path=SYSTEM_PATH, JUPYTER_TOKEN=TOKEN),
+        timeout=30,
+    )
+    assert run.returncode == 12, run.stderr  # the run went on to its own failure: no Jupyter on PATH
+    expected = "not a regular file" if kind == "fifo" else "larger than"
+    assert expected in run.stderr
+    assert json.loads((user.out / "provisioner-state.json").read_text())["outcome"] == "failed"
+
+
+def test_root_inputs_that_are_not_files_are_refused_without_reading(reap: Path, tmp_path: Path) -> None:
+    fifo = tmp_path / "token-fifo"
+    os.mkfifo(fifo)
+    run = run_cli(["run", "--token-file", str(fifo)], cli_env(reap), timeout=30)
+    assert run.returncode == 2, run.stderr
+    assert "--token-file: cannot read" in run.stderr and "not a regular file" in run.stderr
+    states = run_cli(["check", "--states", str(fifo)], cli_env(reap), timeout=30)
+    assert states.returncode == 3, states.stderr
+    assert "not a regular file" in states.stderr
+    # A device anyone may write (/dev/zero is 0666) is refused before it is opened.
+    zero = run_cli(["check", "--states", "/dev/zero"], cli_env(reap), timeout=30)
+    assert zero.returncode == 2, zero.stderr
+    assert "/dev/zero can be changed by another account" in zero.stderr
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        ("provisioner-state.json", "jupyter_info.txt", "jupyter_info.json", "provisioner-token"),
+        ("provisioner-state.json", "jupyter_info.txt", "jupyter_info.json", "provisioner-token", "jupyter.log"),
+    ],
+    ids=["files-written-whole", "every-file"],
+)
+def test_a_race_swapping_links_in_the_output_directory_gains_nothing(
+    user: Researcher, victim: Victim, reap: Path, names: tuple[str, ...]
+) -> None:
+    before = victim.fingerprint()
+    user.make_out()
+    loop = f"for f in {' '.join(names)}; do ln -sfn {victim.file} $f 2>/dev/null; done"
+    racer = subprocess.Popen(
+        ["runuser", "-u", user.account.pw_name, "--", "bash", "-c", f"cd {user.out}; while :; do {loop}; done"],
+        start_new_session=True,
+    )
+    try:
+        run = run_for(user, reap)
+    finally:
+        os.killpg(racer.pid, signal.SIGKILL)
+        racer.wait()
+    if run.returncode:
+        one_line_error(run)
+    # Files written whole (temporary file, rename) replace a link; the log is never opened through one.
+    assert run.returncode == 0 if "jupyter.log" not in names else run.returncode in (0, 15), run.stderr
+    assert victim.fingerprint() == before
+    for pid in servers_of(user):
+        assert f"Uid:\t{user.account.pw_uid}\t" in Path(f"/proc/{pid}/status").read_text()
+
+
+def test_root_without_user_refuses_a_directory_the_account_owns(user: Researcher, reap: Path) -> None:
+    user.make_out()
+    run = as_root(["run", "--output-dir", str(user.out), "--module", ""], reap, {"JUPYTER_TOKEN": TOKEN})
+    assert run.returncode == 2, run.stderr
+    assert f"give --user {user.account.pw_name}" in run.stderr
+    assert list(user.out.iterdir()) == []
+
+
+def test_root_refuses_a_root_directory_others_can_change(reap: Path) -> None:
+    shared = Path(tempfile.mkdtemp(prefix="shared-"))
+    try:
+        shared.chmod(0o777)  # no sticky bit: anyone may swap what is in it
+        run = as_root(["state", "--output-dir", str(shared / "out")], reap)
+        assert run.returncode == 2, run.stderr
+        assert "can be changed by another account" in run.stderr
+    finally:
+        shutil.rmtree(shared)
+
+
+def test_with_systemd_root_starts_and_stops_only_the_accounts_unit(
+    user: Researcher, reap: Path, tmp_path: Path, callbacks: CallbackServer
+) -> None:
+    fakes = make_bin(tmp_path / "fake-systemd", {"systemd-run": FAKE_SYSTEMD_RUN, "systemctl": FAKE_SYSTEMCTL})
+    units = tmp_path / "units"
+    units.mkdir()
+    system_dir = tmp_path / "var-lib-provisioner"
+    env = {"FAKE_SYSTEMD_DIR": str(units), "PROVISIONER_SYSTEM_DIR": str(system_dir)}
+    path = f"{fakes}:{REAL_JUPYTER.parent}:{SYSTEM_PATH}"
+    args = ["run", "--user", user.account.pw_name, "--launcher", "systemd", "--module", "", "--port", "auto"]
+    run = run_cli([*args, "--complete-url", callbacks.url("/c")], cli_env(reap, path=path, JUPYTER_TOKEN=TOKEN) | env)
+    assert run.returncode == 0, run.stderr
+    [pid] = servers_of(user)
+    assert f"Uid:\t{user.account.pw_uid}\t" in Path(f"/proc/{pid}/status").read_text()
+    env_file = system_dir / f"{user.account.pw_name}.env"
+    info = env_file.stat()
+    assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (0, 0o400)
+    assert f'JUPYTER_TOKEN="{TOKEN}"' in env_file.read_text()
+    assert not (user.out / "jupyter.env").exists()
+    log = user.out / "jupyter.log"
+    assert log.stat().st_uid == user.account.pw_uid and "Jupyter Server" in log.read_text()
+
+    # The account edits the record to name a unit of root's: the monitor will not stop it.
+    with sleeper() as roots:
+        other = "jupyter-notebook-0-1.service"
+        (units / other).write_text(json.dumps({"MainPID": roots.pid, "User": ""}))
+        record = json.loads((user.out / "provisioner-state.json").read_text())
+        user.edit_record(server__unit=other)
+        stopped = run_cli(["stop", "--output-dir", str(user.out)], cli_env(reap, path=path) | env)
+        assert stopped.returncode == 0, stopped.stderr
+        assert roots.poll() is None
+        assert servers_of(user) == []  # its own server stopped all the same, with the account's rights
+    assert record["server"]["unit"] == f"jupyter-notebook-{user.account.pw_name}-{record['port']}.service"
+
+
+def test_sigterm_to_roots_process_stops_the_run_and_is_recorded(user: Researcher, reap: Path) -> None:
+    script = user.home / "slow.sh"
+    script.write_text("sleep 30\n")
+    user.own(script)
+    env = cli_env(reap, path=f"{REAL_JUPYTER.parent}:{SYSTEM_PATH}", JUPYTER_TOKEN=TOKEN)
+    args = ["run", "--user", user.account.pw_name, "--module", "", "--port", "auto", "--init-script", str(script)]
+    process = start_cli(args, env)
+    deadline = time.monotonic() + 30
+    while (
+        time.monotonic() < deadline
+        and "sleep 30"
+        not in subprocess.run(
+            ["pgrep", "-a", "-u", user.account.pw_name, "sleep"], capture_output=True, text=True, check=False
+        ).stdout
+    ):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "interrupted by SIGTERM" in stderr
+    record = json.loads((user.out / "provisioner-state.json").read_text())
+    assert record["outcome"] == "interrupted" and record["state"] == "loading"
+    assert servers_of(user) == []
+    # The worker, with the account's rights, wrote the record.
+    assert (user.out / "provisioner-state.json").stat().st_uid == user.account.pw_uid
+
+
+def test_root_reads_no_input_that_the_account_can_change(user: Researcher, reap: Path) -> None:
+    """A definition or a token file the account could edit would let it choose what root runs, and as whom."""
+    token_file = user.home / "token"
+    token_file.write_text(TOKEN)
+    user.own(token_file)
+    run = as_root(["run", "--user", user.account.pw_name, "--token-file", str(token_file)], reap)
+    assert run.returncode == 2, run.stderr
+    assert f"--token-file: {token_file} is {user.account.pw_name}'s" in run.stderr
+    states = user.home / "states.toml"
+    shutil.copy(CHECKOUT / "states.toml", states)
+    user.own(states)
+    checked = as_root(["check", "--states", str(states)], reap)
+    assert checked.returncode == 2, checked.stderr
+    assert f"--states: {states} is {user.account.pw_name}'s" in checked.stderr
+    assert servers_of(user) == []
