@@ -134,10 +134,13 @@ def become(account: Account) -> None:
         _worker.channel = worker_end
         return
     worker_end.close()
-    code = _monitor(pid, monitor_end, account)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    code = 70  # EX_SOFTWARE, if the monitor itself fails: it must never fall through into the worker's path as root
+    try:
+        code = _monitor(pid, monitor_end, account)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _drop(account: Account) -> None:
@@ -179,12 +182,13 @@ def _monitor(pid: int, channel: socket.socket, account: Account) -> int:
 
 
 def _serve(account: Account, line: bytes) -> dict[str, Any]:
+    """One request, whatever the worker sent: an answer or an error, never an exception out of the monitor."""
     try:
         request = json.loads(line)
         service = _SERVICES[request.pop("op")]
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except Exception:  # the worker's bytes are data: nested too deep, not JSON, not an object, an unknown op...
         return {"error": "the monitor does not understand that request"}
     try:
         return service(account, request)
-    except (OSError, ValueError, TypeError, KeyError) as exc:
+    except Exception as exc:
         return {"error": str(exc)}

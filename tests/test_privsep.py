@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import server
+from provisioner import privsep, server
+from provisioner.settings import parse_user
 from tests.conftest import (
     CHECKOUT,
     REAL_JUPYTER,
@@ -459,3 +460,28 @@ def test_root_reads_no_input_that_the_account_can_change(user: Researcher, reap:
     assert checked.returncode == 2, checked.stderr
     assert f"--states: {states} is {user.account.pw_name}'s" in checked.stderr
     assert servers_of(user) == []
+
+
+@pytest.mark.parametrize(
+    ("request_line", "error"),
+    [
+        (b"[" * 100_000, "does not understand"),
+        (b"not json\n", "does not understand"),
+        (b'["launch"]\n', "does not understand"),
+        (b'{"op": "chown"}\n', "does not understand"),
+        (b'{"op": "launch"}\n', "'port'"),
+        (b'{"op": "launch", "port": "8008", "argv": ["x"], "env": {}, "log": "/l"}\n', "not a port"),
+        (b'{"op": "launch", "port": 8008, "argv": [], "env": {}, "log": "/l"}\n', "not a command line"),
+        (b'{"op": "launch", "port": 8008, "argv": ["x"], "env": {"A": 1}, "log": "/l"}\n', "not an environment"),
+        (b'{"op": "launch", "port": 8008, "argv": ["x"], "env": {}, "log": "rel"}\n', "not a log path"),
+        (b'{"op": "stop", "unit": "sshd.service", "timeout": 1}\n', "is not a unit of nobody's"),
+        (b'{"op": "stop", "unit": "jupyter-notebook-root-1.service", "timeout": 1}\n', "is not a unit of nobody's"),
+    ],
+)
+def test_the_monitor_answers_any_request_from_the_worker_without_acting_on_a_bad_one(
+    request_line: bytes, error: str
+) -> None:
+    """What the worker sends root is data: whatever its bytes, the monitor answers an error and does nothing."""
+    nobody = parse_user("nobody", "--user")
+    answer = privsep._serve(nobody, request_line)
+    assert error in answer.get("error", ""), answer
