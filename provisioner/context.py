@@ -5,14 +5,17 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from provisioner import server
+from provisioner import envmodules, server
 from provisioner.netinfo import url_host
 from provisioner.settings import TOKEN_ENV, Settings
 
 JUPYTER = "jupyter-notebook"  # the program a module must put on PATH
+BESIDE = Path(sys.executable).parent  # a venv's scripts directory, where the `notebook` extra puts JUPYTER
 LOG_NAME = "jupyter.log"
 INFO_TXT = "jupyter_info.txt"
 INFO_JSON = "jupyter_info.json"
@@ -85,3 +88,17 @@ def base_environment(settings: Settings) -> dict[str, str]:
     if settings.user is not None:
         env.update(settings.user.environment())
     return env
+
+
+def find_jupyter(env: Mapping[str, str], module: str) -> Path | None:
+    """jupyter-notebook on the PATH the module gave; with no module, on PATH and then beside our own interpreter.
+
+    Installed with the `notebook` extra in a venv and run by its full path (as cloud-init's runcmd runs it, without
+    activating the venv), the venv's own jupyter-notebook is beside the interpreter, not on PATH.
+    """
+    found = envmodules.which(JUPYTER, env)
+    if found is None and not module and os.access(BESIDE / JUPYTER, os.X_OK):
+        found = BESIDE / JUPYTER
+    if found is not None:
+        log.info("using %s", found)
+    return found

@@ -192,12 +192,12 @@ def test_an_output_directory_linked_to_a_root_directory_stays_roots(
 
 
 def failed_run(user: Researcher, home: Path) -> Run:
-    """A first run as root that fails fast (no Jupyter on PATH) and leaves a record and a kept token."""
+    """A first run as root that fails fast (an unknown module, with Lmod) and leaves a record and a kept token."""
     run = run_cli(
-        ["run", "--user", user.account.pw_name, "--module", "", "--port", "auto"],
+        ["run", "--user", user.account.pw_name, "--module", "no-such-module", "--port", "auto"],
         cli_env(home, path=SYSTEM_PATH, JUPYTER_TOKEN=TOKEN),
     )
-    assert run.returncode == 12, run.stderr
+    assert run.returncode == 11, run.stderr
     assert (user.out / "provisioner-state.json").stat().st_uid == user.account.pw_uid
     return run
 
@@ -209,7 +209,7 @@ def test_an_edited_record_runs_nothing_as_root(user: Researcher, reap: Path) -> 
     script = user.home / "evil.sh"
     script.write_text(f"id -u > {user.home}/ran-as\n")
     user.own(script)
-    user.edit_record(settings__init_script=str(script), settings__user=None)
+    user.edit_record(settings__init_script=str(script), settings__user=None, settings__module="")
     resumed = as_root(["resume", "--output-dir", str(user.out)], reap)
     assert resumed.returncode == 0, resumed.stderr
     assert (user.home / "ran-as").read_text().strip() == str(user.account.pw_uid)
@@ -307,11 +307,11 @@ def test_a_fifo_or_a_huge_file_as_the_record_is_set_aside_not_read(user: Researc
             handle.truncate(512 * 1024 * 1024)  # sparse: costs no disk
         user.own(huge)
     run = run_cli(
-        ["run", "--user", user.account.pw_name, "--module", "", "--port", "auto"],
+        ["run", "--user", user.account.pw_name, "--module", "no-such-module", "--port", "auto"],
         cli_env(reap, path=SYSTEM_PATH, JUPYTER_TOKEN=TOKEN),
         timeout=30,
     )
-    assert run.returncode == 12, run.stderr  # the run went on to its own failure: no Jupyter on PATH
+    assert run.returncode == 11, run.stderr  # the run went on to its own failure: no such module
     expected = "not a regular file" if kind == "fifo" else "larger than"
     assert expected in run.stderr
     assert json.loads((user.out / "provisioner-state.json").read_text())["outcome"] == "failed"

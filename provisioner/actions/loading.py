@@ -6,7 +6,7 @@ As root for a user, this runs in the worker (privsep), with the user's rights: t
 from __future__ import annotations
 
 from provisioner import envmodules
-from provisioner.context import JUPYTER, RunContext, base_environment, log
+from provisioner.context import BESIDE, JUPYTER, RunContext, base_environment, find_jupyter, log
 from provisioner.errors import StepFailed
 
 REASONS = ("module_load_failed", "jupyter_not_found")
@@ -23,9 +23,9 @@ def run(ctx: RunContext) -> None:
     except envmodules.ModuleError as exc:
         raise StepFailed("module_load_failed", f"module load {settings.module} failed: {exc}") from None
     ctx.env = env
-    ctx.jupyter = envmodules.which(JUPYTER, env)
+    ctx.jupyter = find_jupyter(env, settings.module)
     if ctx.jupyter is None:
-        where = f"after module load {settings.module}" if settings.module else "with no module loaded"
+        where = f"after module load {settings.module}" if settings.module else f"with no module loaded, nor in {BESIDE}"
         raise StepFailed("jupyter_not_found", f"{JUPYTER} is not on PATH {where}")
 
 

@@ -7,8 +7,8 @@ import subprocess
 import time
 from datetime import datetime, timezone
 
-from provisioner import envmodules, files, netinfo, server, systemd
-from provisioner.context import JUPYTER, RunContext, base_environment, log
+from provisioner import files, netinfo, server, systemd
+from provisioner.context import BESIDE, JUPYTER, RunContext, base_environment, find_jupyter, log
 from provisioner.errors import StepFailed
 
 REASONS = ("failed_to_start", "output_unwritable")
@@ -46,9 +46,9 @@ def _prerequisites(ctx: RunContext) -> None:
     """What loading and port_check find, for a definition that leaves them out: the PATH's Jupyter, the given port."""
     if ctx.jupyter is None:
         ctx.env = ctx.env or base_environment(ctx.settings)
-        ctx.jupyter = envmodules.which(JUPYTER, ctx.env)
+        ctx.jupyter = find_jupyter(ctx.env, "")
         if ctx.jupyter is None:
-            raise StepFailed("failed_to_start", f"{JUPYTER} is not on PATH")
+            raise StepFailed("failed_to_start", f"{JUPYTER} is not on PATH nor in {BESIDE}")
     if ctx.port is None:
         ctx.port = ctx.settings.port or netinfo.pick_free_port(ctx.settings.ip)
 

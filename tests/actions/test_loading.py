@@ -1,16 +1,17 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from pathlib import Path
 
 import pytest
 
-from provisioner import envmodules
+from provisioner import context, envmodules
 from provisioner.actions import loading
 from provisioner.context import RunContext
 from provisioner.errors import StepFailed
-from tests.conftest import REAL_JUPYTER, SYSTEM_PATH
+from tests.conftest import REAL_JUPYTER, SYSTEM_PATH, make_bin
 
 
 def test_the_module_puts_jupyter_on_the_servers_path_not_ours(
@@ -33,12 +34,40 @@ def test_the_token_is_kept_out_of_the_module_commands_environment(
     assert "JUPYTER_TOKEN" not in ctx.env
 
 
-def test_no_module_and_no_jupyter_is_jupyter_not_found(ctx: RunContext, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_module_and_no_jupyter_is_jupyter_not_found(
+    ctx: RunContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setattr(context, "BESIDE", tmp_path)  # an interpreter with no Jupyter installed beside it
     ctx.settings = dataclasses.replace(ctx.settings, module="")
     with pytest.raises(StepFailed) as caught:
         loading.run(ctx)
     assert caught.value.reason == "jupyter_not_found"
+
+
+def test_with_no_module_the_jupyter_beside_our_interpreter_is_found_and_named(
+    ctx: RunContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A venv with the `notebook` extra, run by its full path without being activated: Jupyter is not on PATH."""
+    caplog.set_level(logging.INFO, logger="provisioner")
+    venv_bin = make_bin(tmp_path / "venv" / "bin", {"jupyter-notebook": "#!/bin/sh\n"})
+    monkeypatch.setenv("PATH", SYSTEM_PATH)
+    monkeypatch.setattr(context, "BESIDE", venv_bin)
+    ctx.settings = dataclasses.replace(ctx.settings, module="")
+    loading.run(ctx)
+    assert ctx.jupyter == venv_bin / "jupyter-notebook"
+    assert f"using {venv_bin / 'jupyter-notebook'}" in caplog.text
+
+
+def test_jupyter_on_path_comes_before_the_one_beside_our_interpreter(
+    ctx: RunContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    venv_bin = make_bin(tmp_path / "venv" / "bin", {"jupyter-notebook": "#!/bin/sh\n"})
+    monkeypatch.setenv("PATH", f"{REAL_JUPYTER.parent}:{SYSTEM_PATH}")
+    monkeypatch.setattr(context, "BESIDE", venv_bin)
+    ctx.settings = dataclasses.replace(ctx.settings, module="")
+    loading.run(ctx)
+    assert ctx.jupyter == REAL_JUPYTER
 
 
 def test_without_a_module_system_jupyter_on_path_is_used_with_a_warning(
