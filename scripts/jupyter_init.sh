@@ -9,7 +9,10 @@
 # neither process shows it in ps.
 set -u
 
-here=$(cd "${BASH_SOURCE[0]%/*}" && pwd)
+# Its real directory: installed on PATH as a link (examples/cloud-init/user-data-dropin.yaml), it still finds the
+# provisioner it was installed with.
+self=$(readlink -f "${BASH_SOURCE[0]}")
+here=${self%/*}
 if [ -n "${PROVISIONER:-}" ]; then
     provisioner=("$PROVISIONER")              # an explicit choice, e.g. /opt/provisioner/bin/provisioner
 elif [ -x "$here/provisioner" ]; then
@@ -19,7 +22,7 @@ elif command -v provisioner >/dev/null 2>&1; then
 elif python3 -c 'import provisioner' >/dev/null 2>&1; then
     provisioner=(python3 -m provisioner)
 else
-    echo "jupyter_init.sh: the provisioner is not installed (pip install provisioner, or set PROVISIONER)" >&2
+    echo "jupyter_init.sh: the provisioner is not installed (pip install 'jupyter-init==VERSION', or set PROVISIONER)" >&2
     exit 127
 fi
 
