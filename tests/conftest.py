@@ -348,20 +348,11 @@ def researcher() -> Iterator[pwd.struct_passwd]:
     name = f"prov{secrets.token_hex(3)}"
     subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], check=True)
     account = pwd.getpwnam(name)
-    # The test Python and this checkout may live under /root (0700 on Debian): let others traverse to them for the
-    # test's length, as they could to a provisioner installed in /opt.
-    opened = []
-    for directory in [*reversed(Path(sys.executable).parents), *reversed(CHECKOUT.parents), CHECKOUT]:
-        mode = directory.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            directory.chmod(mode | stat.S_IXOTH)
-            opened.append((directory, mode))
     try:
-        yield account
+        with traversable(Path(sys.executable), CHECKOUT):
+            yield account
     finally:
         stop_servers(Path(account.pw_dir))
-        for directory, mode in reversed(opened):
-            directory.chmod(stat.S_IMODE(mode))
         # The killed server may linger a moment (PID 1 reaps it); userdel refuses while it does.
         for _ in range(50):
             if subprocess.run(["userdel", "--remove", name], check=False, capture_output=True).returncode in (0, 6):
@@ -377,3 +368,24 @@ def as_user(name: str, *args: str) -> subprocess.CompletedProcess[str]:
         check=False,
         cwd="/",
     )
+
+
+@contextlib.contextmanager
+def traversable(*paths: Path) -> Iterator[None]:
+    """Let other accounts traverse to `paths` for the block's length.
+
+    The test Python and this checkout may live under /root (0700 on Debian); another account must reach them, as it
+    could a provisioner installed in /opt. The modes are restored afterwards.
+    """
+    opened = []
+    for path in paths:
+        for directory in [*reversed(path.parents), path] if path.is_dir() else reversed(path.parents):
+            mode = directory.stat().st_mode
+            if not mode & stat.S_IXOTH:
+                directory.chmod(mode | stat.S_IXOTH)
+                opened.append((directory, mode))
+    try:
+        yield
+    finally:
+        for directory, mode in reversed(opened):
+            directory.chmod(stat.S_IMODE(mode))
