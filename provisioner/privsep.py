@@ -20,6 +20,7 @@ nothing. What the monitor reads from the worker is data, checked as such: it sta
 from __future__ import annotations
 
 import contextlib
+import grp
 import json
 import os
 import pwd
@@ -27,10 +28,11 @@ import signal
 import socket
 import stat
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
-from provisioner.errors import UsageError
+from provisioner.errors import EXIT_INTERNAL, UsageError
 from provisioner.settings import Account
 
 REQUEST_LIMIT = 1024 * 1024  # a request holds an environment and a command line: far less than this
@@ -86,32 +88,94 @@ def act_for(account: Account | None) -> None:
         become(account)
 
 
-def owner_of(path: Path, what: str = "--output-dir") -> Account | None:
-    """As root: the account that owns `path` (the output directory), whom root acts as there; None to act as root.
+ANYONE = -1  # among the accounts that can change a path: a group's members, or every account
+MAX_LINKS = 40  # as the kernel's ELOOP
 
-    The deepest existing part of the path decides: a directory an account owns (or would create in its own
-    directory) is that account's. Root acts as itself only where no other account can change any part of the
-    path (every directory on it root's, and not writable by others unless sticky, as /tmp is); otherwise it refuses.
+
+def owner_of(path: Path, what: str = "--output-dir") -> Account | None:
+    """As root: the account that controls `path`, whom root acts as there; None when only root does.
+
+    An account controls a path when it can change the path or the way to it: it owns a directory on the way (and so
+    can rename or replace what is in it), or may write in one, or owns the directory at its end (or, where the path
+    does not exist yet, the directory it would be made in). Root acts as that account, which can then do nothing
+    it could not do itself, however it changes the path afterwards; root acts as itself only where no other account
+    can change any of it. More than one account, a group, or a link another account could have made: refused.
+    The way is walked with lstat, never through a link blindly, so a link to root's directory, to another account's,
+    or into a process's root (/proc/PID/root) decides nothing.
     """
     if os.geteuid() != 0:
         return None
-    real = Path(os.path.realpath(path))
-    existing = next(part for part in (real, *real.parents) if os.path.lexists(part))
-    owner = os.lstat(existing).st_uid
-    if owner != 0:
+    changers = _changers(Path(os.path.abspath(path)), what)
+    changers.discard(0)
+    if not changers:
+        return None
+    if ANYONE in changers or len(changers) > 1:
+        raise UsageError(
+            f"{what}: {path} can be changed by another account, or more than one, so root will not use it; "
+            "give one that only root, or only one account, can change"
+        )
+    [uid] = changers
+    try:
+        return Account.of(pwd.getpwuid(uid))
+    except KeyError:
+        raise UsageError(f"{what}: {path} belongs to uid {uid}, which has no account; refusing it") from None
+
+
+def _changers(path: Path, what: str) -> set[int]:
+    """The uids that can change `path` or the way to it (ANYONE for a group or everyone); 0 stands for root."""
+    pending = list(path.parts[1:])
+    current, links = Path("/"), 0
+    changers: set[int] = set()
+    info = os.lstat(current)
+    while pending:
+        name = pending.pop(0)
+        if name in ("", "."):
+            continue
+        if name == "..":
+            current = current.parent  # `current` holds no link: its parent is the real one
+            info = os.lstat(current)
+            continue
+        child = current / name
         try:
-            return Account.of(pwd.getpwuid(owner))
-        except KeyError:
-            raise UsageError(f"{path} belongs to uid {owner}, which has no account; refusing to act on it") from None
-    for part in (existing, *existing.parents):
-        info = os.lstat(part)
-        writable_by_others = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not info.st_mode & stat.S_ISVTX
-        if info.st_uid != 0 or stat.S_ISLNK(info.st_mode) or writable_by_others:
-            raise UsageError(
-                f"{what}: {part} can be changed by another account, so root will not use {path}; "
-                "give one that only root can change"
-            )
-    return None
+            child_info = os.lstat(child)
+        except FileNotFoundError:
+            return changers | _writers(info)  # whoever may make it there
+        changers |= _entry_changers(info, child_info)
+        if stat.S_ISLNK(child_info.st_mode):
+            links += 1
+            if changers - {0} or links > MAX_LINKS:
+                raise UsageError(f"{what}: {child} is a link another account could have made; give the real path")
+            target = Path(os.readlink(child))
+            pending = list(target.parts[1:] if target.is_absolute() else target.parts) + pending
+            if target.is_absolute():
+                current, info = Path("/"), os.lstat("/")
+            continue
+        current, info = child, child_info
+    # Whoever may write in it, or to it: for a directory, sticky or not (anyone may add to /tmp).
+    return changers | _writers(info)
+
+
+def _writers(info: os.stat_result) -> set[int]:
+    """Who may write to it: its owner (who may also chmod it), and a group or everyone if its mode lets them."""
+    writers = {info.st_uid}
+    if info.st_mode & stat.S_IWOTH or (info.st_mode & stat.S_IWGRP and not _own_group(info)):
+        writers.add(ANYONE)
+    return writers
+
+
+def _own_group(info: os.stat_result) -> bool:
+    """Whether the group is its owner's own private group (useradd's default), which only the owner is in."""
+    try:
+        return pwd.getpwuid(info.st_uid).pw_gid == info.st_gid and not grp.getgrgid(info.st_gid).gr_mem
+    except KeyError:
+        return False
+
+
+def _entry_changers(directory: os.stat_result, entry: os.stat_result) -> set[int]:
+    """Who can rename, remove or replace `entry` in `directory`: in a sticky one (/tmp), only the two owners."""
+    if directory.st_mode & stat.S_ISVTX:
+        return {directory.st_uid, entry.st_uid}
+    return _writers(directory)
 
 
 def check_root_input(path: Path, what: str) -> None:
@@ -164,8 +228,17 @@ def _drop(account: Account) -> None:
     output.after_fork()
 
 
+POLL = 0.1  # seconds between the monitor's looks at the worker
+STOPS_TOLERATED = 2  # an operator's Ctrl-Z and fg; a worker stopped again and again is being held by its account
+
+
 def _monitor(pid: int, channel: socket.socket, account: Account) -> int:
-    """Serve the worker's requests until it closes its end, then reap it: its exit code, or 128 + its signal."""
+    """Serve the worker's requests and reap it: its exit code, or 128 + the signal that ended it.
+
+    The worker runs as the account, which may signal it: a worker stopped (SIGSTOP) is continued, and one stopped
+    again and again, or that stops reading the monitor's answers, is killed, so that root (and a boot waiting for
+    it) never waits forever on what the account does.
+    """
 
     def forward(signum: int, frame: object) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -173,12 +246,49 @@ def _monitor(pid: int, channel: socket.socket, account: Account) -> int:
 
     for caught in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(caught, forward)
-    with channel, channel.makefile("rb") as requests:
-        while line := requests.readline(REQUEST_LIMIT):
-            channel.sendall(json.dumps(_serve(account, line)).encode() + b"\n")
-    _, status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(status)
-    return code if code >= 0 else 128 - code
+    channel.settimeout(POLL)
+    pending, stops, listening = b"", 0, True
+    with channel:
+        while True:
+            reaped, status = os.waitpid(pid, os.WNOHANG | os.WUNTRACED)
+            if reaped and os.WIFSTOPPED(status):
+                stops += 1
+                if stops > STOPS_TOLERATED:
+                    return _kill(pid, account, f"was stopped by a signal {stops} times")
+                os.kill(pid, signal.SIGCONT)
+                continue
+            if reaped:
+                code = os.waitstatus_to_exitcode(status)
+                return code if code >= 0 else 128 - code
+            if not listening:
+                time.sleep(POLL)
+                continue
+            try:
+                data = channel.recv(65536)
+            except socket.timeout:
+                continue
+            if not data:
+                listening = False  # the worker is exiting
+                continue
+            pending += data
+            try:
+                while b"\n" in pending:
+                    line, pending = pending.split(b"\n", 1)
+                    channel.sendall(json.dumps(_serve(account, line)).encode() + b"\n")
+            except OSError:  # a timeout too: the worker asks and does not read the answers
+                return _kill(pid, account, "stopped reading the answers to its requests")
+            if len(pending) > REQUEST_LIMIT:
+                return _kill(pid, account, "sent a request larger than any of ours")
+
+
+def _kill(pid: int, account: Account, why: str) -> int:
+    from provisioner.output import error
+
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    error(f"the provisioner's process running as {account.name} (pid {pid}) {why}; it was killed")
+    return EXIT_INTERNAL
 
 
 def _serve(account: Account, line: bytes) -> dict[str, Any]:

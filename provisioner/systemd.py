@@ -194,7 +194,7 @@ def stop_unit(name: str, timeout: float) -> None:
 def _launch_for(account: Account, request: dict[str, Any]) -> dict[str, Any]:
     """As root, for the worker: its server as a unit that runs as the account. The request is data: checked."""
     port, argv, env, log = request["port"], request["argv"], request["env"], request["log"]
-    if not (isinstance(port, int) and 0 < port < 65536):
+    if not (type(port) is int and 0 < port < 65536):  # exact: true is not a port
         raise ValueError("not a port")
     if not (isinstance(argv, list) and argv and all(isinstance(part, str) and "\0" not in part for part in argv)):
         raise ValueError("not a command line")
