@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import signal
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from provisioner.definition import Definition
 from provisioner.errors import Interrupted, ProvisionError, UsageError
 from provisioner.journal import FAILED, INTERRUPTED, READY, STOPPED, Journal, Plan, plan_resume, server_alive
 from provisioner.machine import Outcome, Runner
-from provisioner.output import redact
+from provisioner.output import printable, redact
 from provisioner.reporter import Reporter
 from provisioner.settings import SETTING_PARSERS, Secret, Settings, resolve
 from provisioner.store import Store
@@ -46,6 +47,16 @@ def _locked_store(out: Path) -> Store:
     except OSError as exc:
         raise UsageError(f"cannot use {out}: {exc.strerror or exc}") from None
     return store
+
+
+def _is_directory(out: Path) -> bool:
+    """Whether `out` is a directory; UsageError when we may not even look (a home made 0000, say)."""
+    try:
+        return stat.S_ISDIR(out.stat().st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        raise UsageError(f"cannot use {out}: {exc.strerror or exc}") from None
 
 
 def act_as_owner(out: Path) -> None:
@@ -99,7 +110,7 @@ def resume(out: Path, states: Path | None, started: float) -> int:
     can edit) decides what root runs.
     """
     act_as_owner(out)
-    if not out.is_dir():
+    if not _is_directory(out):
         raise UsageError(f"nothing to resume: no provisioner state in {out} (start with: provisioner run)")
     store = _locked_store(out)
     try:
@@ -283,7 +294,8 @@ def describe(out: Path) -> dict[str, Any]:
 def state(out: Path, as_json: bool) -> int:
     act_as_owner(out)
     dump = describe(out)
-    print(redact(json.dumps(dump, indent=2) if as_json else render_state(dump)))
+    text = json.dumps(dump, indent=2) if as_json else "\n".join(map(printable, render_state(dump).splitlines()))
+    print(redact(text))
     return STATUS_EXIT[dump["status"]]
 
 
@@ -304,14 +316,16 @@ def render_state(dump: dict[str, Any]) -> str:
     for entry in dump.get("history", []):
         duration = f"{entry['duration']:.2f}s" if entry.get("duration") is not None else "-"
         outcome = entry.get("outcome") or "(did not finish)"
-        detail = f" {entry['reason']}: {entry['error']}" if entry.get("reason") else ""
-        lines.append(f"  {entry['entered'][11:23]}  {entry['state']:<14} {duration:>8}  {outcome}{detail}")
+        detail = f" {entry['reason']}: {entry.get('error')}" if entry.get("reason") else ""
+        entered, name = str(entry.get("entered", ""))[11:23], str(entry.get("state"))
+        lines.append(f"  {entered:<12}  {name:<14} {duration:>8}  {outcome}{detail}")
     lines.append("callbacks:")
     for callback in dump.get("callbacks", []):
-        what = callback["status"] + (f"/{callback['reason']}" if callback.get("reason") else "")
+        what = str(callback.get("status")) + (f"/{callback['reason']}" if callback.get("reason") else "")
         http = f"HTTP {callback['http_status']}, " if callback.get("http_status") else ""
         result = "delivered" if callback.get("delivered") else f"NOT delivered ({callback.get('error')})"
-        lines.append(f"  {callback['endpoint']:<9} {what:<28} {result} ({http}{callback.get('attempts', 0)} attempts)")
+        endpoint = str(callback.get("endpoint"))
+        lines.append(f"  {endpoint:<9} {what:<28} {result} ({http}{callback.get('attempts', 0)} attempts)")
     lines.append(f"updated:    {dump.get('updated')}")
     return "\n".join(lines)
 
@@ -323,7 +337,7 @@ def stop(out: Path, grace: float) -> int:
     only the one that is the recorded server (its uid, start time and program).
     """
     act_as_owner(out)
-    if not out.is_dir():
+    if not _is_directory(out):
         print(f"no server is recorded in {out}; nothing to stop")
         return 0
     store = _locked_store(out)

@@ -41,15 +41,21 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
+def printable(text: str) -> str:
+    """`text` with every character a terminal would act on (escape sequences, a carriage return) shown, not sent:
+    some of what we print comes from files another account can write."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 class _Lines(logging.Formatter):
     """For people: `provisioner: [  1.23s] starting`, `provisioner: error: ...`."""
 
     def format(self, record: logging.LogRecord) -> str:
         event = getattr(record, "event", None)
         if event == "problem":  # one of a definition's problems, under the error line that counts them
-            return f"  {record.getMessage()}"
+            return f"  {printable(record.getMessage())}"
         prefix = "error: " if event == "error" else ""
-        return f"provisioner: {prefix}{record.getMessage()}"
+        return f"provisioner: {prefix}{printable(record.getMessage())}"
 
 
 class _Json(logging.Formatter):

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.context import log
-from provisioner.errors import LockedError
+from provisioner.errors import LockedError, UsageError
 from provisioner.files import open_regular, read_regular, write_private
-from provisioner.settings import Secret
+from provisioner.settings import SETTING_PARSERS, Secret
 
 SCHEMA = 1
 STATE_FILE = "provisioner-state.json"
@@ -98,6 +98,8 @@ class Store:
                 problem = "it has no schema version"
             elif schema > SCHEMA:
                 problem = f"it was written by a newer provisioner (schema {schema}; this one reads {SCHEMA})"
+            else:
+                problem = shape_problem(record)
         if problem is None:
             assert isinstance(record, dict)
             return record
@@ -129,3 +131,66 @@ class Store:
     def load_token(self) -> Secret:
         """The token kept for resume; OSError if it is missing or is not a file of ours (a link, a FIFO...)."""
         return Secret(read_regular(self.out / TOKEN_FILE, TOKEN_LIMIT).decode("utf-8"))
+
+
+# What the record's values must be, wherever the provisioner reads them: its account can edit the file, so a value
+# of another type is a record that is not ours (set aside), never a traceback. Exact types: true is not a number.
+_STR, _INT, _NUM, _BOOL, _DICT = (str,), (int,), (int, float), (bool,), (dict,)
+_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
+    "": {"state": _STR, "outcome": _STR, "updated": _STR, "provisioner_pid": _INT, "port": _INT},
+    "server": {"pid": _INT, "start_time": _INT, "exe": _STR, "unit": _STR, "port": _INT, "url": _STR, "started": _STR},
+    "failure": {"state": _STR, "reason": _STR, "message": _STR},
+    "definition": {"source": _STR, "digest": _STR},
+    "history": {"state": _STR, "entered": _STR, "left": _STR, "duration": _NUM, "outcome": _STR, "reason": _STR},
+    "callbacks": {"endpoint": _STR, "status": _STR, "reason": _STR, "fields": _DICT, "attempts": _INT},
+}
+
+
+def shape_problem(record: dict[str, Any]) -> str | None:
+    """What makes a record unusable, or None: each value has the type the provisioner reads it as, and the value."""
+    return _type_problem(record) or _value_problem(record)
+
+
+def _type_problem(record: dict[str, Any]) -> str | None:
+    objects: list[tuple[str, object]] = [("", record)]
+    objects += [(name, record[name]) for name in ("server", "failure", "definition", "settings") if record.get(name)]
+    for name in ("history", "callbacks"):
+        entries = record.get(name, [])
+        if type(entries) is not list:
+            return f"{name} is not a list"
+        objects += [(name, entry) for entry in entries]
+    for name, value in objects:
+        if type(value) is not dict:
+            return f"{name or 'the record'} holds something that is not an object"
+        for key, types in _FIELDS.get(name, {}).items():
+            if value.get(key) is not None and type(value[key]) not in types:
+                return f"{name + '.' if name else ''}{key} is not a {types[0].__name__}"
+    return None
+
+
+def _value_problem(record: dict[str, Any]) -> str | None:
+    server = record.get("server") or {}
+    problems = {
+        "server.pid is not a process id": server and not (type(server.get("pid")) is int and server["pid"] > 0),
+        "a port is not a port": any(
+            p is not None and not 0 < p < 65536 for p in (record.get("port"), server.get("port"))
+        ),
+        "settings.ip or settings.port is not what it must be": not _settings_ok(record.get("settings") or {}),
+        "a callback's fields are not text": not all(
+            type(value) is str
+            for callback in record.get("callbacks", [])
+            for value in callback.get("fields", {}).values()
+        ),
+    }
+    return next((problem for problem, found in problems.items() if found), None)
+
+
+def _settings_ok(settings: dict[str, Any]) -> bool:
+    """The recorded settings that `stop`, `state` and a repeated `run` use before any are resolved again."""
+    try:
+        for name in ("ip", "port", "base_url", "timeout", "module", "launcher", "idle_timeout"):
+            if settings.get(name) is not None:
+                SETTING_PARSERS[name](settings[name], f"settings.{name}")
+    except (ValueError, TypeError, UsageError):
+        return False
+    return True
