@@ -345,14 +345,22 @@ def cmdlines() -> list[str]:
 @pytest.fixture
 def researcher() -> Iterator[pwd.struct_passwd]:
     """A real account with a home, able to run the Python that Jupyter is installed in."""
+    with account() as made:
+        yield made
+
+
+@contextlib.contextmanager
+def account() -> Iterator[pwd.struct_passwd]:
+    """A real account with a home, removed afterwards with whatever it left running."""
     name = f"prov{secrets.token_hex(3)}"
     subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], check=True)
-    account = pwd.getpwnam(name)
+    made = pwd.getpwnam(name)
     try:
         with traversable(Path(sys.executable), CHECKOUT):
-            yield account
+            yield made
     finally:
-        stop_servers(Path(account.pw_dir))
+        subprocess.run(["pkill", "-KILL", "-u", name], check=False)
+        stop_servers(Path(made.pw_dir))
         # The killed server may linger a moment (PID 1 reaps it); userdel refuses while it does.
         for _ in range(50):
             if subprocess.run(["userdel", "--remove", name], check=False, capture_output=True).returncode in (0, 6):

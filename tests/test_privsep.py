@@ -33,6 +33,7 @@ from tests.conftest import (
     TOKEN,
     CallbackServer,
     Run,
+    account,
     cli_env,
     jupyter_pids,
     make_bin,
@@ -485,3 +486,141 @@ def test_the_monitor_answers_any_request_from_the_worker_without_acting_on_a_bad
     nobody = parse_user("nobody", "--user")
     answer = privsep._serve(nobody, request_line)
     assert error in answer.get("error", ""), answer
+
+
+@pytest.fixture
+def sticky_dir() -> Iterator[Path]:
+    """A root-owned directory every account may add to, as /tmp and /dev/shm are (sticky, 1777)."""
+    directory = Path(tempfile.mkdtemp(prefix="sticky-"))
+    directory.chmod(0o1777)
+    yield directory
+    shutil.rmtree(directory)
+
+
+def plant_record(user: Researcher, directory: Path, **record: object) -> Path:
+    """A record, a kept token and a script of the account's, in `directory`: what root must not act on as root."""
+    script = directory / "evil.sh"
+    script.write_text(f"id -u > {directory}/ran-as\n")
+    state = directory / "provisioner-state.json"
+    state.write_text(json.dumps({"schema": 1, "state": "idle", "history": [], **record}))
+    (directory / "provisioner-token").write_text(TOKEN)
+    for path in (script, state, directory / "provisioner-token"):
+        path.chmod(0o755)
+        user.own(path)
+    return script
+
+
+@pytest.mark.parametrize("via", ["link", "direct"])
+def test_root_will_not_act_as_root_in_a_directory_every_account_may_write(
+    user: Researcher, sticky_dir: Path, reap: Path, via: str
+) -> None:
+    """The account plants a record whose init script is its own in /dev/shm-like space, and points root at it."""
+    script = plant_record(user, sticky_dir, settings={"module": "", "init_script": str(sticky_dir / "evil.sh")})
+    if via == "link":
+        user.out.symlink_to(sticky_dir)
+        user.own(user.out)
+    target = user.out if via == "link" else sticky_dir
+    for verb in (["resume"], ["stop"], ["state"]):
+        run = as_root([*verb, "--output-dir", str(target)], reap)
+        assert run.returncode == 2, (verb, run.stdout, run.stderr)
+        one_line_error(run)
+        expected = "is a link another account could have made" if via == "link" else "can be changed by another"
+        assert expected in run.stderr
+    assert not (sticky_dir / "ran-as").exists(), f"{script} ran"
+    assert servers_of(user) == []
+
+
+@pytest.mark.parametrize("target", ["another account's directory", "a process's root"])
+def test_a_link_to_somewhere_else_decides_nothing_for_roots_verbs(
+    user: Researcher, reap: Path, callbacks: CallbackServer, target: str
+) -> None:
+    with account() as victim2, sleeper("runuser", "-u", victim2.pw_name, "--") as _:
+        [their_sleep] = [int(p) for p in subprocess.check_output(["pgrep", "-u", victim2.pw_name, "sleep"]).split()]
+        theirs = Path(victim2.pw_dir) / ".jupyter"
+        theirs.mkdir(mode=0o700)
+        record = {"schema": 1, "state": "ready", "outcome": "ready", "history": []}
+        record["server"] = {"pid": their_sleep, "start_time": server.start_time(their_sleep), "port": 1}
+        (theirs / "provisioner-state.json").write_text(json.dumps(record))
+        for path in (theirs, theirs / "provisioner-state.json"):
+            os.chown(path, victim2.pw_uid, victim2.pw_gid)
+        link_to = theirs if target == "another account's directory" else Path(f"/proc/{their_sleep}/root{theirs}")
+        user.out.symlink_to(link_to)
+        user.own(user.out)
+        for verb in (["stop"], ["state"], ["resume"]):
+            run = as_root([*verb, "--output-dir", str(user.out)], reap)
+            assert run.returncode == 2, (verb, run.stdout, run.stderr)
+            assert "is a link another account could have made" in run.stderr
+        os.kill(their_sleep, 0)  # victim2's process is still there
+
+
+def test_an_account_that_stops_its_worker_again_and_again_does_not_hold_root(user: Researcher, reap: Path) -> None:
+    """SIGSTOP is the account's to send to its own processes; root's run must end all the same, with a clear line."""
+    script = user.home / "slow.sh"
+    script.write_text("sleep 60\n")
+    user.own(script)
+    env = cli_env(reap, path=f"{REAL_JUPYTER.parent}:{SYSTEM_PATH}", JUPYTER_TOKEN=TOKEN)
+    args = ["run", "--user", user.account.pw_name, "--module", "", "--init-script", str(script)]
+    monitor = start_cli(args, env)
+    worker = None
+    deadline = time.monotonic() + 30
+    while worker is None and time.monotonic() < deadline:
+        children = subprocess.run(["pgrep", "-P", str(monitor.pid)], capture_output=True, text=True, check=False)
+        worker = int(children.stdout.split()[0]) if children.stdout.split() else None
+    assert worker is not None
+    for _ in range(10):  # as the account's loop would: stop it whenever it runs
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker, signal.SIGSTOP)
+        time.sleep(0.3)
+        if monitor.poll() is not None:
+            break
+    _, stderr = monitor.communicate(timeout=30)
+    assert monitor.returncode == 1, stderr
+    assert f"running as {user.account.pw_name} (pid {worker}) was stopped by a signal 3 times; it was killed" in stderr
+    assert "Traceback" not in stderr
+
+
+BAD_RECORDS = {
+    "server is text": {"server": "x"},
+    "history of numbers": {"history": [1]},
+    "history is text": {"history": "abc"},
+    "failure is text": {"failure": "x"},
+    "callbacks of numbers": {"callbacks": [1]},
+    "settings is text": {"settings": "x"},
+    "definition is text": {"definition": "x"},
+    "state is a list": {"state": ["x"]},
+    "pid is text": {"server": {"pid": "1/../self"}},
+    "port out of range": {"outcome": "ready", "server": {"pid": 1, "port": 99999}},
+    "ip is not one": {"outcome": "ready", "server": {"pid": 1, "port": 8008}, "settings": {"ip": "not-an-ip"}},
+    "pid is true": {"server": {"pid": True}},
+}
+
+
+@pytest.mark.parametrize("bad", list(BAD_RECORDS.values()), ids=list(BAD_RECORDS))
+def test_a_record_the_account_mangled_is_set_aside_by_every_verb_never_a_traceback(
+    user: Researcher, reap: Path, bad: dict[str, object]
+) -> None:
+    out = user.make_out()
+    expected = {"state": 2, "stop": 0, "resume": 2, "graph": 0}
+    for verb, code in expected.items():
+        # Again for each verb: one that holds the lock moves a record it cannot use aside.
+        (out / "provisioner-state.json").write_text(json.dumps({"schema": 1, "state": "ready", "history": [], **bad}))
+        user.own(out / "provisioner-state.json")
+        args = [verb, "--output-dir", str(out)] + (["--current"] if verb == "graph" else [])
+        run = as_root(args, reap)
+        assert run.returncode == code, (verb, run.stdout, run.stderr)
+        assert "Traceback" not in run.stderr, (verb, run.stderr)
+        assert "provisioner-state.json" in run.stderr  # said why it was not used
+
+
+def test_roots_state_shows_escape_sequences_from_the_record_instead_of_sending_them(
+    user: Researcher, reap: Path
+) -> None:
+    out = user.make_out()
+    sneaky = "\x1b]0;owned\x07\x1b[2J\x1b[Hstatus: ready (all good)"
+    record = {"schema": 1, "state": "ready", "outcome": "failed", "history": [{"state": sneaky, "entered": "x"}]}
+    (out / "provisioner-state.json").write_text(json.dumps(record))
+    user.own(out / "provisioner-state.json")
+    run = as_root(["state", "--output-dir", str(out)], reap)
+    assert run.returncode == 1, run.stderr
+    assert "\x1b" not in run.stdout and "\x07" not in run.stdout
+    assert "\\x1b[2J" in run.stdout
