@@ -209,7 +209,8 @@ class Reporter:
             retry_if_exception_type,
             stop_after_attempt,
             stop_before_delay,
-            wait_exponential_jitter,
+            wait_exponential,
+            wait_random,
         )
 
         policy = self.policy
@@ -236,7 +237,9 @@ class Reporter:
             delivery.delivered = True
             delivery.error = None
 
-        backoff = wait_exponential_jitter(multiplier=0.2, max=5.0, jitter=0.2)
+        # 0.2 s doubling up to 5 s, plus up to 0.2 s of jitter; built from waits every tenacity since 8.3 has (9.2's
+        # wait_exponential_jitter(multiplier=...) is not on Python 3.9, whose last tenacity is 9.1).
+        backoff = wait_exponential(multiplier=0.2, max=5.0) + wait_random(0, 0.2)
 
         def wait(state: RetryCallState) -> float:
             """Exponential backoff with jitter, or longer when the endpoint asked for it with Retry-After."""

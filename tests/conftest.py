@@ -397,3 +397,24 @@ def traversable(*paths: Path) -> Iterator[None]:
     finally:
         for directory, mode in reversed(opened):
             directory.chmod(stat.S_IMODE(mode))
+
+
+@pytest.fixture(scope="session")
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory holding the wheel built from this checkout, readable by every account."""
+    directory = tmp_path_factory.mktemp("wheels")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(directory), str(CHECKOUT)], check=True
+    )
+    [wheel] = directory.glob("jupyter_init-*.whl")
+    from provisioner import __version__
+
+    assert wheel.name.startswith(f"jupyter_init-{__version__}-")
+    directory.chmod(0o755)
+    return directory
+
+
+def pytest_report_header() -> str:
+    from tests.pythons import interpreters
+
+    return "pythons checked end to end: " + " ".join(interpreters())

@@ -322,7 +322,7 @@ class TestBadInput:
     ) -> None:
         readonly = tmp_path / "ro"
         readonly.mkdir()
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(readonly)], check=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k,mode=0755", "tmpfs", str(readonly)], check=True)
         try:
             args = ["run", "--module", "", "--output-dir", str(readonly / ".jupyter"), TOKEN, *urls(callbacks)]
             run = run_cli(args, cli_env(reap))

@@ -20,7 +20,6 @@ import secrets
 import shutil
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,19 +58,6 @@ cloud_init_modules: [write-files, users-groups]
 cloud_config_modules: [runcmd]
 cloud_final_modules: [package-update-upgrade-install, scripts-user]
 """
-
-
-@pytest.fixture(scope="module")
-def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel built from this checkout, where the examples' pinned `pip install` finds it."""
-    directory = tmp_path_factory.mktemp("wheels")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(directory), str(CHECKOUT)], check=True
-    )
-    [wheel] = directory.glob("jupyter_init-*.whl")
-    assert wheel.name.startswith(f"jupyter_init-{__version__}-")
-    directory.chmod(0o755)
-    return directory
 
 
 @dataclass
