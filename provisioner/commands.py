@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from transitions import MachineError
+
 from provisioner import actions, netinfo, privsep, server
 from provisioner import definition as definitions
 from provisioner import systemd as _systemd  # noqa: F401 - registers what the monitor does for a worker
@@ -100,7 +102,10 @@ def _still_serving(record: dict[str, Any], token: Secret) -> bool:
         return False
     recorded_settings = record.get("settings") or {}
     host = netinfo.local_host(str(recorded_settings.get("ip", "127.0.0.1")))
-    return probe(host, int(recorded["port"]), token.reveal(), str(recorded_settings.get("base_url", "/"))) == 200
+    port = int(recorded["port"])
+    if not netinfo.listens(int(recorded["pid"]), port):  # the token goes only to the recorded server itself
+        return False
+    return probe(host, port, token.reveal(), str(recorded_settings.get("base_url", "/"))) == 200
 
 
 def resume(out: Path, states: Path | None, started: float) -> int:
@@ -190,6 +195,9 @@ def provision(
                 outcome = Outcome(str((previous or {}).get("state", "")), 0)
             else:
                 outcome = Runner(definition, ctx, reporter, journal, started).run(plan.start, plan.skip)
+        except MachineError as exc:
+            # Only a record's history can lead the machine where the definition has no way (it was edited).
+            raise UsageError(f"the recorded run cannot be resumed ({exc.value}); start afresh") from None
         except Interrupted as exc:
             interrupted = exc
             journal.interrupted(exc.message)
@@ -306,7 +314,7 @@ def render_state(dump: dict[str, Any]) -> str:
     lines.append(f"state:      {dump.get('state')}")
     failure = dump.get("failure")
     if failure:
-        lines.append(f"failure:    {failure['reason']} in {failure['state']}: {failure['message']}")
+        lines.append(f"failure:    {failure.get('reason')} in {failure.get('state')}: {failure.get('message')}")
     recorded = dump.get("server")
     if recorded:
         running = "running" if recorded.get("alive") else "not running"

@@ -6,6 +6,7 @@ import contextlib
 import errno
 import fcntl
 import ipaddress
+import os
 import socket
 import struct
 
@@ -78,3 +79,44 @@ def url_host(host: str) -> str:
         if ipaddress.ip_address(host).version == 6:
             return f"[{host}]"
     return host
+
+
+def listens(pid: int, port: int) -> bool:
+    """Whether the process `pid` itself holds a socket listening on TCP `port`, on any address.
+
+    The listening sockets' inodes (/proc/net/tcp, tcp6) matched against the process's descriptors: who answers on
+    a port is not who we started, until this says so.
+    """
+    wanted = _listening_inodes(port)
+    if not wanted:
+        return False
+    try:
+        descriptors = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for descriptor in descriptors:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{descriptor}")
+        except OSError:
+            continue
+        if target.startswith("socket:[") and int(target[8:-1]) in wanted:
+            return True
+    return False
+
+
+LISTEN = "0A"  # the TCP state in /proc/net/tcp
+
+
+def _listening_inodes(port: int) -> set[int]:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as handle:
+                rows = handle.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 9 and fields[3] == LISTEN and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(int(fields[9]))
+    return inodes

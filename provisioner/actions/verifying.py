@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import subprocess
 import time
+from urllib.parse import quote
 
 from provisioner import files, netinfo, server
 from provisioner.context import RunContext
@@ -16,19 +18,31 @@ MAX_INTERVAL = 0.025  # the port opens a few ms before the first 200: a late pol
 REQUEST_TIMEOUT = 2.0
 
 
-def probe(host: str, port: int, token: str | None, base_url: str = "/") -> int | None:
-    """GET {base_url}api/status; the HTTP status, or None when nothing answers yet."""
-    import http.client  # ~20 ms (ssl, email): imported once the server is starting, not on the way to starting it
+def probe(host: str, port: int, token: str | None, base_url: str = "/", timeout: float = REQUEST_TIMEOUT) -> int | None:
+    """GET {base_url}api/status; the HTTP status, or None when nothing answers in `timeout` seconds all told.
 
-    headers = {"Authorization": f"token {token}"} if token is not None else {}
-    connection = http.client.HTTPConnection(host, port, timeout=REQUEST_TIMEOUT)
+    A few lines of HTTP over a socket, with one deadline for the whole exchange: http.client's timeout is per read,
+    and a server that sends its answer a byte a second would hold us for days.
+    """
+    deadline = time.monotonic() + timeout
+    path = quote(f"{base_url}api/status", safe="/")
+    request = f"GET {path} HTTP/1.1\r\nHost: {netinfo.url_host(host)}:{port}\r\nConnection: close\r\n"
+    if token is not None:
+        request += f"Authorization: token {token}\r\n"
+    answer = b""
     try:
-        connection.request("GET", f"{base_url}api/status", headers=headers)
-        return connection.getresponse().status
-    except (OSError, http.client.HTTPException):
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall((request + "\r\n").encode("ascii"))
+            while b"\r\n" not in answer and len(answer) < 1024:
+                sock.settimeout(max(0.001, deadline - time.monotonic()))
+                chunk = sock.recv(1024)
+                if not chunk or time.monotonic() > deadline:
+                    return None
+                answer += chunk
+    except (OSError, UnicodeEncodeError):
         return None
-    finally:
-        connection.close()
+    status = answer.split(b"\r\n", 1)[0].split()
+    return int(status[1]) if len(status) > 1 and status[0].startswith(b"HTTP/") and status[1].isdigit() else None
 
 
 def run(ctx: RunContext) -> None:
@@ -41,7 +55,8 @@ def run(ctx: RunContext) -> None:
     while True:
         if not server.alive(ctx.pid, ctx.process, ctx.pid_start):
             raise _exited(ctx)
-        if probe(host, ctx.port, token, ctx.settings.base_url) == 200:
+        # The token goes only to our own server: another account could listen on the port before Jupyter does.
+        if netinfo.listens(ctx.pid, ctx.port) and probe(host, ctx.port, token, ctx.settings.base_url) == 200:
             ctx.pid_exe = server.executable(ctx.pid)
             break
         if time.monotonic() >= deadline:

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import contextlib
+import socket
 import subprocess
+import threading
 import time
 
 import pytest
 
 from provisioner.actions import verifying
+from provisioner.actions.verifying import probe
 from provisioner.context import RunContext
 from provisioner.errors import StepFailed
 
@@ -32,3 +36,36 @@ def test_a_server_that_lost_its_port_is_port_in_use(ctx: RunContext) -> None:
     with pytest.raises(StepFailed) as caught:
         verifying.run(ctx)
     assert caught.value.reason == "port_in_use"
+
+
+def serve_once(answer: bytes, delay: float) -> tuple[int, threading.Thread]:
+    """A socket that answers one connection with `answer`, a byte every `delay` seconds."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def answer_slowly() -> None:
+        with listener, contextlib.suppress(OSError):
+            connection, _ = listener.accept()
+            with connection:
+                connection.recv(4096)
+                for byte in answer:
+                    connection.sendall(bytes([byte]))
+                    time.sleep(delay)
+
+    thread = threading.Thread(target=answer_slowly, daemon=True)
+    thread.start()
+    return listener.getsockname()[1], thread
+
+
+def test_a_probe_has_one_deadline_for_the_whole_answer_however_slowly_it_trickles() -> None:
+    port, _ = serve_once(b"HTTP/1.1 200 OK\r\n", delay=0.2)
+    started = time.monotonic()
+    assert probe("127.0.0.1", port, None, timeout=0.5) is None
+    assert time.monotonic() - started < 1.5
+
+
+def test_a_probe_reads_the_status_of_an_answer_in_time() -> None:
+    port, thread = serve_once(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", delay=0)
+    assert probe("127.0.0.1", port, "token", base_url="/é/") == 403
+    thread.join(5)
