@@ -30,11 +30,19 @@ import stat
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 from provisioner.errors import EXIT_INTERNAL, UsageError
 from provisioner.settings import Account
 
+# Root's environment variables the worker keeps (as sudo's env_reset keeps a few): the rest, root's secrets
+# included, never reaches the account's processes.
+KEPT = frozenset(
+    {"PATH", "LANG", "LANGUAGE", "TZ", "MODULEPATH", "MODULESHOME", "LOADEDMODULES", "_LMFILES_"}
+    | {"http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"}
+    | {"REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR"}
+)
+KEPT_PREFIXES = ("LC_", "LMOD", "__LMOD", "MODULES_", "__MODULES_", "PROVISIONER_")
 REQUEST_LIMIT = 1024 * 1024  # a request holds an environment and a command line: far less than this
 
 
@@ -90,6 +98,7 @@ def act_for(account: Account | None) -> None:
 
 ANYONE = -1  # among the accounts that can change a path: a group's members, or every account
 MAX_LINKS = 40  # as the kernel's ELOOP
+ACL = "system.posix_acl_access"
 
 
 def owner_of(path: Path, what: str = "--output-dir") -> Account | None:
@@ -99,13 +108,13 @@ def owner_of(path: Path, what: str = "--output-dir") -> Account | None:
     can rename or replace what is in it), or may write in one, or owns the directory at its end (or, where the path
     does not exist yet, the directory it would be made in). Root acts as that account, which can then do nothing
     it could not do itself, however it changes the path afterwards; root acts as itself only where no other account
-    can change any of it. More than one account, a group, or a link another account could have made: refused.
-    The way is walked with lstat, never through a link blindly, so a link to root's directory, to another account's,
-    or into a process's root (/proc/PID/root) decides nothing.
+    can change any of it. More than one account, a group, an ACL, a link another account could have made, `..`:
+    refused. The way is walked part by part with lstat, never through a link blindly, and where it ends must be
+    where the kernel's own lookup of the path ends (a link in /proc leads elsewhere than it reads).
     """
     if os.geteuid() != 0:
         return None
-    changers = _changers(Path(os.path.abspath(path)), what)
+    changers = _Walk(path, what).changers()
     changers.discard(0)
     if not changers:
         return None
@@ -121,61 +130,106 @@ def owner_of(path: Path, what: str = "--output-dir") -> Account | None:
         raise UsageError(f"{what}: {path} belongs to uid {uid}, which has no account; refusing it") from None
 
 
-def _changers(path: Path, what: str) -> set[int]:
-    """The uids that can change `path` or the way to it (ANYONE for a group or everyone); 0 stands for root."""
-    pending = list(path.parts[1:])
-    current, links = Path("/"), 0
-    changers: set[int] = set()
-    info = os.lstat(current)
-    while pending:
-        name = pending.pop(0)
-        if name in ("", "."):
-            continue
-        if name == "..":
-            current = current.parent  # `current` holds no link: its parent is the real one
-            info = os.lstat(current)
-            continue
-        child = current / name
+class _Walk:
+    """One walk of a path from /, resolving root's own links by hand, collecting who could change each part."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        self.path = path if path.is_absolute() else Path(os.getcwd()) / path
+        self.what = what
+        if ".." in self.path.parts:
+            self.refuse("give it without '..': as root, the way to it is checked part by part")
+
+    def refuse(self, why: str) -> NoReturn:
+        raise UsageError(f"{self.what}: {self.path}: {why}")
+
+    def changers(self) -> set[int]:
+        """The uids that can change the path or the way to it (ANYONE for a group or everyone); 0 is root."""
+        pending = [(name, False) for name in self.path.parts[1:]]  # (name, whether a link's target gave it)
+        current, info, links = Path("/"), os.lstat("/"), 0
+        changers: set[int] = set()
+        while pending:
+            name, from_link = pending.pop(0)
+            child = current / name
+            child_info = self.lstat(child)
+            if child_info is None:
+                if from_link or any(linked for _, linked in pending):
+                    self.refuse(f"{child} does not exist, and a link leads through it")
+                self.same_as_the_kernel_finds(info, len(pending) + 1)
+                return changers | _writers(current, info)  # whoever may make it there
+            changers |= _entry_changers(current, info, child_info)
+            if stat.S_ISLNK(child_info.st_mode):
+                links += 1
+                if changers - {0} or links > MAX_LINKS:
+                    self.refuse(f"{child} is a link another account could have made; give the real path")
+                target = Path(os.readlink(child))
+                if ".." in target.parts:
+                    self.refuse(f"{child} is a link through '..'; give the real path")
+                pending = [
+                    (part, True) for part in (target.parts[1:] if target.is_absolute() else target.parts)
+                ] + pending
+                if target.is_absolute():
+                    current, info = Path("/"), os.lstat("/")
+                continue
+            current, info = child, child_info
+        self.same_as_the_kernel_finds(info, 0)
+        # Whoever may write in it, or to it: for a directory, sticky or not (anyone may add to /tmp).
+        return changers | _writers(current, info)
+
+    def lstat(self, path: Path) -> os.stat_result | None:
         try:
-            child_info = os.lstat(child)
+            return os.lstat(path)
         except FileNotFoundError:
-            return changers | _writers(info)  # whoever may make it there
-        changers |= _entry_changers(info, child_info)
-        if stat.S_ISLNK(child_info.st_mode):
-            links += 1
-            if changers - {0} or links > MAX_LINKS:
-                raise UsageError(f"{what}: {child} is a link another account could have made; give the real path")
-            target = Path(os.readlink(child))
-            pending = list(target.parts[1:] if target.is_absolute() else target.parts) + pending
-            if target.is_absolute():
-                current, info = Path("/"), os.lstat("/")
-            continue
-        current, info = child, child_info
-    # Whoever may write in it, or to it: for a directory, sticky or not (anyone may add to /tmp).
-    return changers | _writers(info)
+            return None
+        except OSError as exc:
+            self.refuse(f"cannot look at {path}: {exc.strerror or exc}")
+
+    def same_as_the_kernel_finds(self, walked: os.stat_result, missing: int) -> None:
+        """Where the walk ended must be what the kernel finds at the path (its existing part)."""
+        existing = Path(*self.path.parts[: len(self.path.parts) - missing]) if missing else self.path
+        try:
+            found = os.stat(existing)
+        except OSError:
+            found = None
+        if found is None or (found.st_dev, found.st_ino) != (walked.st_dev, walked.st_ino):
+            self.refuse("it leads elsewhere than it reads (a link in /proc), or changed while it was checked")
 
 
-def _writers(info: os.stat_result) -> set[int]:
-    """Who may write to it: its owner (who may also chmod it), and a group or everyone if its mode lets them."""
+def _writers(path: Path, info: os.stat_result) -> set[int]:
+    """Who may write to it: its owner (who may also chmod it), and a group, an ACL's entries or everyone, if its
+    mode lets them."""
     writers = {info.st_uid}
-    if info.st_mode & stat.S_IWOTH or (info.st_mode & stat.S_IWGRP and not _own_group(info)):
+    group_write = info.st_mode & stat.S_IWGRP
+    if info.st_mode & stat.S_IWOTH or (group_write and (_has_acl(path) or not _own_group(info))):
         writers.add(ANYONE)
     return writers
 
 
-def _own_group(info: os.stat_result) -> bool:
-    """Whether the group is its owner's own private group (useradd's default), which only the owner is in."""
+def _has_acl(path: Path) -> bool:
+    """Whether an access ACL names more than the mode shows (its group bits are then the ACL's mask)."""
     try:
-        return pwd.getpwuid(info.st_uid).pw_gid == info.st_gid and not grp.getgrgid(info.st_gid).gr_mem
+        os.getxattr(path, ACL, follow_symlinks=False)
+    except OSError:
+        return False
+    return True
+
+
+def _own_group(info: os.stat_result) -> bool:
+    """Whether the group is its owner's own private group (useradd's default): no other account is in it, by its
+    member list or as its primary group."""
+    try:
+        owner = pwd.getpwuid(info.st_uid)
+        members = grp.getgrgid(info.st_gid).gr_mem
     except KeyError:
         return False
+    others = [entry for entry in pwd.getpwall() if entry.pw_gid == info.st_gid and entry.pw_uid != owner.pw_uid]
+    return owner.pw_gid == info.st_gid and not members and not others
 
 
-def _entry_changers(directory: os.stat_result, entry: os.stat_result) -> set[int]:
+def _entry_changers(directory: Path, info: os.stat_result, entry: os.stat_result) -> set[int]:
     """Who can rename, remove or replace `entry` in `directory`: in a sticky one (/tmp), only the two owners."""
-    if directory.st_mode & stat.S_ISVTX:
-        return {directory.st_uid, entry.st_uid}
-    return _writers(directory)
+    if info.st_mode & stat.S_ISVTX:
+        return {info.st_uid, entry.st_uid}
+    return _writers(directory, info)
 
 
 def check_root_input(path: Path, what: str) -> None:
@@ -218,7 +272,13 @@ def _drop(account: Account) -> None:
         pass
     else:  # pragma: no cover - the kernel let us back: never go on as root by mistake
         os._exit(70)
-    os.environ.update(account.environment())
+    # A session of its own: no controlling terminal, so nothing of the account's (a module file, the init script)
+    # can open root's terminal through /dev/tty and type into it. Signals reach it through the monitor.
+    os.setsid()
+    # Root's environment, reset as sudo's env_reset does: what a module system, the locale and a proxy need.
+    kept = {name: value for name, value in os.environ.items() if name in KEPT or name.startswith(KEPT_PREFIXES)}
+    os.environ.clear()
+    os.environ.update(kept, **account.environment())
     try:
         os.chdir(account.home)
     except OSError:
