@@ -134,6 +134,8 @@ def load(path: Path, actions: ActionReasons, setting_parsers: SettingParsers, *,
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(label, [f"not valid TOML: {exc}"]) from None
+    except RecursionError:
+        raise ConfigError(label, ["not valid TOML: nested deeper than any definition"]) from None
     return parse(data, actions, setting_parsers, source=label, digest=hashlib.sha256(raw).hexdigest())
 
 

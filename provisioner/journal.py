@@ -189,11 +189,18 @@ def _last_index(history: list[dict[str, Any]], match: Any) -> int | None:
 
 
 def _completed(entries: Iterable[dict[str, Any]], definition: Definition) -> list[str]:
-    """States that finished their work, in the order they last did, ignoring ones the definition no longer has."""
+    """States that finished their work, in the order they last did, ignoring ones the definition no longer has.
+
+    A final state is never among them: a run does not pass through one (a record that says so is not ours)."""
     done: dict[str, None] = {}
     for entry in entries:
         state = entry.get("state")
-        if isinstance(state, str) and definition.has_state(state) and entry.get("outcome") in (OK, SKIPPED):
+        if (
+            isinstance(state, str)
+            and definition.has_state(state)
+            and not definition.state(state).final
+            and entry.get("outcome") in (OK, SKIPPED)
+        ):
             done.pop(state, None)
             done[state] = None
     return list(done)

@@ -90,8 +90,8 @@ class Store:
         try:
             record = json.loads(text)
             problem = None if isinstance(record, dict) else "it is not a JSON object"
-        except ValueError as exc:
-            record, problem = None, f"it is not valid JSON ({exc})"
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than any record of ours
+            record, problem = None, f"it is not valid JSON ({type(exc).__name__})"
         if problem is None:
             schema = record.get("schema")
             if not isinstance(schema, int) or schema < 1:
@@ -175,7 +175,12 @@ def _value_problem(record: dict[str, Any]) -> str | None:
         "a port is not a port": any(
             p is not None and not 0 < p < 65536 for p in (record.get("port"), server.get("port"))
         ),
-        "settings.ip or settings.port is not what it must be": not _settings_ok(record.get("settings") or {}),
+        "a recorded setting is not what it must be": not _settings_ok(record.get("settings") or {}),
+        "a duration is not a number of seconds": not all(
+            0 <= entry.get("duration", 0) < 1e9
+            for entry in record.get("history", [])
+            if entry.get("duration") is not None
+        ),
         "a callback's fields are not text": not all(
             type(value) is str
             for callback in record.get("callbacks", [])
