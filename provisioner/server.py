@@ -103,11 +103,12 @@ def _group_alive(pgid: int, process: subprocess.Popen[bytes] | None) -> bool:
     """Whether the leader or any process of its group (a kernel, say) is still running."""
     if process is not None:
         process.poll()  # reap our own child, so that it does not linger as a zombie
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            fields = _stat(int(entry.name))
-            if fields is not None and fields[2] == str(pgid) and fields[0] != "Z":
-                return True
+    with os.scandir("/proc") as entries:  # closed on the early return too
+        for entry in entries:
+            if entry.name.isdigit():
+                fields = _stat(int(entry.name))
+                if fields is not None and fields[2] == str(pgid) and fields[0] != "Z":
+                    return True
     return False
 
 
