@@ -275,7 +275,7 @@ def main() -> int:
         ("module load, bash -lc (ms)", median("modules", "login_shell") * 1000),
     ]
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}")
-    versions = {name: metadata.version(name) for name in ("provisioner", "notebook", "jupyter_server")}
+    versions = {name: metadata.version(name) for name in ("jupyter-init", "notebook", "jupyter_server")}
     print(
         f"python {platform.python_version()}, " + ", ".join(f"{name} {version}" for name, version in versions.items())
     )
