@@ -108,7 +108,7 @@ def owner_of(path: Path, what: str = "--output-dir") -> Account | None:
     can rename or replace what is in it), or may write in one, or owns the directory at its end (or, where the path
     does not exist yet, the directory it would be made in). Root acts as that account, which can then do nothing
     it could not do itself, however it changes the path afterwards; root acts as itself only where no other account
-    can change any of it. More than one account, a group, an ACL, a link another account could have made, `..`:
+    can change any of it. More than one account, a group, an ACL, a link another account could have made:
     refused. The way is walked part by part with lstat, never through a link blindly, and where it ends must be
     where the kernel's own lookup of the path ends (a link in /proc leads elsewhere than it reads).
     """
@@ -134,10 +134,8 @@ class _Walk:
     """One walk of a path from /, resolving root's own links by hand, collecting who could change each part."""
 
     def __init__(self, path: Path, what: str) -> None:
-        self.path = path if path.is_absolute() else Path(os.getcwd()) / path
+        self.path = path if path.is_absolute() else Path(os.getcwd()) / path  # as given: `..` is the walk's
         self.what = what
-        if ".." in self.path.parts:
-            self.refuse("give it without '..': as root, the way to it is checked part by part")
 
     def refuse(self, why: str) -> NoReturn:
         raise UsageError(f"{self.what}: {self.path}: {why}")
@@ -149,6 +147,10 @@ class _Walk:
         changers: set[int] = set()
         while pending:
             name, from_link = pending.pop(0)
+            if name == "..":  # as the kernel does: the parent of where the walk is, links already resolved
+                current = current.parent
+                info = os.lstat(current)
+                continue
             child = current / name
             child_info = self.lstat(child)
             if child_info is None:
@@ -162,8 +164,6 @@ class _Walk:
                 if changers - {0} or links > MAX_LINKS:
                     self.refuse(f"{child} is a link another account could have made; give the real path")
                 target = Path(os.readlink(child))
-                if ".." in target.parts:
-                    self.refuse(f"{child} is a link through '..'; give the real path")
                 pending = [
                     (part, True) for part in (target.parts[1:] if target.is_absolute() else target.parts)
                 ] + pending

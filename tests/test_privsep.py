@@ -714,11 +714,25 @@ def test_roots_environment_stays_roots(user: Researcher, reap: Path) -> None:
     assert b"LC_TIME=C.UTF-8" in environ and f"HOME={user.home}".encode() in environ
 
 
-def test_a_path_with_dot_dot_is_refused_as_root(user: Researcher, reap: Path) -> None:
-    out = user.make_out()
-    run = as_root(["stop", "--output-dir", f"{out}/../.jupyter"], reap)
-    assert run.returncode == 2, run.stderr
-    assert "without '..'" in run.stderr
+def test_dot_dot_after_a_link_of_the_accounts_is_walked_as_the_kernel_walks_it(
+    user: Researcher, reap: Path, sticky_dir: Path
+) -> None:
+    """~/.jupyter/../../../srv/pj reads as under the account's home, but ~/.jupyter is a link of the account's, and
+    `..` after it climbs from where the link leads: a record of the account's, wherever it lives, decides nothing."""
+    lab = sticky_dir / "lab"
+    (lab / "a" / "b" / "c").mkdir(parents=True)
+    (lab / "srv" / "pj").mkdir(parents=True)
+    for path in (lab, *lab.rglob("*")):
+        user.own(path)
+    with sleeper() as roots:
+        record = {"outcome": "ready", "server": {"pid": roots.pid, "start_time": server.start_time(roots.pid)}}
+        plant_record(user, lab / "srv" / "pj", **record)
+        user.out.symlink_to(lab / "a" / "b" / "c")
+        user.own(user.out)
+        run = as_root(["stop", "--output-dir", f"{user.out}/../../../srv/pj"], reap)
+        assert run.returncode == 2, run.stderr
+        assert "is a link another account could have made" in run.stderr
+        assert roots.poll() is None
 
 
 def test_a_root_directory_an_acl_opens_to_the_account_is_not_roots_alone(user: Researcher, reap: Path) -> None:
