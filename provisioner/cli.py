@@ -97,13 +97,18 @@ def _add_resume(subparsers: Any) -> None:
     )
     _add_output_dir(parser)
     parser.add_argument("--states", type=Path, metavar="FILE", help="definition (default: the recorded run's)")
+    parser.add_argument(
+        "--launcher",
+        choices=("process", "systemd"),
+        help="instead of the recorded one; as root for an account, a systemd unit is started only when given here",
+    )
     parser.set_defaults(func=_resume)
 
 
 def _resume(args: argparse.Namespace, started: float) -> int:
     from provisioner import commands
 
-    return commands.resume(commands.output_dir(args.output_dir, None), args.states, started)
+    return commands.resume(commands.output_dir(args.output_dir, None), args.states, started, args.launcher)
 
 
 def _add_state(subparsers: Any) -> None:

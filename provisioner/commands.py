@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ from provisioner import systemd as _systemd  # noqa: F401 - registers what the m
 from provisioner.actions.verifying import probe
 from provisioner.context import INFO_TXT, RunContext, log
 from provisioner.definition import Definition
+from provisioner.envmodules import COMMAND_TIMEOUT
 from provisioner.errors import Interrupted, ProvisionError, UsageError
 from provisioner.journal import FAILED, INTERRUPTED, READY, STOPPED, Journal, Plan, plan_resume, server_alive
 from provisioner.machine import Outcome, Runner
@@ -51,6 +53,13 @@ def _locked_store(out: Path) -> Store:
     return store
 
 
+def _is_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except (OSError, ValueError):
+        return False
+
+
 def _is_directory(out: Path) -> bool:
     """Whether `out` is a directory; UsageError when we may not even look (a home made 0000, say)."""
     try:
@@ -61,14 +70,27 @@ def _is_directory(out: Path) -> bool:
         raise UsageError(f"cannot use {out}: {exc.strerror or exc}") from None
 
 
-def act_as_owner(out: Path) -> None:
+# Seconds a verb's worker may take as root's delegate before the monitor kills it (privsep.act_for).
+READ_DEADLINE = 60.0  # state, graph: read a record
+RESUME_DEADLINE = 900.0  # a resume's module load (up to 3 module commands), server start and callbacks
+
+
+def act_as_owner(out: Path, deadline: float = READ_DEADLINE, grants: frozenset[str] = frozenset()) -> None:
     """As root on an output directory another account owns: go on as that account (privsep), before reading it."""
-    privsep.act_for(privsep.owner_of(out))
+    privsep.act_for(privsep.owner_of(out), deadline=deadline, grants=grants)
+
+
+def run_deadline(settings: Settings, definition: Definition) -> float:
+    """The longest a run may take by its own settings: module commands, retries, the server's start, callbacks."""
+    retries = sum(state.retry.deadline for state in definition.states if state.retry is not None)
+    return 3 * COMMAND_TIMEOUT + retries + settings.timeout + definition.callbacks.deadline + 60
 
 
 def run(settings: Settings, definition: Definition, started: float) -> int:
     """Provision a server from the start, unless the one recorded in the output directory is up and ours."""
-    privsep.act_for(settings.user)  # as root with --user: from here on, the user's rights only
+    # As root with --user: from here on, the user's rights only; root starts a unit only if root asked for one.
+    grants = frozenset({"launch"}) if settings.launcher == "systemd" else frozenset()
+    privsep.act_for(settings.user, deadline=run_deadline(settings, definition), grants=grants)
     if os.geteuid() == 0:
         owner = privsep.owner_of(settings.out)
         if owner is not None:
@@ -108,13 +130,13 @@ def _still_serving(record: dict[str, Any], token: Secret) -> bool:
     return probe(host, port, token.reveal(), str(recorded_settings.get("base_url", "/"))) == 200
 
 
-def resume(out: Path, states: Path | None, started: float) -> int:
+def resume(out: Path, states: Path | None, started: float, launcher: str | None = None) -> int:
     """Continue the run recorded in `out` from where it stopped, with the settings and token it had.
 
     As root on a directory another account owns, all of it runs as that account: nothing in the record (which they
     can edit) decides what root runs.
     """
-    act_as_owner(out)
+    act_as_owner(out, RESUME_DEADLINE, frozenset({"launch"}) if launcher == "systemd" else frozenset())
     if not _is_directory(out):
         raise UsageError(f"nothing to resume: no provisioner state in {out} (start with: provisioner run)")
     store = _locked_store(out)
@@ -123,7 +145,7 @@ def resume(out: Path, states: Path | None, started: float) -> int:
         if previous is None:
             raise UsageError(f"nothing to resume: no provisioner state in {out} (start with: provisioner run)")
         recorded_source = Path(str((previous.get("definition") or {}).get("source", "")))
-        definition = load_definition(states or (recorded_source if recorded_source.is_file() else None))
+        definition = load_definition(states or (recorded_source if _is_file(recorded_source) else None))
         if definition.digest != (previous.get("definition") or {}).get("digest"):
             log.warning(
                 "warning: %s has changed since the recorded run; resuming with it as it is now", definition.source
@@ -135,6 +157,8 @@ def resume(out: Path, states: Path | None, started: float) -> int:
             raise UsageError(f"cannot resume: the token kept in {out} cannot be read ({why}); start afresh") from None
         redact.add(token)  # as the command line's token is, the moment it is read
         settings = _recorded_settings(previous, token)
+        if launcher is not None:
+            settings = dataclasses.replace(settings, launcher=launcher)
         if os.geteuid() == 0 and settings.user is not None and settings.user.uid != 0:
             name = settings.user.name
             raise UsageError(
@@ -153,6 +177,8 @@ def _recorded_settings(record: dict[str, Any], token: Secret | None) -> Settings
         return resolve(cli, {"HOME": home}, {}, token)
     except ProvisionError as exc:
         raise UsageError(f"the recorded settings cannot be used: {exc.message}") from None
+    except (OSError, ValueError) as exc:  # what the record holds is data: a path we may not look at, a NUL...
+        raise UsageError(f"the recorded settings cannot be used: {exc}") from None
 
 
 def provision(
@@ -344,7 +370,7 @@ def stop(out: Path, grace: float) -> int:
     As root on a directory another account owns, it runs as that account: it can signal only their processes, and
     only the one that is the recorded server (its uid, start time and program).
     """
-    act_as_owner(out)
+    act_as_owner(out, 2 * grace + READ_DEADLINE)
     if not _is_directory(out):
         print(f"no server is recorded in {out}; nothing to stop")
         return 0
@@ -362,8 +388,9 @@ def stop(out: Path, grace: float) -> int:
             return 0
         ip = str((record.get("settings") or {}).get("ip", "0.0.0.0"))  # noqa: S104 - Jupyter's own default
         deadline = time.monotonic() + grace
-        while isinstance(port, int) and not netinfo.port_free(ip, port) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        with contextlib.suppress(OSError):  # a recorded address not of this machine: nothing to wait for
+            while isinstance(port, int) and not netinfo.port_free(ip, port) and time.monotonic() < deadline:
+                time.sleep(0.05)
         Journal(store, record).stopped()
         print(f"stopped the server (pid {pid}); port {port} is free")
         return 0

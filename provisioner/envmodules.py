@@ -124,8 +124,9 @@ def run(system: ModuleSystem, args: Sequence[str], environ: Mapping[str, str]) -
     result = dict(environ)
     try:
         status = apply(completed.stdout, result)
-    except ValueError as exc:
-        raise ModuleError(f"{system.describe()} printed output we cannot read: {exc}") from None
+    except (ValueError, SyntaxError, RecursionError, MemoryError) as exc:
+        # What it prints comes from module files the account may write (~/.modulerc.lua): data, never a traceback.
+        raise ModuleError(f"{system.describe()} printed output we cannot read ({type(exc).__name__})") from None
     if not status or completed.returncode != 0:
         raise ModuleError(_message(completed.stderr) or f"module {' '.join(args)} failed")
     return result

@@ -77,7 +77,19 @@ class _Json(logging.Formatter):
         return json.dumps(event)
 
 
-class _Terminal(logging.StreamHandler):  # type: ignore[type-arg]
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that lets a signal's exception through: logging swallows errors raised while a line is
+    written, and Interrupted (SIGTERM mid-line) must stop the run, not be printed and forgotten."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        from provisioner.errors import Interrupted
+
+        if isinstance(sys.exc_info()[1], Interrupted):
+            raise  # noqa: PLE0704 - re-raises the exception being handled
+        super().handleError(record)
+
+
+class _Terminal(_Handler):
     """On a terminal: the same lines, and the state in progress ticks its elapsed time until the next event,
     so that a person watching a long step (Jupyter's start, a slow module) sees that it is alive."""
 
@@ -112,7 +124,7 @@ class _Terminal(logging.StreamHandler):  # type: ignore[type-arg]
 def setup(json_log: bool = False) -> None:
     """Send the provisioner's log to stderr: one line per event, for people or (json_log) for machines."""
     terminal = not json_log and sys.stderr.isatty()
-    handler: logging.StreamHandler = _Terminal() if terminal else logging.StreamHandler(sys.stderr)  # type: ignore[type-arg]
+    handler: logging.StreamHandler = _Terminal() if terminal else _Handler(sys.stderr)  # type: ignore[type-arg]
     handler.setFormatter(_Json() if json_log else _Lines())
     handler.addFilter(_RedactingFilter())
     log.handlers[:] = [handler]

@@ -56,6 +56,7 @@ _worker = _Worker()
 # What the monitor does for the worker's requests, by name.
 Service = Callable[[Account, dict[str, Any]], dict[str, Any]]
 _SERVICES: dict[str, Service] = {}
+_SERVICES_ALWAYS = ("stop",)  # stopping the account's own unit: always; starting one: only when root asked
 
 
 def serves(op: str) -> Callable[[Service], Service]:
@@ -90,10 +91,15 @@ def ask(op: str, **fields: Any) -> dict[str, Any]:
     return answer
 
 
-def act_for(account: Account | None) -> None:
-    """As root for another account: go on as that account, with root's part left in a monitor. Otherwise nothing."""
+def act_for(account: Account | None, *, deadline: float, grants: frozenset[str] = frozenset()) -> None:
+    """As root for another account: go on as that account, with root's part left in a monitor. Otherwise nothing.
+
+    `deadline`: seconds the worker may take in all before the monitor kills it (what the account controls can make
+    any step wait: a FUSE mount of its own, a definition of its own). `grants`: what the monitor may do for it as
+    root, beyond answering (e.g. "launch" a systemd unit): only what root's own command line asked for.
+    """
     if account is not None and os.geteuid() == 0 and account.uid != 0:
-        become(account)
+        become(account, deadline=deadline, grants=grants)
 
 
 ANYONE = -1  # among the accounts that can change a path: a group's members, or every account
@@ -239,7 +245,7 @@ def check_root_input(path: Path, what: str) -> None:
         raise UsageError(f"{what}: {path} is {owner.name}'s; as root, give a file that only root can change")
 
 
-def become(account: Account) -> None:
+def become(account: Account, *, deadline: float, grants: frozenset[str] = frozenset()) -> None:
     """Fork. The child returns, with only `account`'s rights for good; the parent stays root as its monitor, serves
     its requests and exits with its exit code, never returning."""
     monitor_end, worker_end = socket.socketpair()
@@ -254,7 +260,7 @@ def become(account: Account) -> None:
     worker_end.close()
     code = 70  # EX_SOFTWARE, if the monitor itself fails: it must never fall through into the worker's path as root
     try:
-        code = _monitor(pid, monitor_end, account)
+        code = _monitor(pid, monitor_end, account, time.monotonic() + deadline, grants)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -286,13 +292,24 @@ def _drop(account: Account) -> None:
     from provisioner import output
 
     output.after_fork()
+    # A crash of the worker prints a traceback whose lines may quote what the account wrote: shown, not sent.
+    sys.excepthook = _printable_traceback
 
 
 POLL = 0.1  # seconds between the monitor's looks at the worker
 STOPS_TOLERATED = 2  # an operator's Ctrl-Z and fg; a worker stopped again and again is being held by its account
 
 
-def _monitor(pid: int, channel: socket.socket, account: Account) -> int:
+def _printable_traceback(kind: type[BaseException], exc: BaseException, trace: Any) -> None:
+    import traceback
+
+    from provisioner.output import printable
+
+    for line in "".join(traceback.format_exception(kind, exc, trace)).splitlines():
+        print(printable(line), file=sys.stderr)
+
+
+def _monitor(pid: int, channel: socket.socket, account: Account, deadline: float, grants: frozenset[str]) -> int:
     """Serve the worker's requests and reap it: its exit code, or 128 + the signal that ended it.
 
     The worker runs as the account, which may signal it: a worker stopped (SIGSTOP) is continued, and one stopped
@@ -320,6 +337,8 @@ def _monitor(pid: int, channel: socket.socket, account: Account) -> int:
             if reaped:
                 code = os.waitstatus_to_exitcode(status)
                 return code if code >= 0 else 128 - code
+            if time.monotonic() > deadline:
+                return _kill(pid, account, "did not finish in the time its settings allow")
             if not listening:
                 time.sleep(POLL)
                 continue
@@ -334,7 +353,7 @@ def _monitor(pid: int, channel: socket.socket, account: Account) -> int:
             try:
                 while b"\n" in pending:
                     line, pending = pending.split(b"\n", 1)
-                    channel.sendall(json.dumps(_serve(account, line)).encode() + b"\n")
+                    channel.sendall(json.dumps(_serve(account, line, grants)).encode() + b"\n")
             except OSError:  # a timeout too: the worker asks and does not read the answers
                 return _kill(pid, account, "stopped reading the answers to its requests")
             if len(pending) > REQUEST_LIMIT:
@@ -351,13 +370,16 @@ def _kill(pid: int, account: Account, why: str) -> int:
     return EXIT_INTERNAL
 
 
-def _serve(account: Account, line: bytes) -> dict[str, Any]:
+def _serve(account: Account, line: bytes, grants: frozenset[str] = frozenset(_SERVICES_ALWAYS)) -> dict[str, Any]:
     """One request, whatever the worker sent: an answer or an error, never an exception out of the monitor."""
     try:
         request = json.loads(line)
-        service = _SERVICES[request.pop("op")]
+        op = request.pop("op")
+        service = _SERVICES[op]
     except Exception:  # the worker's bytes are data: nested too deep, not JSON, not an object, an unknown op...
         return {"error": "the monitor does not understand that request"}
+    if op not in grants and op not in _SERVICES_ALWAYS:
+        return {"error": f"root was not asked to {op} for {account.name} (give it on root's command line)"}
     try:
         return service(account, request)
     except Exception as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import pwd
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,8 +175,11 @@ def parse_launcher(value: object, source: str) -> str:
 
 def parse_directory(value: object, source: str) -> Path | None:
     path = parse_path(value, source)
-    if path is not None and not path.is_dir():
-        raise UsageError(f"{source}: {path} is not a directory")
+    try:
+        if path is not None and not stat.S_ISDIR(path.stat().st_mode):
+            raise UsageError(f"{source}: {path} is not a directory")
+    except OSError as exc:
+        raise UsageError(f"{source}: {path}: {exc.strerror or exc}") from None
     return path
 
 
@@ -184,7 +188,10 @@ def parse_url(value: object, source: str) -> str | None:
     text = str(value)
     if not text.strip():
         return None
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # an unclosed [ of an IPv6 address
+        raise UsageError(f"{source}: not an http or https URL with a host") from None
     if parts.scheme not in ("http", "https") or not parts.hostname or any(ch.isspace() for ch in text):
         # Never echo the URL: a mistyped argument could be the token in the wrong place.
         raise UsageError(f"{source}: not an http or https URL with a host")
@@ -215,7 +222,7 @@ def parse_user(value: object, source: str) -> Account:
     name = str(value).strip()
     try:
         entry = pwd.getpwnam(name)
-    except KeyError:
+    except (KeyError, ValueError):  # ValueError: a NUL in the name
         raise UsageError(f"{source}: no such user {name!r}") from None
     if os.geteuid() not in (0, entry.pw_uid):
         raise UsageError(f"{source}: running the server as {name} needs root")

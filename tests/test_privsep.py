@@ -45,6 +45,7 @@ from tests.conftest import (
     make_bin,
     run_cli,
     start_cli,
+    write_module,
 )
 from tests.test_systemd import FAKE_SYSTEMCTL, FAKE_SYSTEMD_RUN
 
@@ -494,8 +495,15 @@ def test_the_monitor_answers_any_request_from_the_worker_without_acting_on_a_bad
 ) -> None:
     """What the worker sends root is data: whatever its bytes, the monitor answers an error and does nothing."""
     nobody = parse_user("nobody", "--user")
-    answer = privsep._serve(nobody, request_line)
+    answer = privsep._serve(nobody, request_line, frozenset({"launch"}))
     assert error in answer.get("error", ""), answer
+
+
+def test_the_monitor_starts_a_unit_only_when_roots_command_line_asked_for_one() -> None:
+    """The record may say `launcher = systemd`; root's own command line decides whether root starts a unit."""
+    nobody = parse_user("nobody", "--user")
+    request = b'{"op": "launch", "port": 8008, "argv": ["x"], "env": {}, "log": "/l"}\n'
+    assert "root was not asked to launch for nobody" in privsep._serve(nobody, request, frozenset())["error"]
 
 
 @pytest.fixture
@@ -807,3 +815,83 @@ def test_a_record_nested_past_any_limit_is_set_aside(user: Researcher, reap: Pat
         run = as_root([verb, "--output-dir", str(out)], reap)
         assert "Traceback" not in run.stderr, (verb, run.stderr)
         assert "it is not valid JSON" in run.stderr
+
+
+def test_a_worker_that_outlives_its_deadline_is_killed_and_root_goes_on(user: Researcher) -> None:
+    """Whatever holds the worker (a FUSE mount of the account's, a definition with waits of years), root does not
+    wait past the time its settings allow."""
+    hold = f"""
+import time
+from provisioner import output, privsep
+from provisioner.settings import parse_user
+output.setup()
+privsep.act_for(parse_user({user.account.pw_name!r}, "--user"), deadline=1.0)
+time.sleep(60)
+"""
+    started = time.monotonic()
+    held = subprocess.run(
+        [sys.executable, "-c", hold], capture_output=True, text=True, timeout=30, check=False, cwd=CHECKOUT
+    )
+    assert held.returncode == 1, held.stderr
+    assert "did not finish in the time its settings allow; it was killed" in held.stderr
+    assert time.monotonic() - started < 20
+
+
+def test_module_output_the_account_wrote_is_a_module_failure_not_a_traceback(
+    user: Researcher, reap: Path, tmp_path: Path
+) -> None:
+    """~/.modulerc.lua runs as the account while Lmod evaluates: it may print anything, escape sequences included."""
+    modules = Path(tempfile.mkdtemp(prefix="modules-"))
+    try:
+        modules.chmod(0o755)
+        write_module(modules, "JupyterNotebook", f'prepend_path("PATH", "{REAL_JUPYTER.parent}")\n')
+        (modules / "JupyterNotebook.lua").chmod(0o644)
+        rc = user.home / ".modulerc.lua"
+        rc.write_text('io.write("\\27]0;PWNED\\7\\27[2J(\\n")\n')
+        user.own(rc)
+        run = as_root(
+            ["run", "--user", user.account.pw_name, "--module", "JupyterNotebook"],
+            reap,
+            {"JUPYTER_TOKEN": TOKEN, "MODULEPATH": str(modules)},
+        )
+        assert run.returncode == 11, run.stderr
+        assert "printed output we cannot read" in run.stderr
+        assert "Traceback" not in run.stderr and "\x1b" not in run.stderr
+    finally:
+        shutil.rmtree(modules)
+
+
+EDITED_SETTINGS = {
+    "a notebook dir root's alone": {"notebook_dir": "/root/.ssh/x"},
+    "a user with a NUL": {"user": "nobody\u0000"},
+    "an unclosed IPv6 URL": {"start_url": "http://[x/"},
+}
+
+
+@pytest.mark.parametrize("edit", list(EDITED_SETTINGS.values()), ids=list(EDITED_SETTINGS))
+def test_recorded_settings_the_account_edited_end_resume_with_a_line(
+    user: Researcher, reap: Path, edit: dict[str, object]
+) -> None:
+    failed_run(user, reap)
+    user.edit_record(**{f"settings__{key}": value for key, value in edit.items()})
+    resumed = as_root(["resume", "--output-dir", str(user.out)], reap)
+    assert resumed.returncode == 2, resumed.stderr
+    one_line_error(resumed)
+    assert "the recorded settings cannot be used" in resumed.stderr
+
+
+def test_a_recorded_definition_root_alone_may_read_is_not_a_traceback(user: Researcher, reap: Path) -> None:
+    failed_run(user, reap)
+    user.edit_record(definition__source="/root/.ssh/x")
+    resumed = as_root(["resume", "--output-dir", str(user.out)], reap)
+    assert "Traceback" not in resumed.stderr, resumed.stderr
+    assert resumed.returncode == 11, resumed.stderr  # the shipped definition, and the recorded failure again
+
+
+def test_a_recorded_launcher_of_systemd_starts_no_unit_unless_root_says_so(user: Researcher, reap: Path) -> None:
+    failed_run(user, reap)
+    user.edit_record(settings__launcher="systemd", settings__module="")
+    resumed = as_root(["resume", "--output-dir", str(user.out)], reap)
+    assert resumed.returncode == 14, resumed.stderr
+    assert "root was not asked to launch" in resumed.stderr
+    assert servers_of(user) == []
