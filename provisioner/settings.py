@@ -175,11 +175,16 @@ def parse_launcher(value: object, source: str) -> str:
 
 def parse_directory(value: object, source: str) -> Path | None:
     path = parse_path(value, source)
+    if path is None:
+        return None
     try:
-        if path is not None and not stat.S_ISDIR(path.stat().st_mode):
-            raise UsageError(f"{source}: {path} is not a directory")
-    except OSError as exc:
+        is_directory = stat.S_ISDIR(path.stat().st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        is_directory = False
+    except OSError as exc:  # one we may not look at: a line, not a traceback
         raise UsageError(f"{source}: {path}: {exc.strerror or exc}") from None
+    if not is_directory:
+        raise UsageError(f"{source}: {path} is not a directory")
     return path
 
 
