@@ -51,15 +51,13 @@ class Account:
 
     name: str
     uid: int
-    gid: int
-    groups: tuple[int, ...]
+    gid: int  # its supplementary groups are the system's to say: privsep drops to them with initgroups
     home: Path
     shell: str
 
     @classmethod
     def of(cls, entry: pwd.struct_passwd) -> Account:
-        groups = tuple(gid for gid in os.getgrouplist(entry.pw_name, entry.pw_gid) if gid != entry.pw_gid)
-        return cls(entry.pw_name, entry.pw_uid, entry.pw_gid, groups, Path(entry.pw_dir), entry.pw_shell or "/bin/sh")
+        return cls(entry.pw_name, entry.pw_uid, entry.pw_gid, Path(entry.pw_dir), entry.pw_shell or "/bin/sh")
 
     def environment(self) -> dict[str, str]:
         return {"HOME": str(self.home), "USER": self.name, "LOGNAME": self.name, "SHELL": self.shell}

@@ -9,6 +9,7 @@ documented exit code, or succeeded safely.
 from __future__ import annotations
 
 import contextlib
+import grp
 import json
 import os
 import pwd
@@ -45,6 +46,7 @@ from tests.conftest import (
     make_bin,
     run_cli,
     start_cli,
+    stop_servers,
     write_module,
 )
 from tests.test_systemd import FAKE_SYSTEMCTL, FAKE_SYSTEMD_RUN
@@ -709,7 +711,18 @@ def test_nothing_of_the_accounts_can_reach_roots_terminal(user: Researcher, reap
     assert result.read_text().strip() == "none"
 
 
-def test_roots_environment_stays_roots(user: Researcher, reap: Path) -> None:
+def test_roots_environment_stays_roots_and_the_server_has_the_accounts_groups(user: Researcher, reap: Path) -> None:
+    group = f"{user.account.pw_name}g"
+    subprocess.run(["groupadd", group], check=True)
+    try:
+        subprocess.run(["usermod", "-aG", group, user.account.pw_name], check=True)
+        check_environment_and_groups(user, reap, grp.getgrnam(group).gr_gid)
+    finally:
+        stop_servers(user.home)
+        subprocess.run(["groupdel", group], check=False)
+
+
+def check_environment_and_groups(user: Researcher, reap: Path, supplementary: int) -> None:
     run = as_root(
         ["run", "--user", user.account.pw_name, "--module", "", "--port", "auto"],
         reap,
@@ -720,6 +733,9 @@ def test_roots_environment_stays_roots(user: Researcher, reap: Path) -> None:
     environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     assert b"ROOT_ONLY_SECRET=hunter2" not in environ
     assert b"LC_TIME=C.UTF-8" in environ and f"HOME={user.home}".encode() in environ
+    status = Path(f"/proc/{pid}/status").read_text()
+    [groups] = [line.split()[1:] for line in status.splitlines() if line.startswith("Groups:")]
+    assert sorted(map(int, groups)) == sorted({user.account.pw_gid, supplementary})  # initgroups: theirs, not root's
 
 
 def test_dot_dot_after_a_link_of_the_accounts_is_walked_as_the_kernel_walks_it(
