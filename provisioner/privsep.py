@@ -6,11 +6,14 @@ forks:
 
     root: the monitor                              the account: the worker
     ---------------------------------------------  ----------------------------------------------------------
-    has read root's own inputs (the token file,    initgroups, setgid, setuid, for good; then everything
-    the definition) and resolved the account       else with the account's rights only: module commands,
-    waits for the worker, passes SIGTERM, SIGINT   the output directory and every file in it, the record,
-    and SIGHUP on, exits with the worker's code    the server, the callbacks
-    starts or stops the server's systemd unit  <-- asks, over a socket pair (--launcher systemd only)
+    has read root's own inputs (the token file,    setsid, root's environment reset, then initgroups, setgid,
+    the definition) and resolved the account       setuid, for good; then everything else with the account's
+    waits for the worker, passes SIGTERM, SIGINT   rights only: module commands, the output directory and
+    and SIGHUP on, exits with the worker's code;   every file in it, the record, the server, the callbacks
+    kills it when held stopped, deaf, or past
+    the time its settings allow
+    starts (if root asked) or stops the        <-- asks, over a socket pair (--launcher systemd only)
+    account's systemd unit
 
 The kernel then refuses what the account could not do itself, and a planted link, FIFO or edited record gains
 nothing. What the monitor reads from the worker is data, checked as such: it starts a unit only as the account
