@@ -43,8 +43,11 @@ def output_dir(option: str | None, states: Path | None) -> Path:
     return resolve({"output_dir": option}, os.environ, load_definition(states).settings, None).out
 
 
-def _locked_store(out: Path) -> Store:
-    """The store of an existing output directory, locked: for the verbs that never create one."""
+def _locked_store(out: Path) -> Store | None:
+    """The store of an existing output directory, locked, or None when there is no directory: for the verbs that
+    never create one."""
+    if not _is_directory(out):
+        return None
     store = Store(out)
     try:
         store.lock(create=False)
@@ -137,9 +140,9 @@ def resume(out: Path, states: Path | None, started: float, launcher: str | None 
     can edit) decides what root runs.
     """
     act_as_owner(out, RESUME_DEADLINE, frozenset({"launch"}) if launcher == "systemd" else frozenset())
-    if not _is_directory(out):
-        raise UsageError(f"nothing to resume: no provisioner state in {out} (start with: provisioner run)")
     store = _locked_store(out)
+    if store is None:
+        raise UsageError(f"nothing to resume: no provisioner state in {out} (start with: provisioner run)")
     try:
         previous = store.load()
         if previous is None:
@@ -371,10 +374,10 @@ def stop(out: Path, grace: float) -> int:
     only the one that is the recorded server (its uid, start time and program).
     """
     act_as_owner(out, 2 * grace + READ_DEADLINE)
-    if not _is_directory(out):
+    store = _locked_store(out)
+    if store is None:
         print(f"no server is recorded in {out}; nothing to stop")
         return 0
-    store = _locked_store(out)
     try:
         record = store.load()
         recorded = (record or {}).get("server")
