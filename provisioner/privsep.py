@@ -373,7 +373,7 @@ def _kill(pid: int, account: Account, why: str) -> int:
     return EXIT_INTERNAL
 
 
-def _serve(account: Account, line: bytes, grants: frozenset[str] = frozenset(_SERVICES_ALWAYS)) -> dict[str, Any]:
+def _serve(account: Account, line: bytes, grants: frozenset[str] = frozenset()) -> dict[str, Any]:
     """One request, whatever the worker sent: an answer or an error, never an exception out of the monitor."""
     try:
         request = json.loads(line)
