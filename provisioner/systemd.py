@@ -75,8 +75,11 @@ def systemctl(*args: str, timeout: float = COMMAND_TIMEOUT) -> subprocess.Comple
 
 def env_file_for(who: str, out: Path) -> Path:
     """Where the unit's environment file goes: as root, root's own directory; otherwise the user's output directory."""
-    if os.geteuid() != 0:
-        return out / ENV_FILE
+    return system_env_file(who) if os.geteuid() == 0 else out / ENV_FILE
+
+
+def system_env_file(who: str) -> Path:
+    """<who>.env in the directory only root can use, made so if it is not yet."""
     directory = Path(os.environ.get(SYSTEM_DIR_ENV) or SYSTEM_DIR)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     info = os.lstat(directory)
@@ -108,13 +111,13 @@ def write_env_file(unit: Unit) -> None:
         os.close(fd)
 
 
-def _unescaped(argument: str) -> str:
-    """An argument as systemd passes it on: it expands $NAME in ExecStart, and reads $$ as one $."""
+def _escaped(argument: str) -> str:
+    """An argument written so that systemd passes it on as it is: it expands $NAME in ExecStart, and reads $$ as $."""
     return argument.replace("$", "$$")
 
 
 def exec_start(unit: Unit) -> list[str]:
-    return [_unescaped(part) for part in (*LOG_WRAPPER, str(unit.log), *unit.argv)]
+    return [_escaped(part) for part in (*LOG_WRAPPER, str(unit.log), *unit.argv)]
 
 
 def properties(unit: Unit) -> list[tuple[str, str]]:
@@ -202,7 +205,7 @@ def _launch_for(account: Account, request: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("not an environment")
     if not (isinstance(log, str) and log.startswith("/") and "\0" not in log):
         raise ValueError("not a log path")
-    env_file = env_file_for(account.name, account.home)
+    env_file = system_env_file(account.name)
     unit = Unit(account.name, account, port, tuple(argv), env, Path(log), account.home, env_file)
     return {"pid": start(unit), "unit": unit.name}
 
