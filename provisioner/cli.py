@@ -106,9 +106,9 @@ def _add_resume(subparsers: Any) -> None:
 
 
 def _resume(args: argparse.Namespace, started: float) -> int:
-    from provisioner import commands
+    from provisioner.commands import common, resume
 
-    return commands.resume(commands.output_dir(args.output_dir, None), args.states, started, args.launcher)
+    return resume.resume(common.output_dir(args.output_dir, None), args.states, started, args.launcher)
 
 
 def _add_state(subparsers: Any) -> None:
@@ -123,9 +123,9 @@ def _add_state(subparsers: Any) -> None:
 
 
 def _state(args: argparse.Namespace, started: float) -> int:
-    from provisioner import commands
+    from provisioner.commands import common, state
 
-    return commands.state(commands.output_dir(args.output_dir, None), args.json)
+    return state.state(common.output_dir(args.output_dir, None), args.json)
 
 
 def _add_stop(subparsers: Any) -> None:
@@ -136,9 +136,9 @@ def _add_stop(subparsers: Any) -> None:
 
 
 def _stop(args: argparse.Namespace, started: float) -> int:
-    from provisioner import commands
+    from provisioner.commands import common, stop
 
-    return commands.stop(commands.output_dir(args.output_dir, None), args.grace)
+    return stop.stop(common.output_dir(args.output_dir, None), args.grace)
 
 
 def _add_graph(subparsers: Any) -> None:
@@ -151,15 +151,17 @@ def _add_graph(subparsers: Any) -> None:
 
 
 def _graph(args: argparse.Namespace, started: float) -> int:
-    from provisioner import commands
+    from provisioner.commands import common, graph, state
+    from provisioner.record import STOPPED_STATE
 
-    definition = commands.load_definition(args.states)
+    definition = common.load_definition(args.states)
     current = None
     if args.current:
-        out = commands.output_dir(args.output_dir, args.states)
-        commands.act_as_owner(out)
-        current = commands.describe(out).get("state")
-    print(commands.graph(definition, args.format, current), end="")
+        out = common.output_dir(args.output_dir, args.states)
+        common.act_as_owner(out)
+        current = state.describe(out).get("state")
+        current = None if current == STOPPED_STATE else current  # stopped: no state of the machine is current
+    print(graph.graph(definition, args.format, current), end="")
     return 0
 
 
@@ -170,9 +172,9 @@ def _add_check(subparsers: Any) -> None:
 
 
 def _check(args: argparse.Namespace, started: float) -> int:
-    from provisioner import commands
+    from provisioner.commands import check
 
-    return commands.check(args.states)
+    return check.check(args.states)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -218,12 +220,13 @@ def _token(args: argparse.Namespace) -> Secret | None:
 
 
 def _run(args: argparse.Namespace, started: float) -> int:
-    from provisioner import commands
-    from provisioner.settings import SETTING_PARSERS, resolve
+    from provisioner.commands import common, run
+    from provisioner.record import url_secrets
+    from provisioner.settings import SETTING_PARSERS, Secret, resolve
 
     token = _token(args)
     output.redact.add(token)  # before anything can echo a value: a mistyped option may hold the token
-    definition = commands.load_definition(args.states)
+    definition = common.load_definition(args.states)
     # Every layered setting has an option of the same name.
     cli = {name: getattr(args, name) for name in SETTING_PARSERS} | {
         "start_url": _one_of(args.start_url, args.start_url_option, "START_URL"),
@@ -231,9 +234,12 @@ def _run(args: argparse.Namespace, started: float) -> int:
         "progress_url": args.progress_url,
     }
     settings = resolve(cli, os.environ, definition.settings, token)
+    for url in settings.urls().values():  # a password or a key in a callback URL is masked wherever it would show
+        for secret in url_secrets(url):
+            output.redact.add(Secret(secret))
     if args.token:
         log.warning("warning: a token on the command line is visible in ps; use --token-file or $%s", TOKEN_ENV)
-    return commands.run(settings, definition, started)
+    return run.run(settings, definition, started)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,7 +6,7 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +42,8 @@ class RunContext:
     # True once the server belongs to the user (ready): from then on nothing we do may stop it.
     handed_over: bool = False
     unrecordable: str | None = None  # why the run cannot be recorded: validating fails it before any server starts
+    # Saves the record now, returning why it could not be saved: the journal's, once the run has one.
+    record: Callable[[], str | None] = field(default=lambda: None, repr=False)
 
     @property
     def out(self) -> Path:

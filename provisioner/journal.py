@@ -1,7 +1,7 @@
-"""The record of a provisioning, kept across runs and resumes, and the plan for resuming it.
+"""The journal keeps the record (provisioner.record) of a run as it goes; the plans say where a later run starts.
 
 The record is the state file's content (documented in the README): the state, a history entry per state entered,
-the server, and every callback with its delivery outcome. It never holds the token.
+the server, and every callback with where it is. It never holds a secret.
 """
 
 from __future__ import annotations
@@ -9,136 +9,160 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any
 
 from provisioner import server
-from provisioner.context import RunContext
-from provisioner.definition import OK, Definition
+from provisioner.context import RunContext, log
+from provisioner.definition import Definition
 from provisioner.errors import StepFailed
-from provisioner.reporter import Delivery
+from provisioner.record import (
+    STOPPED_STATE,
+    Callback,
+    Delivery,
+    Failure,
+    Outcome,
+    Record,
+    Server,
+    Step,
+    StepOutcome,
+    now,
+)
 from provisioner.settings import Settings
-from provisioner.store import SCHEMA, Store
-
-RUNNING, READY, FAILED, STOPPED, INTERRUPTED = "running", "ready", "failed", "stopped", "interrupted"
-SKIPPED = "skipped"  # a history entry's outcome: done by an earlier run, passed through on resume
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+from provisioner.store import Store
 
 
 class Journal:
     """Keeps the record up to date and saves it after every change that matters.
 
     The machine changes the record in the main thread while callbacks finish, and save it, in the reporter's threads:
-    one lock covers every change and every save, so a save never serialises a record half-changed.
+    one lock covers every change and every save, so a save never serialises a record half-changed. Nothing is
+    rebuilt: each verb changes the entries it is about and keeps every other one as it found it.
     """
 
-    def __init__(self, store: Store | None, previous: dict[str, Any] | None = None) -> None:
+    def __init__(self, store: Store | None, previous: Record | None = None) -> None:
         self.store = store
         self._lock = threading.RLock()
-        self.record: dict[str, Any] = dict(previous) if previous else {}
-        self.record["schema"] = SCHEMA
-        self.record.setdefault("history", [])
-        self._earlier_callbacks: list[dict[str, Any]] = list(self.record.get("callbacks", []))
-        self._deliveries: Sequence[Delivery] = ()
+        self.record = previous if previous is not None else Record()
         self._entered_at = 0.0
+        self._said: str | None = None  # the last problem saving the record, said once
         self.ctx: RunContext | None = None
 
-    def begin(
-        self, definition: Definition, settings: Settings, ctx: RunContext, deliveries: Sequence[Delivery]
-    ) -> None:
+    def begin(self, definition: Definition, settings: Settings, ctx: RunContext) -> None:
         with self._lock:
             self.ctx = ctx
-            self._deliveries = deliveries
-            self.record.update(
-                definition={"source": definition.source, "digest": definition.digest},
-                settings=settings.public(),
-                outcome=RUNNING,
-                failure=None,
-                provisioner_pid=os.getpid(),
-            )
+            ctx.record = self.save
+            public = settings.public()
+            self.record.definition = {"source": definition.source, "digest": definition.digest}
+            self.record.settings = public
+            self.record.outcome = Outcome.RUNNING
+            self.record.failure = None
+            self.record.provisioner_pid = os.getpid()
 
     # The machine's hooks.
     def enter(self, state: str) -> None:
         with self._lock:
             self._entered_at = time.monotonic()
-            self.record["state"] = state
-            entry = {"state": state, "entered": now(), "left": None, "duration": None}
-            self.record["history"].append({**entry, "outcome": None, "reason": None, "error": None})
+            self.record.state = state
+            self.record.history.append(Step(state=state, entered=now()))
             self.save()
 
-    def leave(self, outcome: str, error: StepFailed | None = None, started_server: bool = False) -> None:
+    def leave(self, outcome: StepOutcome, error: StepFailed | None = None, started_server: bool = False) -> None:
         with self._lock:
-            entry = self.record["history"][-1]
-            entry.update(left=now(), duration=round(time.monotonic() - self._entered_at, 3), outcome=outcome)
+            step = self.record.history[-1]
+            step.left, step.outcome = now(), outcome
+            step.duration = round(time.monotonic() - self._entered_at, 3)
             if error is not None:
-                entry.update(reason=error.reason, error=error.message)
-                self.record["failure"] = {"state": entry["state"], "reason": error.reason, "message": error.message}
-            if started_server:
-                entry["started_server"] = True
+                step.reason, step.error = error.reason, error.message
+                self.record.failure = Failure(step.state, error.reason, error.message)
+            step.started_server = step.started_server or started_server
             self.save()
 
     def interrupted(self, message: str) -> None:
         """Say why the state in progress never finished; it stays unfinished, so that resume runs it again."""
         with self._lock:
-            entry = self.record["history"][-1] if self.record["history"] else None
-            if entry is not None and entry.get("outcome") is None:
-                entry["error"] = message
+            step = self.record.history[-1] if self.record.history else None
+            if step is not None and step.outcome is None:
+                step.error = message
 
-    def finish(self, outcome: str) -> None:
+    def finish(self, outcome: Outcome) -> None:
         with self._lock:
-            self.record["outcome"] = outcome
+            self.record.outcome = outcome
             self.save()
 
-    def stopped(self) -> None:
+    def stopped(self, started: float) -> None:
+        """`provisioner stop` stopped the recorded server: a history entry of its own, and the run's outcome."""
         with self._lock:
-            self.record["outcome"] = STOPPED
-            if self.record.get("server"):
-                self.record["server"]["stopped"] = now()
+            stamp = now()
+            self.record.history.append(
+                Step(
+                    STOPPED_STATE,
+                    entered=stamp,
+                    left=stamp,
+                    duration=round(time.monotonic() - started, 3),
+                    outcome=StepOutcome.OK,
+                )
+            )
+            self.record.state, self.record.outcome = STOPPED_STATE, Outcome.STOPPED
+            if self.record.server is not None:
+                self.record.server.stopped = stamp
             self.save()
 
-    # Callbacks: what earlier runs delivered is kept; what this run sends is added as it goes.
-    def delivered(self) -> set[tuple[str, str | None, str | None]]:
-        return {_key(c) for c in self._earlier_callbacks if c.get("delivered")}
+    # Callbacks: recorded pending when queued, updated in place by the reporter as they are tried.
+    def queued(self, callback: Callback) -> None:
+        with self._lock:
+            self.record.callbacks.append(callback)
+            self.save()
 
-    def undelivered(self) -> list[dict[str, Any]]:
-        return [c for c in self._earlier_callbacks if not c.get("delivered")]
+    def holds(self, key: tuple[str, str | None, str | None]) -> bool:
+        with self._lock:
+            return any(callback.key == key for callback in self.record.callbacks)
 
-    def save(self) -> None:
-        """Write the record as it is now; called by the machine, and by the reporter's threads as callbacks end."""
+    def undelivered(self) -> list[Callback]:
+        with self._lock:
+            return [callback for callback in self.record.callbacks if callback.delivery is not Delivery.DELIVERED]
+
+    def save(self) -> str | None:
+        """Write the record as it is now; called by the machine, and by the reporter's threads as callbacks end.
+
+        A record that cannot be written before a server is started makes the run unrecordable: none may start
+        after that (the record is the only handle on it), and the run fails saying why. Later, it is a warning. Either
+        way it is said once, however often the record is saved again."""
         with self._lock:
             if self.ctx is not None:
                 self._note_server(self.ctx)
-            delivered_before = [c for c in self._earlier_callbacks if c.get("delivered")]
-            self.record["callbacks"] = delivered_before + [d.record() for d in self._deliveries]
-            self.record["updated"] = now()
-            if self.store is not None:
-                self.store.save(self.record)
+            self.record.updated = now()
+            if self.store is None:
+                return None
+            problem = self.store.save(self.record)
+            if problem is None or problem == self._said:
+                return problem
+            self._said = problem
+            ctx = self.ctx
+            if ctx is not None and ctx.unrecordable is None and ctx.pid is None:
+                ctx.unrecordable = problem  # the run fails on it (output_unwritable) and says so: no warning as well
+            elif ctx is None or problem != ctx.unrecordable:
+                log.warning("warning: %s", problem)
+            return problem
 
     def _note_server(self, ctx: RunContext) -> None:
         if ctx.port is not None:
-            self.record["port"] = ctx.port
+            self.record.port = ctx.port
         if ctx.pid is not None:
-            recorded = self.record.get("server") or {}
-            if recorded.get("pid") != ctx.pid:
-                recorded = {"pid": ctx.pid, "start_time": ctx.pid_start, "started": now()}
-            recorded.update(port=ctx.port, url=ctx.url() if ctx.handed_over else None, unit=ctx.unit, exe=ctx.pid_exe)
-            self.record["server"] = recorded
+            recorded = self.record.server
+            if recorded is None or recorded.pid != ctx.pid:
+                recorded = Server(pid=ctx.pid, start_time=ctx.pid_start, started=now())
+                if self.record.history and self.record.history[-1].outcome is None:
+                    self.record.history[-1].started_server = True  # the state in progress started it
+            recorded.port, recorded.unit, recorded.exe = ctx.port, ctx.unit, ctx.pid_exe
+            recorded.url = ctx.url() if ctx.handed_over else None
+            self.record.server = recorded
 
 
-def _key(callback: dict[str, Any]) -> tuple[str, str | None, str | None]:
-    return (callback.get("endpoint", ""), callback.get("status"), callback.get("reason"))
-
-
-def server_alive(record: dict[str, Any]) -> bool:
+def server_alive(record: Record) -> bool:
     """Whether the recorded server still runs: same PID, start time, owner and program (see server.alive)."""
-    recorded = record.get("server") or {}
-    pid = recorded.get("pid")
-    return isinstance(pid, int) and server.alive(pid, start_time=recorded.get("start_time"), exe=recorded.get("exe"))
+    recorded = record.server
+    return recorded is not None and server.alive(recorded.pid, start_time=recorded.start_time, exe=recorded.exe)
 
 
 @dataclass(frozen=True)
@@ -149,58 +173,88 @@ class Plan:
     skip: frozenset[str]
 
 
-def plan_resume(record: dict[str, Any], definition: Definition, alive: bool) -> Plan:
+def plan_resume(record: Record, definition: Definition, alive: bool) -> Plan:
     """Re-run the state that failed or was interrupted, and the process-local states before it; skip the rest.
 
     When the recorded server is gone, its state of origin (the one that started it) is where the work resumes.
     """
-    history: list[dict[str, Any]] = record.get("history", [])
-    current = record.get("state")
-    if not isinstance(current, str) or not definition.has_state(current):
-        return Plan(definition.initial, frozenset())
-    starter = _last_index(history, lambda e: bool(e.get("started_server")))
-    last = history[-1] if history else {}
-    finished = definition.state(current).final and last.get("state") == current and last.get("outcome") == OK
+    history = record.history
+    current = record.state
+    starter = _last_index(history, lambda step: step.started_server)
     stop_at: int | None
-    if finished and record.get("failure") is None:
+    if record.outcome is Outcome.STOPPED:  # stopped after it was ready or while it failed: start its server again
+        if starter is None:
+            return Plan(definition.initial, frozenset())
+        stop_at = starter
+    elif current is None or not definition.has_state(current):
+        return Plan(definition.initial, frozenset())
+    elif _finished(record, definition):
         if alive or starter is None:
             return Plan(None, frozenset())
-        stop_at = starter  # ready once, but the server is gone (the VM rebooted, or it was stopped)
+        stop_at = starter  # ready once, but the server is gone (the VM rebooted)
     else:
-        failure = record.get("failure") or {}
-        stop_at = _last_index(history, lambda e: e.get("state") == failure.get("state") and e.get("outcome") == FAILED)
+        failure = record.failure
+        stop_at = _last_index(
+            history,
+            lambda step: failure is not None and step.state == failure.state and step.outcome is StepOutcome.FAILED,
+        )
         if stop_at is None:  # interrupted: the state entered and never left
-            stop_at = _last_index(history, lambda e: e.get("state") == current and e.get("outcome") is None)
+            stop_at = _last_index(history, lambda step: step.state == current and step.outcome is None)
         if stop_at is None:
             return Plan(definition.initial, frozenset())
         if starter is not None and starter < stop_at and not alive:
             stop_at = starter
     completed = _completed(history[:stop_at], definition)
+    if alive and starter is not None and starter == stop_at and history[starter].outcome is None:
+        # Interrupted in the state that started the server, after it did: that much of its work is done.
+        completed.append(history[starter].state)
     rerun = [state for state in completed if definition.state(state).process_local]
-    start = rerun[0] if rerun else history[stop_at]["state"]
+    start = rerun[0] if rerun else history[stop_at].state
     return Plan(start, frozenset(completed) - set(rerun))
 
 
-def _last_index(history: list[dict[str, Any]], match: Any) -> int | None:
+def plan_adoption(record: Record, definition: Definition) -> Plan | None:
+    """A new `run` that finds the recorded server alive and started as it would start one: go through the whole
+    machine again, telling the platform as it goes, but pass through the states up to the one that started the server
+    (except the process-local ones). None when the record does not say which state started it."""
+    starter = _last_index(record.history, lambda step: step.started_server)
+    if starter is None:
+        return None
+    completed = [*_completed(record.history[:starter], definition), record.history[starter].state]
+    skip = {state for state in completed if not definition.state(state).process_local}
+    return Plan(definition.initial, frozenset(skip))
+
+
+def _finished(record: Record, definition: Definition) -> bool:
+    last = record.history[-1] if record.history else None
+    return (
+        record.failure is None
+        and record.state is not None
+        and definition.state(record.state).final
+        and last is not None
+        and last.state == record.state
+        and last.outcome is StepOutcome.OK
+    )
+
+
+def _last_index(history: list[Step], match: Callable[[Step], bool]) -> int | None:
     for index in range(len(history) - 1, -1, -1):
         if match(history[index]):
             return index
     return None
 
 
-def _completed(entries: Iterable[dict[str, Any]], definition: Definition) -> list[str]:
+def _completed(steps: Iterable[Step], definition: Definition) -> list[str]:
     """States that finished their work, in the order they last did, ignoring ones the definition no longer has.
 
     A final state is never among them: a run does not pass through one (a record that says so is not ours)."""
     done: dict[str, None] = {}
-    for entry in entries:
-        state = entry.get("state")
+    for step in steps:
         if (
-            isinstance(state, str)
-            and definition.has_state(state)
-            and not definition.state(state).final
-            and entry.get("outcome") in (OK, SKIPPED)
+            definition.has_state(step.state)
+            and not definition.state(step.state).final
+            and step.outcome in (StepOutcome.OK, StepOutcome.SKIPPED)
         ):
-            done.pop(state, None)
-            done[state] = None
+            done.pop(step.state, None)
+            done[step.state] = None
     return list(done)

@@ -17,7 +17,8 @@ from provisioner.actions import registry
 from provisioner.context import RunContext, log
 from provisioner.definition import OK, Definition, Notify, RetryPolicy, StateDef
 from provisioner.errors import StepFailed
-from provisioner.journal import FAILED, SKIPPED, Journal
+from provisioner.journal import Journal
+from provisioner.record import StepOutcome
 from provisioner.reporter import PROGRESS, Reporter
 
 if TYPE_CHECKING:
@@ -72,12 +73,14 @@ class Runner:
             state = self.definition.state(self.model.state)
             self.journal.enter(state.name)
             if state.name in skip:
-                self.journal.leave(SKIPPED)
+                self.journal.leave(StepOutcome.SKIPPED)
                 self.model.trigger(OK, error=None)
                 continue
             pid_before = self.ctx.pid
             error = self._run_action(state)
-            self.journal.leave(FAILED if error else OK, error, started_server=self.ctx.pid != pid_before)
+            self.journal.leave(
+                StepOutcome.FAILED if error else StepOutcome.OK, error, started_server=self.ctx.pid != pid_before
+            )
             if self.ctx.pid is not None or error is not None or state.final:
                 # The server is on its way (or will not be): callbacks no longer compete with starting it.
                 self.reporter.release()

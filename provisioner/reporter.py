@@ -13,13 +13,13 @@ import hmac
 import queue
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode, urlsplit
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+from urllib.parse import urlencode, urljoin, urlsplit
 
 from provisioner.context import log
 from provisioner.definition import CallbackPolicy
+from provisioner.record import Callback, Delivery, mask_url
 from provisioner.settings import Secret
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ PROGRESS = "progress"  # the --progress-url endpoint; its callbacks travel in a 
 SIGNATURE_HEADER = "X-Jupyter-Init-Signature"
 FORM = "application/x-www-form-urlencoded"
 RETRY_AFTER_CAP = 10.0  # seconds: an endpoint may slow us down, not hold us past reason
+MAX_REDIRECTS = 5  # 307/308 hops followed per attempt
 
 
 def sign(body: bytes, key: str) -> str:
@@ -53,32 +54,6 @@ def retry_after(value: str | None) -> float | None:
     return min(max(seconds, 0.0), RETRY_AFTER_CAP)
 
 
-@dataclass
-class Delivery:
-    """One callback and what became of it."""
-
-    endpoint: str  # start, complete or progress
-    fields: dict[str, str]
-    attempts: int = 0
-    http_status: int | None = None
-    delivered: bool = False
-    error: str | None = None
-    retry_after: float | None = field(default=None, repr=False, compare=False)
-    done: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
-
-    def record(self) -> dict[str, Any]:
-        return {
-            "endpoint": self.endpoint,
-            "status": self.fields.get("status"),
-            "reason": self.fields.get("reason"),
-            "fields": self.fields,
-            "attempts": self.attempts,
-            "http_status": self.http_status,
-            "delivered": self.delivered,
-            "error": self.error,
-        }
-
-
 def _import_delivery_modules() -> None:
     import requests  # noqa: F401
     import tenacity  # noqa: F401
@@ -89,7 +64,11 @@ class _Transient(Exception):
 
 
 class Reporter:
-    """Sends callbacks in order, one thread per lane, each under the definition's retry policy."""
+    """Sends callbacks, one thread per endpoint URL delivering its callbacks in order, under the retry policy.
+
+    Each endpoint has its own lane, so that a hanging START endpoint never holds `init_completed` back from COMPLETE;
+    within one URL, callbacks arrive in the order they were queued.
+    """
 
     def __init__(
         self,
@@ -97,18 +76,20 @@ class Reporter:
         redact: Callable[[str], str],
         *,
         key: Secret | None = None,
-        delivered: Collection[tuple[str, str | None, str | None]] = (),
-        on_done: Callable[[], None] | None = None,
+        on_queue: Callable[[Callback], None] = lambda callback: None,
+        on_done: Callable[[], object] | None = None,
+        seen: Callable[[tuple[str, str | None, str | None]], bool] = lambda key: False,
         warm: bool = False,
     ) -> None:
         self.policy = policy
         self.redact = redact
         self.key = key  # signs every callback when there is a token to sign with
-        # (endpoint, status, reason) of the platform's callbacks an earlier run delivered: never sent twice.
-        self.delivered = set(delivered)
+        self.on_queue = on_queue  # records a new callback, pending, before anything is tried
         self.on_done = on_done
-        self.deliveries: list[Delivery] = []
-        self._queues: dict[str, queue.Queue[tuple[str, Delivery] | None]] = {}
+        # Whether the record already holds a platform callback (endpoint, status, reason): it is never sent twice.
+        self.seen = seen
+        self.callbacks: list[Callback] = []  # what this process queued (new ones and ones an earlier run left)
+        self._queues: dict[str, queue.Queue[tuple[str, Callback] | None]] = {}
         self._threads: list[threading.Thread] = []
         # Deliveries wait for release(): importing requests and tenacity (~200 ms of CPU) in a thread would slow
         # the main thread on its way to starting the server. Queued callbacks keep their order meanwhile.
@@ -127,22 +108,23 @@ class Reporter:
         if self._warm:
             threading.Thread(target=_import_delivery_modules, name="callbacks-warm-up", daemon=True).start()
 
-    def send(self, endpoint: str, url: str, fields: Mapping[str, str]) -> Delivery | None:
-        """Queue a callback; return its record, which fills in as it is delivered (None: delivered before).
-
-        The platform's start and complete callbacks share one ordered lane; progress has its own, so that a slow
-        progress endpoint never holds them up.
-        """
-        key = (endpoint, fields.get("status"), fields.get("reason"))
-        if endpoint != PROGRESS and key in self.delivered:
-            log.info("%s callback (%s) was delivered by an earlier run; not sending it again", endpoint, key[1])
+    def send(self, endpoint: str, url: str, fields: Mapping[str, str]) -> Callback | None:
+        """Queue a new callback, recorded pending at once; None when the record already has it (sent once only)."""
+        callback = Callback(endpoint, {name: self.redact(str(value)) for name, value in fields.items()})
+        if endpoint != PROGRESS and self.seen(callback.key):
+            log.info("%s callback (%s) is already recorded; not sending it again", endpoint, callback.status)
             return None
-        delivery = Delivery(endpoint, {name: self.redact(str(value)) for name, value in fields.items()})
-        self.deliveries.append(delivery)
-        self._lane(PROGRESS if endpoint == PROGRESS else "platform").put((url, delivery))
-        return delivery
+        self.on_queue(callback)
+        self.resend(callback, url)
+        return callback
 
-    def close(self, timeout: float) -> list[Delivery]:
+    def resend(self, callback: Callback, url: str) -> None:
+        """Queue a recorded callback that is not delivered yet; its record entry is updated as it goes."""
+        callback.done.clear()
+        self.callbacks.append(callback)
+        self._lane(url).put((url, callback))
+
+    def close(self, timeout: float) -> list[Callback]:
         """Wait up to `timeout` seconds for every queued callback; what is left is recorded as not delivered."""
         self.release()
         for lane in self._queues.values():
@@ -150,57 +132,60 @@ class Reporter:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        for delivery in self.deliveries:
-            if not delivery.done.is_set() and delivery.error is None:
-                delivery.error = "not delivered before the callback deadline"
-        return self.deliveries
+        for callback in self.callbacks:
+            if not callback.done.is_set():
+                callback.delivery = Delivery.UNDELIVERED
+                callback.error = callback.error or "not delivered before the callback deadline"
+        return self.callbacks
 
-    def _body(self, delivery: Delivery) -> tuple[bytes, dict[str, str]]:
+    def _body(self, callback: Callback) -> tuple[bytes, dict[str, str]]:
         """The exact bytes sent, with a fresh timestamp, and the signature over them."""
-        fields = {**delivery.fields, "timestamp": str(int(time.time()))}
+        fields = {**callback.fields, "timestamp": str(int(time.time()))}
         body = urlencode(fields).encode()
         headers = {"Content-Type": FORM}
         if self.key is not None and self.key.reveal():
             headers[SIGNATURE_HEADER] = sign(body, self.key.reveal())
         return body, headers
 
-    def _lane(self, name: str) -> queue.Queue[tuple[str, Delivery] | None]:
-        if name not in self._queues:
-            lane: queue.Queue[tuple[str, Delivery] | None] = queue.Queue()
+    def _lane(self, url: str) -> queue.Queue[tuple[str, Callback] | None]:
+        if url not in self._queues:
+            lane: queue.Queue[tuple[str, Callback] | None] = queue.Queue()
             # Daemon: a hung endpoint must not keep the process alive past close()'s deadline.
-            thread = threading.Thread(target=self._work, args=(lane,), name=f"callbacks-{name}", daemon=True)
-            self._queues[name] = lane
+            name = f"callbacks-{len(self._queues)}"
+            thread = threading.Thread(target=self._work, args=(lane,), name=name, daemon=True)
+            self._queues[url] = lane
             self._threads.append(thread)
             thread.start()
-        return self._queues[name]
+        return self._queues[url]
 
-    def _work(self, lane: queue.Queue[tuple[str, Delivery] | None]) -> None:
+    def _work(self, lane: queue.Queue[tuple[str, Callback] | None]) -> None:
         self._released.wait()
         import requests  # here, not at import time: it costs ~120 ms and the main path never needs it
 
         with requests.Session() as session:
             session.headers["User-Agent"] = USER_AGENT
             while (item := lane.get()) is not None:
-                url, delivery = item
+                url, callback = item
                 try:
-                    self._deliver(session, url, delivery)
+                    self._deliver(session, url, callback)
                 except Exception as exc:
-                    delivery.error = self.redact(f"{type(exc).__name__}: {exc}")
-                finally:
-                    delivery.done.set()
+                    callback.error = self.redact(f"{type(exc).__name__}: {exc}")
+                if not callback.delivered:
+                    callback.delivery = Delivery.UNDELIVERED
+                callback.done.set()
                 if self.on_done is not None:
                     self.on_done()
-                if not delivery.delivered:
+                if not callback.delivered:
                     log.warning(
                         "warning: %s callback (%s) to %s not delivered after %d attempt(s): %s",
-                        delivery.endpoint,
-                        delivery.fields.get("status"),
-                        urlsplit(url).netloc,
-                        delivery.attempts,
-                        delivery.error,
+                        callback.endpoint,
+                        callback.status,
+                        _where(url),
+                        callback.attempts,
+                        callback.error,
                     )
 
-    def _deliver(self, session: requests.Session, url: str, delivery: Delivery) -> None:
+    def _deliver(self, session: requests.Session, url: str, callback: Callback) -> None:
         import requests
         from tenacity import (
             RetryCallState,
@@ -215,27 +200,41 @@ class Reporter:
 
         policy = self.policy
         deadline = time.monotonic() + policy.deadline
+        asked: list[float | None] = [None]  # Retry-After of the last answer, for the wait before the next try
 
-        def attempt() -> None:
-            delivery.attempts += 1
+        def post(target: str) -> requests.Response:
             # Each try gets what is left of the deadline at most, so that the deadline holds.
             remaining = max(0.1, min(policy.timeout, deadline - time.monotonic()))
-            body, headers = self._body(delivery)
+            body, headers = self._body(callback)
+            callback.url = mask_url(target)
+            return session.post(target, data=body, headers=headers, timeout=remaining, allow_redirects=False)
+
+        def attempt() -> None:
+            callback.attempts += 1
             try:
-                response = session.post(url, data=body, headers=headers, timeout=remaining, allow_redirects=False)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                delivery.error = self.redact(type(exc).__name__)
-                raise _Transient from None
-            delivery.http_status = response.status_code
-            if response.status_code >= 500 or response.status_code == 429:
-                delivery.error = f"HTTP {response.status_code}"
-                delivery.retry_after = retry_after(response.headers.get("Retry-After"))
-                raise _Transient
-            if response.status_code >= 400:
-                delivery.error = f"HTTP {response.status_code} (not retried)"
+                response, target = _follow(post, url)
+            except _NotFollowed as exc:
+                callback.error = exc.message
                 return
-            delivery.delivered = True
-            delivery.error = None
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                callback.error = self.redact(type(exc).__name__)
+                raise _Transient from None
+            callback.http_status = status = response.status_code
+            if status >= 500 or status == 429:
+                callback.error = f"HTTP {status}"
+                asked[0] = retry_after(response.headers.get("Retry-After"))
+                raise _Transient
+            if 300 <= status < 400:
+                # 301/302/303 would turn the POST into a GET and drop the body: not a delivery. The operator
+                # fixes the URL; resume sends it again.
+                moved = mask_url(urljoin(target, response.headers.get("Location", ""))) or "nowhere"
+                callback.error = f"HTTP {status}: the endpoint moved to {moved}; not followed (fix the URL)"
+                return
+            if status >= 400 or status < 200:
+                callback.error = f"HTTP {status} (not retried)"
+                return
+            callback.delivery = Delivery.DELIVERED
+            callback.error = None
 
         # 0.2 s doubling up to 5 s, plus up to 0.2 s of jitter; built from waits every tenacity since 8.3 has (9.2's
         # wait_exponential_jitter(multiplier=...) is not on Python 3.9, whose last tenacity is 9.1).
@@ -243,8 +242,8 @@ class Reporter:
 
         def wait(state: RetryCallState) -> float:
             """Exponential backoff with jitter, or longer when the endpoint asked for it with Retry-After."""
-            asked, delivery.retry_after = delivery.retry_after, None
-            return max(backoff(state), asked or 0.0)
+            wanted, asked[0] = asked[0], None
+            return max(backoff(state), wanted or 0.0)
 
         retrying = Retrying(
             stop=stop_after_attempt(policy.attempts) | stop_before_delay(policy.deadline),
@@ -253,3 +252,42 @@ class Reporter:
         )
         with contextlib.suppress(RetryError):  # the last attempt's error is already recorded
             retrying(attempt)
+
+
+class _NotFollowed(Exception):
+    """A 307/308 the reporter will not follow: to another scheme, from https to http, or one hop too many."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _follow(post: Callable[[str], requests.Response], url: str) -> tuple[requests.Response, str]:
+    """POST to `url`, following 307 and 308 (which keep the method and the body) up to MAX_REDIRECTS hops.
+
+    Returns the last answer and the URL that gave it. Only to http(s), and never from https down to http: the
+    body would cross the network in clear."""
+    target = url
+    for _ in range(MAX_REDIRECTS + 1):
+        response = post(target)
+        if response.status_code not in (307, 308):
+            return response, target
+        location = urljoin(target, response.headers.get("Location", ""))
+        scheme = urlsplit(location).scheme
+        if location == target or scheme not in ("http", "https"):
+            raise _NotFollowed(f"HTTP {response.status_code} to {mask_url(location) or 'nowhere'}: not an http(s) URL")
+        if urlsplit(target).scheme == "https" and scheme == "http":
+            raise _NotFollowed(
+                f"HTTP {response.status_code} from https down to http ({mask_url(location)}): not followed"
+            )
+        target = location
+    raise _NotFollowed(f"more than {MAX_REDIRECTS} redirects from {mask_url(url)}")
+
+
+def _where(url: str) -> str:
+    """The endpoint's host and port for a log line: never its user information."""
+    try:
+        parts = urlsplit(url)
+        return f"{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    except ValueError:
+        return "?"

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from provisioner.errors import UsageError
+from provisioner.record import mask_url
 
 TOKEN_ENV = "JUPYTER_TOKEN"  # noqa: S105 - the variable's name, not a token
 ENV_PREFIX = "PROVISIONER_"
@@ -92,12 +93,14 @@ class Settings:
         """The URL of a callback endpoint: start or complete (named in states.toml), or progress."""
         return {"start": self.start_url, "complete": self.complete_url, "progress": self.progress_url}.get(name)
 
+    def urls(self) -> dict[str, str | None]:
+        """The callback URLs by setting name."""
+        return {"start_url": self.start_url, "complete_url": self.complete_url, "progress_url": self.progress_url}
+
     def public(self) -> dict[str, Any]:
-        """The settings without the token, for the state dump and the info file."""
+        """The settings without secrets, for the record: no token, and URLs masked (see record.mask_url)."""
         return {
-            "start_url": self.start_url,
-            "complete_url": self.complete_url,
-            "progress_url": self.progress_url,
+            **{name: mask_url(url) for name, url in self.urls().items()},
             "port": "auto" if self.port is None else self.port,
             "ip": self.ip,
             "module": self.module,

@@ -4,28 +4,33 @@
   parse, or was written by a newer provisioner, is moved aside under a new name and reported, never overwritten.
 - `provisioner-token` (0600): the token, so that `provisioner resume` needs no secret on its command line. The state
   file never holds it.
+- `provisioner-endpoints.json` (0600): the callback URLs, when the record masks secrets in them.
 - `provisioner.lock`: one run at a time. flock is released by the kernel when the process dies, even by SIGKILL,
   so a killed run never leaves a stale lock behind.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import json
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from provisioner.context import log
 from provisioner.errors import LockedError, UsageError
 from provisioner.files import open_regular, read_regular, write_private
-from provisioner.settings import SETTING_PARSERS, Secret
+from provisioner.record import Record, RecordError, mask_url
+from provisioner.settings import SETTING_PARSERS, Secret, Settings
 
-SCHEMA = 1
 STATE_FILE = "provisioner-state.json"
 TOKEN_FILE = "provisioner-token"  # noqa: S105 - a file name
 LOCK_FILE = "provisioner.lock"
+ENDPOINTS_FILE = "provisioner-endpoints.json"
 TOKEN_LIMIT = 64 * 1024  # a token is a word: a token file larger than this is not one
 
 
@@ -78,8 +83,8 @@ class Store:
             os.close(fd)
         return False
 
-    def load(self) -> dict[str, Any] | None:
-        """The recorded state, or None. An unreadable file is moved aside (and said so) when we hold the lock."""
+    def load(self) -> Record | None:
+        """The recorded run, or None. An unreadable file is moved aside (and said so) when we hold the lock."""
         try:
             text = read_regular(self.path).decode("utf-8", "replace")
         except FileNotFoundError:
@@ -88,21 +93,9 @@ class Store:
             log.warning("warning: cannot read %s: %s", self.path, exc.strerror or exc)
             return None
         try:
-            record = json.loads(text)
-            problem = None if isinstance(record, dict) else "it is not a JSON object"
+            return Record.from_json(json.loads(text), _settings_ok)
         except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than any record of ours
-            record, problem = None, f"it is not valid JSON ({type(exc).__name__})"
-        if problem is None:
-            schema = record.get("schema")
-            if not isinstance(schema, int) or schema < 1:
-                problem = "it has no schema version"
-            elif schema > SCHEMA:
-                problem = f"it was written by a newer provisioner (schema {schema}; this one reads {SCHEMA})"
-            else:
-                problem = shape_problem(record)
-        if problem is None:
-            assert isinstance(record, dict)
-            return record
+            problem = exc.problem if isinstance(exc, RecordError) else f"it is not valid JSON ({type(exc).__name__})"
         self._set_aside(problem)
         return None
 
@@ -114,83 +107,77 @@ class Store:
         os.replace(self.path, aside)
         log.warning("warning: %s: %s; moved it to %s and started a new one", self.path, problem, aside.name)
 
-    def save(self, record: dict[str, Any]) -> None:
-        """Write the record atomically. A failure is reported, never raised: the run matters more than its log."""
-        try:
-            write_private(self.path, json.dumps(record, indent=2, sort_keys=False) + "\n")
-        except OSError as exc:
-            log.warning("warning: cannot write %s: %s", self.path, exc.strerror or exc)
+    def save(self, record: Record) -> str | None:
+        """Write the record; None, or why it could not be written (the caller says it, once).
 
-    def save_token(self, token: Secret) -> None:
-        """Keep the token for `provisioner resume`; failing to is reported, and only resume needs it."""
+        Atomically when the disk allows. When it is full, the record is rewritten in place instead: truncating the
+        old file frees the room the new one needs, and a record that says how the run ended is worth more than
+        one that is whole but stale (a half-written one is set aside by the next reader, never trusted).
+        """
+        text = json.dumps(record.to_json(), indent=2) + "\n"
+        try:
+            write_private(self.path, text)
+            return None
+        except OSError as exc:
+            problem = f"cannot write {self.path}: {exc.strerror or exc}"
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        if full:
+            with contextlib.suppress(OSError):
+                _rewrite(self.path, text)
+        return problem
+
+    def save_token(self, token: Secret) -> str | None:
+        """Keep the token for `provisioner resume`; None, or why it could not be kept."""
         try:
             write_private(self.out / TOKEN_FILE, token.reveal())
         except OSError as exc:
-            log.warning("warning: cannot keep the token for resume in %s: %s", self.out, exc.strerror or exc)
+            return f"cannot keep the token for resume in {self.out}: {exc.strerror or exc}"
+        return None
+
+    def save_endpoints(self, settings: Settings) -> str | None:
+        """Keep the callback URLs whose secrets the record masks (user information, query values), for resume;
+        None, or why they could not be kept. Without such URLs no file is left behind."""
+        urls = {name: url for name, url in settings.urls().items() if url and mask_url(url) != url}
+        path = self.out / ENDPOINTS_FILE
+        try:
+            if urls:
+                write_private(path, json.dumps(urls) + "\n")
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+        except OSError as exc:
+            return f"cannot keep the callback URLs for resume in {self.out}: {exc.strerror or exc}"
+        return None
+
+    def load_endpoints(self) -> dict[str, str]:
+        """The URLs save_endpoints kept, by setting name; {} when there are none, or none that are text."""
+        try:
+            kept = json.loads(read_regular(self.out / ENDPOINTS_FILE, TOKEN_LIMIT))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.warning("warning: cannot read the kept callback URLs in %s: %s", self.out, exc)
+            return {}
+        if type(kept) is not dict:
+            return {}
+        return {name: url for name, url in kept.items() if type(name) is str and type(url) is str}
 
     def load_token(self) -> Secret:
         """The token kept for resume; OSError if it is missing or is not a file of ours (a link, a FIFO...)."""
         return Secret(read_regular(self.out / TOKEN_FILE, TOKEN_LIMIT).decode("utf-8"))
 
 
-# What the record's values must be, wherever the provisioner reads them: its account can edit the file, so a value
-# of another type is a record that is not ours (set aside), never a traceback. Exact types: true is not a number.
-_STR, _INT, _NUM, _BOOL, _DICT = (str,), (int,), (int, float), (bool,), (dict,)
-_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
-    "": {"state": _STR, "outcome": _STR, "updated": _STR, "provisioner_pid": _INT, "port": _INT},
-    "server": {"pid": _INT, "start_time": _INT, "exe": _STR, "unit": _STR, "port": _INT, "url": _STR, "started": _STR},
-    "failure": {"state": _STR, "reason": _STR, "message": _STR},
-    "definition": {"source": _STR, "digest": _STR},
-    "history": {"state": _STR, "entered": _STR, "left": _STR, "duration": _NUM, "outcome": _STR, "reason": _STR},
-    "callbacks": {"endpoint": _STR, "status": _STR, "reason": _STR, "fields": _DICT, "attempts": _INT},
-}
+def _rewrite(path: Path, text: str) -> None:
+    """Replace the content of the existing regular file at `path` in place (see Store.save)."""
+    fd = open_regular(path, os.O_WRONLY)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.truncate(0)
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
-def shape_problem(record: dict[str, Any]) -> str | None:
-    """What makes a record unusable, or None: each value has the type the provisioner reads it as, and the value."""
-    return _type_problem(record) or _value_problem(record)
-
-
-def _type_problem(record: dict[str, Any]) -> str | None:
-    objects: list[tuple[str, object]] = [("", record)]
-    objects += [(name, record[name]) for name in ("server", "failure", "definition", "settings") if record.get(name)]
-    for name in ("history", "callbacks"):
-        entries = record.get(name, [])
-        if type(entries) is not list:
-            return f"{name} is not a list"
-        objects += [(name, entry) for entry in entries]
-    for name, value in objects:
-        if type(value) is not dict:
-            return f"{name or 'the record'} holds something that is not an object"
-        for key, types in _FIELDS.get(name, {}).items():
-            if value.get(key) is not None and type(value[key]) not in types:
-                return f"{name + '.' if name else ''}{key} is not a {types[0].__name__}"
-    return None
-
-
-def _value_problem(record: dict[str, Any]) -> str | None:
-    server = record.get("server") or {}
-    problems = {
-        "server.pid is not a process id": server and not (type(server.get("pid")) is int and server["pid"] > 0),
-        "a port is not a port": any(
-            p is not None and not 0 < p < 65536 for p in (record.get("port"), server.get("port"))
-        ),
-        "a recorded setting is not what it must be": not _settings_ok(record.get("settings") or {}),
-        "a duration is not a number of seconds": not all(
-            0 <= entry.get("duration", 0) < 1e9
-            for entry in record.get("history", [])
-            if entry.get("duration") is not None
-        ),
-        "a callback's fields are not text": not all(
-            type(value) is str
-            for callback in record.get("callbacks", [])
-            for value in callback.get("fields", {}).values()
-        ),
-    }
-    return next((problem for problem, found in problems.items() if found), None)
-
-
-def _settings_ok(settings: dict[str, Any]) -> bool:
+def _settings_ok(settings: Mapping[str, Any]) -> bool:
     """The recorded settings that `stop`, `state` and a repeated `run` use before any are resolved again."""
     try:
         for name in ("ip", "port", "base_url", "timeout", "module", "launcher", "idle_timeout"):

@@ -17,6 +17,7 @@ from provisioner.actions import ready
 from provisioner.context import RunContext
 from provisioner.errors import StepFailed
 from provisioner.files import write_private
+from provisioner.record import Record
 from provisioner.settings import Secret, Settings
 from provisioner.store import Store
 from tests.conftest import (
@@ -158,16 +159,15 @@ class TestFullDisk:
         assert not ctx.handed_over
         assert not (full_disk / "jupyter_info.txt").exists()
 
-    def test_a_state_file_that_cannot_be_saved_keeps_the_last_good_one(
-        self, full_disk: Path, caplog: pytest.LogCaptureFixture
-    ) -> None:
+    def test_a_state_file_too_big_to_save_keeps_the_last_good_one(self, full_disk: Path) -> None:
         store = Store(full_disk)
         store.lock()
-        store.save({"schema": 1, "state": "loading"})
+        store.save(Record(state="loading"))
         fill(full_disk)
-        store.save({"schema": 1, "state": "port_check", "padding": "x" * 100_000})
-        assert store.load() == {"schema": 1, "state": "loading"}
-        assert "No space left on device" in caplog.text
+        bigger = Record(state="port_check", settings={"padding": "x" * 100_000})
+        assert "No space left on device" in (store.save(bigger) or "")
+        loaded = store.load()
+        assert loaded is not None and loaded.state == "loading"  # too big to rewrite in place: the old one stays
 
 
 class TestCallbackFaults:
@@ -188,10 +188,10 @@ class TestCallbackFaults:
         assert run.returncode == 0, run.stderr
         recorded = {c["endpoint"] + "/" + c["status"]: c for c in read_state(reap)["callbacks"]}
         start, complete = recorded["start/init_started"], recorded["complete/init_completed"]
-        assert (start["delivered"], start["http_status"], start["error"]) == (False, 503, "HTTP 503")
+        assert (start["delivery"], start["http_status"], start["error"]) == ("undelivered", 503, "HTTP 503")
         assert 1 < start["attempts"] <= 3  # Retry-After: 1 s between tries within a 2 s deadline
-        assert not complete["delivered"]
-        assert all(not c["delivered"] for c in recorded.values() if c["endpoint"] == "progress")
+        assert complete["delivery"] == "undelivered"
+        assert all(c["delivery"] == "undelivered" for c in recorded.values() if c["endpoint"] == "progress")
         assert "not delivered" in run.stderr
 
     def test_a_server_error_is_retried_and_a_client_error_is_not(
@@ -208,16 +208,14 @@ class TestCallbackFaults:
         assert len(callbacks.forms("/start")) == 2
         assert len(callbacks.forms("/complete")) == 1
         dump = json.loads(run_cli(["state", "--json"], cli_env(reap)).stdout)
-        outcome = {c["status"]: (c["delivered"], c["attempts"], c["http_status"]) for c in dump["callbacks"]}
-        assert outcome == {"init_started": (True, 2, 200), "init_completed": (False, 1, 404)}
+        outcome = {c["status"]: (c["delivery"], c["attempts"], c["http_status"]) for c in dump["callbacks"]}
+        assert outcome == {"init_started": ("delivered", 2, 200), "init_completed": ("undelivered", 1, 404)}
 
 
-def test_a_token_file_that_cannot_be_written_is_reported_not_raised(
-    full_disk: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_token_file_that_cannot_be_written_is_reported_not_raised(full_disk: Path) -> None:
     store = Store(full_disk)
     store.lock()
     fill(full_disk)
-    store.save_token(Secret(TOKEN * 200))
-    assert "cannot keep the token" in caplog.text
-    assert TOKEN not in caplog.text
+    problem = store.save_token(Secret(TOKEN * 200))
+    assert problem is not None and problem.startswith("cannot keep the token for resume")
+    assert TOKEN not in problem

@@ -8,9 +8,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from provisioner.commands import load_definition
+from provisioner.commands.common import load_definition
 from provisioner.context import RunContext
-from provisioner.journal import Journal, Plan, plan_resume
+from provisioner.journal import Journal, Plan, plan_adoption, plan_resume
+from provisioner.record import SCHEMA, Record, StepOutcome
 from provisioner.settings import Settings
 
 DEFINITION = load_definition(None)
@@ -28,48 +29,55 @@ def done(*states: str) -> list[tuple[str, str | None]]:
     return [(state, "ok") for state in states]
 
 
+def recorded(**fields: Any) -> Record:
+    """A record as the state file would hold it, read by the same parser."""
+    return Record.from_json({"schema": SCHEMA, **fields}, lambda settings: True)
+
+
 def test_a_failed_port_check_resumes_there_after_reloading_modules() -> None:
-    record = {
-        "state": "failed",
-        "failure": {"state": "port_check", "reason": "port_in_use"},
-        "history": history(*done("idle", "validating", "loading"), ("port_check", "failed"), ("failed", "ok")),
-    }
+    record = recorded(
+        **{
+            "state": "failed",
+            "failure": {"state": "port_check", "reason": "port_in_use"},
+            "history": history(*done("idle", "validating", "loading"), ("port_check", "failed"), ("failed", "ok")),
+        }
+    )
     plan = plan_resume(record, DEFINITION, alive=False)
     assert plan == Plan("loading", frozenset({"idle", "validating"}))
 
 
 def test_an_interrupted_verification_keeps_a_live_server() -> None:
-    record = {"state": "verifying", "history": history(*done(*FLOW[:5]), ("verifying", None))}
+    record = recorded(**{"state": "verifying", "history": history(*done(*FLOW[:5]), ("verifying", None))})
     plan = plan_resume(record, DEFINITION, alive=True)
     assert plan == Plan("loading", frozenset({"idle", "validating", "port_check", "starting"}))
 
 
 def test_an_interrupted_verification_with_a_dead_server_starts_it_again() -> None:
-    record = {"state": "verifying", "history": history(*done(*FLOW[:5]), ("verifying", None))}
+    record = recorded(**{"state": "verifying", "history": history(*done(*FLOW[:5]), ("verifying", None))})
     plan = plan_resume(record, DEFINITION, alive=False)
     assert plan == Plan("loading", frozenset({"idle", "validating", "port_check"}))
     assert "starting" not in plan.skip
 
 
 def test_a_finished_run_with_a_live_server_has_nothing_left_to_run() -> None:
-    record = {"state": "ready", "history": history(*done(*FLOW))}
+    record = recorded(**{"state": "ready", "history": history(*done(*FLOW))})
     assert plan_resume(record, DEFINITION, alive=True) == Plan(None, frozenset())
 
 
 def test_a_finished_run_whose_server_is_gone_starts_the_server_again() -> None:
-    record = {"state": "ready", "history": history(*done(*FLOW))}
+    record = recorded(**{"state": "ready", "history": history(*done(*FLOW))})
     plan = plan_resume(record, DEFINITION, alive=False)
     assert plan.start == "loading" and "starting" not in plan.skip
 
 
 def test_a_run_interrupted_in_the_ready_action_runs_it_again() -> None:
-    record = {"state": "ready", "history": history(*done(*FLOW[:6]), ("ready", None))}
+    record = recorded(**{"state": "ready", "history": history(*done(*FLOW[:6]), ("ready", None))})
     plan = plan_resume(record, DEFINITION, alive=True)
     assert plan.start == "loading" and "ready" not in plan.skip and "verifying" in plan.skip
 
 
 def test_a_state_the_definition_no_longer_has_starts_over() -> None:
-    record = {"state": "teleporting", "history": history(("teleporting", None))}
+    record = recorded(**{"state": "teleporting", "history": history(("teleporting", None))})
     assert plan_resume(record, DEFINITION, alive=False) == Plan("idle", frozenset())
 
 
@@ -80,10 +88,10 @@ class _WatchfulStore:
         self.saves = 0
         self.changed_while_saving = 0
 
-    def save(self, record: dict[str, Any]) -> None:
-        before = json.dumps(record)
+    def save(self, record: Record) -> None:
+        before = json.dumps(record.to_json())
         time.sleep(0.002)  # a write and an fsync
-        self.changed_while_saving += json.dumps(record) != before
+        self.changed_while_saving += json.dumps(record.to_json()) != before
         self.saves += 1
 
 
@@ -92,7 +100,7 @@ def test_a_save_from_a_callback_thread_never_sees_the_record_change_under_it(tmp
     store = _WatchfulStore()
     journal = Journal(store)  # type: ignore[arg-type]
     ctx = RunContext(settings=Settings(home=tmp_path))
-    journal.begin(DEFINITION, ctx.settings, ctx, [])
+    journal.begin(DEFINITION, ctx.settings, ctx)
     done = threading.Event()
 
     def save_again_and_again() -> None:
@@ -103,8 +111,27 @@ def test_a_save_from_a_callback_thread_never_sees_the_record_change_under_it(tmp
     saver.start()
     for _ in range(100):
         journal.enter("loading")
-        journal.leave("ok")
+        journal.leave(StepOutcome.OK)
     done.set()
     saver.join()
     assert store.saves > 200
     assert store.changed_while_saving == 0
+
+
+def test_a_stopped_run_starts_its_server_again_on_resume() -> None:
+    record = recorded(
+        state="stopped", outcome="stopped", history=[*history(*done(*FLOW)), {"state": "stopped", "outcome": "ok"}]
+    )
+    plan = plan_resume(record, DEFINITION, alive=False)
+    assert plan.start == "loading" and "starting" not in plan.skip and "validating" in plan.skip
+
+
+def test_a_repeated_run_adopting_a_live_server_goes_through_every_state_but_the_ones_that_started_it() -> None:
+    record = recorded(state="ready", outcome="ready", history=history(*done(*FLOW)))
+    plan = plan_adoption(record, DEFINITION)
+    assert plan == Plan("idle", frozenset({"idle", "validating", "port_check", "starting"}))
+
+
+def test_a_record_that_does_not_say_which_state_started_the_server_cannot_be_adopted() -> None:
+    record = recorded(state="ready", outcome="ready", history=[{"state": s, "outcome": "ok"} for s in FLOW])
+    assert plan_adoption(record, DEFINITION) is None

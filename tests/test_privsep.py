@@ -302,6 +302,19 @@ def test_a_fifo_planted_as_the_log_fails_the_run_at_once(user: Researcher, reap:
     assert servers_of(user) == []
 
 
+def test_an_output_directory_the_account_made_read_only_fails_before_any_server_starts(
+    user: Researcher, reap: Path, callbacks: CallbackServer
+) -> None:
+    """Without a record no `stop` or `state` could find the server: none is started."""
+    user.make_out().chmod(0o500)
+    run = run_for(user, reap, "--start-url", callbacks.url("/start"))
+    assert run.returncode == 15, run.stderr
+    assert "cannot record the run" in run.stderr
+    one_line_error(run)
+    assert servers_of(user) == []
+    assert [(f["status"], f["reason"]) for f in callbacks.wait_for(1, "/start")] == [("failed", "output_unwritable")]
+
+
 def test_a_fifo_planted_as_the_kept_token_fails_resume_at_once(user: Researcher, reap: Path) -> None:
     failed_run(user, reap)
     (user.out / "provisioner-token").unlink()

@@ -6,8 +6,19 @@ import hashlib
 import hmac
 import time
 
+import pytest
+
 from provisioner.definition import CallbackPolicy
-from provisioner.reporter import RETRY_AFTER_CAP, SIGNATURE_HEADER, Reporter, retry_after
+from provisioner.record import Delivery
+from provisioner.reporter import (
+    MAX_REDIRECTS,
+    RETRY_AFTER_CAP,
+    SIGNATURE_HEADER,
+    Reporter,
+    _follow,
+    _NotFollowed,
+    retry_after,
+)
 from provisioner.settings import Secret
 from tests.conftest import CallbackServer, free_port
 
@@ -69,14 +80,91 @@ def test_an_endpoint_that_is_down_is_given_up_on_within_the_policy() -> None:
     assert delivery.error == "ConnectionError"
 
 
-def test_callbacks_arrive_in_the_order_they_were_sent(callbacks: CallbackServer) -> None:
+def test_callbacks_to_one_endpoint_arrive_in_the_order_they_were_sent(callbacks: CallbackServer) -> None:
     callbacks.script["/start"] = [503, 200]  # the first one needs a retry; the second must still come after it
     reporter = Reporter(QUICK, no_secrets)
     reporter.send("start", callbacks.url("/start"), {"status": "init_started"})
-    reporter.send("complete", callbacks.url("/complete"), {"status": "init_completed"})
+    reporter.send("start", callbacks.url("/start"), {"status": "failed", "reason": "no_token"})
     reporter.close(10)
-    order = [(r.path, r.form["status"]) for r in callbacks.received]
-    assert order == [("/start", "init_started"), ("/start", "init_started"), ("/complete", "init_completed")]
+    assert [form["status"] for form in callbacks.forms("/start")] == ["init_started", "init_started", "failed"]
+
+
+def test_an_endpoint_that_hangs_holds_back_no_other_endpoint(callbacks: CallbackServer) -> None:
+    """The platform hears init_completed when the server is ready, whatever its START endpoint does."""
+    callbacks.script["/start"] = ["hang"]
+    reporter = Reporter(CallbackPolicy(timeout=5.0, attempts=2, deadline=10.0), no_secrets)
+    reporter.release()
+    reporter.send("start", callbacks.url("/start"), {"status": "init_started"})
+    callbacks.wait_for(1, "/start")
+    queued = time.monotonic()
+    reporter.send("complete", callbacks.url("/complete"), {"status": "init_completed"})
+    assert callbacks.wait_for(1, "/complete", timeout=3.0) != []
+    first = next(r for r in callbacks.received if r.path == "/complete")
+    assert first.at - queued < 1.0  # not after the START endpoint's 5 s timeout
+    reporter.close(0.5)
+
+
+def test_a_callback_is_recorded_pending_before_its_first_attempt(callbacks: CallbackServer) -> None:
+    recorded: list[tuple[str, int]] = []
+    reporter = Reporter(QUICK, no_secrets, on_queue=lambda c: recorded.append((c.delivery.value, c.attempts)))
+    callback = reporter.send("complete", callbacks.url("/complete"), {"status": "init_completed"})
+    assert recorded == [("pending", 0)]
+    reporter.close(10)
+    assert callback is not None and callback.delivery is Delivery.DELIVERED
+
+
+@pytest.mark.parametrize("status", [307, 308])
+def test_a_temporary_or_permanent_redirect_that_keeps_the_post_is_followed(
+    callbacks: CallbackServer, status: int
+) -> None:
+    callbacks.script["/old"] = [status]
+    callbacks.headers["/old"] = {"Location": "/new?key=abcdef"}
+    reporter = Reporter(QUICK, no_secrets)
+    reporter.send("complete", callbacks.url("/old"), {"status": "init_completed"})
+    [callback] = reporter.close(10)
+    assert callback.delivered and callback.http_status == 200
+    assert callback.url == callbacks.url("/new?key=***")  # where it went, without the query's value
+    assert [r.path for r in callbacks.received] == ["/old", "/new?key=abcdef"]
+    assert callbacks.received[0].body == callbacks.received[1].body  # the same form, POSTed again
+
+
+@pytest.mark.parametrize("status", [301, 302, 303])
+def test_a_redirect_that_would_turn_the_post_into_a_get_is_not_delivery(callbacks: CallbackServer, status: int) -> None:
+    callbacks.script["/old"] = [status]
+    callbacks.headers["/old"] = {"Location": "https://platform.example/new"}
+    reporter = Reporter(QUICK, no_secrets)
+    reporter.send("complete", callbacks.url("/old"), {"status": "init_completed"})
+    [callback] = reporter.close(10)
+    assert callback.delivery is Delivery.UNDELIVERED and callback.attempts == 1
+    assert (
+        callback.error
+        == f"HTTP {status}: the endpoint moved to https://platform.example/new; not followed (fix the URL)"
+    )
+    assert len(callbacks.received) == 1
+
+
+def test_a_redirect_from_https_down_to_http_or_to_another_scheme_is_not_followed() -> None:
+    class Moved:
+        status_code = 307
+
+        def __init__(self, location: str) -> None:
+            self.headers = {"Location": location}
+
+    with pytest.raises(_NotFollowed, match="from https down to http"):
+        _follow(lambda target: Moved("http://platform.example/cb"), "https://platform.example/cb")  # type: ignore[arg-type,return-value]
+    with pytest.raises(_NotFollowed, match="not an http"):
+        _follow(lambda target: Moved("file:///etc/passwd"), "http://platform.example/cb")  # type: ignore[arg-type,return-value]
+
+
+def test_a_redirect_loop_ends_after_a_few_hops(callbacks: CallbackServer) -> None:
+    callbacks.script["/a"], callbacks.script["/b"] = [307], [307]
+    callbacks.headers["/a"], callbacks.headers["/b"] = {"Location": "/b"}, {"Location": "/a"}
+    reporter = Reporter(QUICK, no_secrets)
+    reporter.send("complete", callbacks.url("/a"), {"status": "init_completed"})
+    [callback] = reporter.close(10)
+    assert callback.delivery is Delivery.UNDELIVERED
+    assert callback.error == f"more than {MAX_REDIRECTS} redirects from {callbacks.url('/a')}"
+    assert len(callbacks.received) == MAX_REDIRECTS + 1
 
 
 def test_field_values_pass_through_the_redactor(callbacks: CallbackServer) -> None:
@@ -125,7 +213,7 @@ def test_close_gives_up_on_an_endpoint_that_never_answers(callbacks: CallbackSer
     assert delivery.error in ("ReadTimeout", "not delivered before the callback deadline")
 
 
-def test_callbacks_wait_for_release_and_keep_their_order(callbacks: CallbackServer) -> None:
+def test_callbacks_wait_for_release(callbacks: CallbackServer) -> None:
     """The machine releases the reporter once the server is started, so that callbacks never slow its start."""
     reporter = Reporter(QUICK, no_secrets, warm=True)
     reporter.send("start", callbacks.url("/start"), {"status": "init_started"})
@@ -133,5 +221,5 @@ def test_callbacks_wait_for_release_and_keep_their_order(callbacks: CallbackServ
     time.sleep(0.3)
     assert callbacks.received == []
     reporter.release()
-    assert [form["status"] for form in callbacks.wait_for(2)] == ["init_started", "init_completed"]
+    assert sorted(form["status"] for form in callbacks.wait_for(2)) == ["init_completed", "init_started"]
     reporter.close(10)

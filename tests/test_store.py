@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from provisioner.errors import LockedError
+from provisioner.record import SCHEMA, Delivery, Outcome, Record, StepOutcome
 from provisioner.settings import Secret
-from provisioner.store import SCHEMA, STATE_FILE, Store
+from provisioner.store import STATE_FILE, Store
 
 
 @pytest.fixture
@@ -32,8 +33,9 @@ def test_the_lock_creates_a_private_directory_and_admits_one_holder(store: Store
 
 
 def test_a_record_round_trips_privately(store: Store) -> None:
-    store.save({"schema": SCHEMA, "state": "ready"})
-    assert store.load() == {"schema": SCHEMA, "state": "ready"}
+    store.save(Record(state="ready", outcome=Outcome.READY))
+    loaded = store.load()
+    assert loaded is not None and (loaded.state, loaded.outcome) == ("ready", Outcome.READY)
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
     assert [p.name for p in store.out.iterdir() if p.name.endswith(".tmp")] == []
 
@@ -70,7 +72,55 @@ def test_the_token_file_is_private_and_read_back(store: Store) -> None:
     assert stat.S_IMODE((store.out / "provisioner-token").stat().st_mode) == 0o600
 
 
-def test_a_failed_save_is_reported_not_raised(store: Store, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failed_save_is_reported_not_raised(store: Store) -> None:
     store.path.mkdir()  # a directory where the file must go: the rename fails
-    store.save({"schema": SCHEMA})
-    assert "cannot write" in caplog.text
+    assert "cannot write" in (store.save(Record()) or "")
+
+
+def test_a_schema_1_record_is_read_with_its_callbacks_delivered_or_not(store: Store) -> None:
+    """The file an earlier provisioner wrote: `delivered` true or false, no `queued`, no `delivery`."""
+    callback = {"endpoint": "start", "status": "init_started", "reason": None, "fields": {"status": "init_started"}}
+    store.path.write_text(
+        json.dumps(
+            {
+                "schema": 1,
+                "state": "ready",
+                "outcome": "ready",
+                "history": [{"state": "ready", "entered": "t", "outcome": "ok", "duration": 0.1}],
+                "callbacks": [
+                    {**callback, "delivered": True},
+                    {**callback, "endpoint": "complete", "delivered": False},
+                ],
+            }
+        )
+    )
+    record = store.load()
+    assert record is not None
+    assert [c.delivery for c in record.callbacks] == [Delivery.DELIVERED, Delivery.UNDELIVERED]
+    assert record.history[0].outcome is StepOutcome.OK
+    store.save(record)
+    assert json.loads(store.path.read_text())["schema"] == SCHEMA == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"outcome": "triumphant"}, "outcome is not one of"),
+        ({"history": [{"state": "ready", "outcome": "ok", "duration": -1}]}, "duration is not a number of seconds"),
+        ({"history": [{"outcome": "ok"}]}, "history[0].state is missing"),
+        ({"server": {"pid": True}}, "server.pid is not a whole number"),
+        ({"server": {"pid": 0}}, "server.pid is not a process id"),
+        ({"port": 70000}, "port is not a port"),
+        ({"callbacks": [{"endpoint": "start", "fields": {"status": 1}}]}, "callbacks[0].fields are not text"),
+        ({"callbacks": [{"endpoint": "start", "delivery": "maybe"}]}, "callbacks[0].delivery is not one of"),
+        ({"settings": {"port": "eighty"}}, "a recorded setting is not what it must be"),
+        ({"history": {}}, "history is not a list"),
+    ],
+)
+def test_a_record_with_a_value_of_the_wrong_kind_is_set_aside_naming_it(
+    store: Store, caplog: pytest.LogCaptureFixture, change: dict[str, object], problem: str
+) -> None:
+    store.path.write_text(json.dumps({"schema": SCHEMA, "state": "ready", **change}))
+    assert store.load() is None
+    assert problem in caplog.text
+    assert not store.path.exists()

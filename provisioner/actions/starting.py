@@ -54,6 +54,9 @@ def _prerequisites(ctx: RunContext) -> None:
 
 
 def run(ctx: RunContext) -> None:
+    if ctx.unrecordable is not None:
+        # The record stopped being writable since validating (a full disk): a server started now could be lost.
+        raise StepFailed("output_unwritable", ctx.unrecordable)
     _prerequisites(ctx)
     argv = command(ctx)
     if ctx.server_runs_as_root:
@@ -67,23 +70,54 @@ def run(ctx: RunContext) -> None:
         os.fchmod(fd, 0o600)
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
         os.write(fd, f"--- provisioner: starting jupyter-notebook on port {ctx.port} at {stamp}\n".encode())
+    except OSError as exc:
+        os.close(fd)
+        raise StepFailed("output_unwritable", f"cannot write {ctx.log_path}: {exc.strerror or exc}") from None
+    try:
         if ctx.settings.launcher == "systemd":
             ctx.pid = systemd.launch(ctx, argv)
+            ctx.pid_start = server.start_time(ctx.pid)
+            ctx.record()
         else:
-            ctx.process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=fd,
-                stderr=subprocess.STDOUT,
-                env=ctx.server_env(),
-                cwd=ctx.settings.home,
-                # Its own session: it outlives us and the login shell that ran us, and stop() can signal its group.
-                start_new_session=True,
-            )
-            ctx.pid = ctx.process.pid
+            _spawn(ctx, argv, fd)
     except OSError as exc:
         raise StepFailed("failed_to_start", f"cannot run {argv[0]}: {exc.strerror or exc}") from None
     finally:
         os.close(fd)
-    ctx.pid_start = server.start_time(ctx.pid)
     ctx.server_started = time.monotonic()
+
+
+# Reads one line from its stdin, a pipe from us, and becomes the server (stdin /dev/null) only if it is "go": if we
+# die before saying it (SIGKILL between the fork and the record), the pipe closes, the read ends, and no server is
+# left that no record names.
+GATE = 'read -r go; [ "$go" = go ] && exec "$@" </dev/null'
+
+
+def _spawn(ctx: RunContext, argv: list[str], log_fd: int) -> None:
+    """Start the server, recorded before it may run: the record is the only handle on it (stop, resume, run)."""
+    gate, go = os.pipe()
+    try:
+        ctx.process = subprocess.Popen(
+            ["/bin/sh", "-c", GATE, "jupyter-gate", *argv],
+            stdin=gate,
+            stdout=log_fd,
+            stderr=subprocess.STDOUT,
+            env=ctx.server_env(),
+            cwd=ctx.settings.home,
+            # Its own session: it outlives us and the login shell that ran us, and stop() can signal its group.
+            start_new_session=True,
+        )
+    finally:
+        os.close(gate)
+    ctx.pid = ctx.process.pid
+    ctx.pid_start = server.start_time(ctx.pid)
+    problem = ctx.record()
+    try:
+        if problem is None:
+            os.write(go, b"go\n")
+    finally:
+        os.close(go)
+    if problem is not None:
+        ctx.process.wait()
+        ctx.pid = ctx.process = None
+        raise StepFailed("output_unwritable", problem)

@@ -1,0 +1,66 @@
+"""What several verbs share: the definition, the output directory and its lock, and acting as its owner."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from provisioner import actions, privsep
+from provisioner import definition as definitions
+from provisioner import systemd as _systemd  # noqa: F401 - registers what the monitor does for a worker
+from provisioner.definition import Definition
+from provisioner.errors import UsageError
+from provisioner.settings import SETTING_PARSERS, resolve
+from provisioner.store import Store
+
+# Seconds a verb's worker may take as root's delegate before the monitor kills it (privsep.act_for).
+READ_DEADLINE = 60.0  # state, graph: read a record
+RESUME_DEADLINE = 900.0  # a resume's module load (up to 3 module commands), server start and callbacks
+
+
+def load_definition(path: Path | None) -> Definition:
+    """The definition at `path`, or the one shipped with the package; validated whole."""
+    if path is not None:
+        privsep.check_root_input(path, "--states")  # as root, its settings decide what runs as whom
+    return definitions.load(path or definitions.default_path(), actions.reasons(), SETTING_PARSERS)
+
+
+def output_dir(option: str | None, states: Path | None) -> Path:
+    """The output directory as `run` would choose it: --output-dir, $PROVISIONER_OUTPUT_DIR, states.toml, ~/.jupyter."""
+    return resolve({"output_dir": option}, os.environ, load_definition(states).settings, None).out
+
+
+def act_as_owner(out: Path, deadline: float = READ_DEADLINE, grants: frozenset[str] = frozenset()) -> None:
+    """As root on an output directory another account owns: go on as that account (privsep), before reading it."""
+    privsep.act_for(privsep.owner_of(out), deadline=deadline, grants=grants)
+
+
+def locked_store(out: Path) -> Store | None:
+    """The store of an existing output directory, locked, or None when there is no directory: for the verbs that
+    never create one."""
+    if not is_directory(out):
+        return None
+    store = Store(out)
+    try:
+        store.lock(create=False)
+    except OSError as exc:
+        raise UsageError(f"cannot use {out}: {exc.strerror or exc}") from None
+    return store
+
+
+def is_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def is_directory(out: Path) -> bool:
+    """Whether `out` is a directory; UsageError when we may not even look (a home made 0000, say)."""
+    try:
+        return stat.S_ISDIR(out.stat().st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        raise UsageError(f"cannot use {out}: {exc.strerror or exc}") from None

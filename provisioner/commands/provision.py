@@ -1,0 +1,154 @@
+"""Running the machine: from the start, from where a recorded run stopped, or around a server found alive.
+
+Every verb that runs the machine comes here: one path for the record, the callbacks and the signals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from transitions import MachineError
+
+from provisioner.context import INFO_TXT, RunContext, log
+from provisioner.definition import Definition
+from provisioner.errors import Interrupted, UsageError
+from provisioner.journal import Journal, Plan
+from provisioner.machine import Outcome, Runner
+from provisioner.output import redact
+from provisioner.record import Outcome as RunOutcome
+from provisioner.record import Record
+from provisioner.reporter import Reporter
+from provisioner.settings import Settings
+from provisioner.store import Store
+
+INTERRUPTED_GRACE = 3.0  # seconds callbacks get once a signal asked us to stop
+CAUGHT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+@dataclass(frozen=True)
+class Start:
+    """Where a run begins: its plan, the record it continues (None: a new one), and a recorded run whose live server
+    a new record keeps, taken over by this run when `alive` (its port and server given to the states passed through)."""
+
+    plan: Plan
+    record: Record | None = None
+    found: Record | None = None
+    alive: bool = False
+
+    @classmethod
+    def afresh(cls, definition: Definition) -> Start:
+        return cls(Plan(definition.initial, frozenset()))
+
+
+def provision(
+    settings: Settings,
+    definition: Definition,
+    store: Store | None,
+    started: float,
+    start: Start,
+    *,
+    unrecordable: str | None = None,
+) -> int:
+    """Run the machine as `start` says; the exit code is the outcome's (or Interrupted is raised)."""
+    ctx = RunContext(settings=settings, unrecordable=unrecordable)
+    journal = Journal(store, start.record)
+    if start.found is not None:
+        _restore(ctx, start.found, start.alive)
+        if start.record is None and start.found.server is not None:
+            journal.record.server = dataclasses.replace(start.found.server)  # a new record keeps its handle on it
+    reporter = Reporter(
+        definition.callbacks,
+        redact,
+        key=settings.token,
+        on_queue=journal.queued,
+        on_done=journal.save,
+        seen=journal.holds,
+        warm=bool(settings.start_url or settings.complete_url or settings.progress_url),
+    )
+    journal.begin(definition, settings, ctx)
+    for callback in journal.undelivered():
+        url = settings.endpoint(callback.endpoint)
+        if url:
+            reporter.resend(callback, url)
+    outcome: Outcome | None = None
+    interrupted: Interrupted | None = None
+    with _signals_interrupt():
+        try:
+            if start.plan.start is None:
+                outcome = Outcome(str(journal.record.state), 0)
+            else:
+                outcome = Runner(definition, ctx, reporter, journal, started).run(start.plan.start, start.plan.skip)
+        except MachineError as exc:
+            # Only a record's history can lead the machine where the definition has no way (it was edited).
+            raise UsageError(f"the recorded run cannot be resumed ({exc.value}); start afresh") from None
+        except Interrupted as exc:
+            interrupted = exc
+            journal.interrupted(exc.message)
+            _abandon(ctx, exc)
+        finally:
+            interrupted = _close(reporter, definition, interrupted)
+            journal.finish(_final_outcome(outcome, interrupted))
+    if interrupted is not None:
+        raise interrupted
+    assert outcome is not None
+    if outcome.exit_code == 0:
+        log.info("connection details: %s", ctx.out / INFO_TXT)
+    return outcome.exit_code
+
+
+def _close(reporter: Reporter, definition: Definition, interrupted: Interrupted | None) -> Interrupted | None:
+    """Wait for the callbacks: the deadline, or a moment once we are being shut down. A signal while waiting ends
+    the wait; what is not delivered stays recorded as such, for resume."""
+    try:
+        reporter.close(definition.callbacks.deadline if interrupted is None else INTERRUPTED_GRACE)
+    except Interrupted as exc:  # signals are ignored from here on (see _signals_interrupt)
+        log.warning(
+            "warning: %s while callbacks were being delivered; `provisioner resume` sends the rest", exc.message
+        )
+        reporter.close(INTERRUPTED_GRACE)
+        return interrupted or exc
+    return interrupted
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """Turn SIGTERM, SIGINT and SIGHUP into Interrupted in the main thread, so the run can clean up and record."""
+
+    def handler(signum: int, frame: object) -> None:
+        for caught in CAUGHT_SIGNALS:  # a second signal while cleaning up must not cut the cleanup short
+            signal.signal(caught, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    previous = {caught: signal.signal(caught, handler) for caught in CAUGHT_SIGNALS}
+    try:
+        yield
+    finally:
+        for caught, action in previous.items():
+            signal.signal(caught, action)
+
+
+def _abandon(ctx: RunContext, exc: Interrupted) -> None:
+    log.warning("warning: %s; the run is recorded and `provisioner resume` continues it", exc.message)
+    ctx.stop_unfinished_server()
+
+
+def _final_outcome(outcome: Outcome | None, interrupted: Interrupted | None) -> RunOutcome:
+    """The machine's outcome when it reached a final state (even if a signal cut the callbacks short after)."""
+    if outcome is None:
+        return RunOutcome.INTERRUPTED
+    return RunOutcome.READY if outcome.exit_code == 0 else RunOutcome.FAILED
+
+
+def _restore(ctx: RunContext, record: Record, alive: bool) -> None:
+    """Give a run what the states it passes through found: the port, and the server if it still runs."""
+    ctx.port = record.port
+    if alive and record.server is not None:
+        recorded = record.server
+        ctx.pid, ctx.pid_start, ctx.unit, ctx.pid_exe = recorded.pid, recorded.start_time, recorded.unit, recorded.exe
+        ctx.server_started = time.monotonic()
+        ctx.handed_over = record.outcome is RunOutcome.READY or bool(recorded.url)

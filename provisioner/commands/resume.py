@@ -1,0 +1,84 @@
+"""`provisioner resume`: continue the recorded run from where it stopped, with the settings and token it had.
+
+As root on a directory another account owns, all of it runs as that account: nothing in the record (which they
+can edit) decides what root runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from provisioner.commands.common import RESUME_DEADLINE, act_as_owner, is_file, load_definition, locked_store
+from provisioner.commands.provision import Start, provision
+from provisioner.context import log
+from provisioner.errors import ProvisionError, UsageError
+from provisioner.journal import plan_resume, server_alive
+from provisioner.output import redact
+from provisioner.record import MASK, Record, mask_url, url_secrets
+from provisioner.settings import Secret, Settings, resolve
+from provisioner.store import Store
+
+
+def resume(out: Path, states: Path | None, started: float, launcher: str | None = None) -> int:
+    act_as_owner(out, RESUME_DEADLINE, frozenset({"launch"}) if launcher == "systemd" else frozenset())
+    store = locked_store(out)
+    nothing = f"nothing to resume: no provisioner state in {out} (start with: provisioner run)"
+    if store is None:
+        raise UsageError(nothing)
+    try:
+        previous = store.load()
+        if previous is None:
+            raise UsageError(nothing)
+        recorded_source = Path(previous.definition.get("source", ""))
+        definition = load_definition(states or (recorded_source if is_file(recorded_source) else None))
+        if definition.digest != previous.definition.get("digest"):
+            log.warning(
+                "warning: %s has changed since the recorded run; resuming with it as it is now", definition.source
+            )
+        try:
+            token = store.load_token()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = getattr(exc, "strerror", None) or exc
+            raise UsageError(f"cannot resume: the token kept in {out} cannot be read ({why}); start afresh") from None
+        redact.add(token)  # as the command line's token is, the moment it is read
+        settings = recorded_settings(previous, token, store)
+        if launcher is not None:
+            settings = dataclasses.replace(settings, launcher=launcher)
+        if os.geteuid() == 0 and settings.user is not None and settings.user.uid != 0:
+            name = settings.user.name
+            raise UsageError(
+                f"the recorded run is {name}'s but {out} is root's; start afresh: provisioner run --user {name}"
+            )
+        alive = server_alive(previous)
+        plan = plan_resume(previous, definition, alive)
+        log.info("resuming %s", f"at {plan.start}" if plan.start else "a finished run: only undelivered callbacks")
+        return provision(
+            settings, definition, store, started, Start(plan, record=previous, found=previous, alive=alive)
+        )
+    finally:
+        store.unlock()
+
+
+def recorded_settings(record: Record, token: Secret | None, store: Store) -> Settings:
+    """The settings of the recorded run, with the callback URLs as given (the record holds them masked)."""
+    recorded = dict(record.settings)
+    home = str(recorded.pop("home", "") or Path.home())
+    kept = store.load_endpoints()
+    for name in ("start_url", "complete_url", "progress_url"):
+        url = kept.get(name)
+        if url is not None and mask_url(url) == recorded.get(name):
+            recorded[name] = url
+            for secret in url_secrets(url):
+                redact.add(Secret(secret))
+        elif MASK in str(recorded.get(name) or ""):
+            log.warning("warning: the %s is recorded without its secrets and was not kept; no callbacks to it", name)
+            recorded[name] = None
+    cli = {key: value for key, value in recorded.items() if value is not None}
+    try:
+        return resolve(cli, {"HOME": home}, {}, token)
+    except ProvisionError as exc:
+        raise UsageError(f"the recorded settings cannot be used: {exc.message}") from None
+    except (OSError, ValueError) as exc:  # what the record holds is data: a path we may not look at, a NUL...
+        raise UsageError(f"the recorded settings cannot be used: {exc}") from None

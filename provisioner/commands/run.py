@@ -1,0 +1,101 @@
+"""`provisioner run`: provision a server, or tell the platform about the one the record says is already up.
+
+A live server in the record is never forgotten: a run asking for that same server (same token, address, port and
+software) adopts it and goes through the machine again, sending every callback; a run asking for another one stops
+it first. Either way the new record keeps the handle on whatever runs.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+
+from provisioner import privsep, server
+from provisioner.commands.provision import Start, provision
+from provisioner.context import log
+from provisioner.definition import Definition
+from provisioner.envmodules import COMMAND_TIMEOUT
+from provisioner.errors import UsageError
+from provisioner.journal import plan_adoption, server_alive
+from provisioner.record import Record
+from provisioner.settings import Settings
+from provisioner.store import Store
+
+STOP_GRACE = 10.0  # seconds a replaced server gets to stop before SIGKILL
+# What a server is started with: a run asking for other values asks for another server.
+SERVER_SETTINGS = ("ip", "module", "notebook_dir", "base_url", "idle_timeout", "launcher", "init_script", "user")
+
+
+def run_deadline(settings: Settings, definition: Definition) -> float:
+    """The longest a run may take by its own settings: module commands, retries, the server's start, callbacks,
+    and stopping a server an earlier run left with other settings."""
+    retries = sum(state.retry.deadline for state in definition.states if state.retry is not None)
+    return 3 * COMMAND_TIMEOUT + retries + settings.timeout + definition.callbacks.deadline + STOP_GRACE + 65
+
+
+def run(settings: Settings, definition: Definition, started: float) -> int:
+    """Provision a server from the start, or adopt or replace the one the output directory's record has alive."""
+    # As root with --user: from here on, the user's rights only; root starts a unit only if root asked for one.
+    grants = frozenset({"launch"}) if settings.launcher == "systemd" else frozenset()
+    privsep.act_for(settings.user, deadline=run_deadline(settings, definition), grants=grants)
+    if os.geteuid() == 0:
+        owner = privsep.owner_of(settings.out)
+        if owner is not None:
+            raise UsageError(
+                f"{settings.out} belongs to {owner.name}: as root, give --user {owner.name} to run for them"
+            )
+    store = Store(settings.out)
+    try:
+        store.lock()
+    except OSError as exc:
+        # The validating state fails the run on it, with its callback: the record is the only handle on a server,
+        # so a run that cannot keep one starts none.
+        problem = f"cannot record the run in {settings.out}: {exc.strerror or exc}"
+        return provision(settings, definition, None, started, Start.afresh(definition), unrecordable=problem)
+    try:
+        start = Start.afresh(definition)
+        previous = store.load()
+        if previous is not None and server_alive(previous):
+            start = _adopt_or_replace(previous, settings, definition, store)
+        unkept = None
+        if settings.token is not None and settings.token.reveal():
+            unkept = store.save_token(settings.token)
+        unkept = unkept or store.save_endpoints(settings)
+        return provision(settings, definition, store, started, start, unrecordable=unkept)
+    finally:
+        store.unlock()
+
+
+def _adopt_or_replace(previous: Record, settings: Settings, definition: Definition, store: Store) -> Start:
+    recorded = previous.server
+    assert recorded is not None, "server_alive() said there is one"
+    where = f"pid {recorded.pid}, port {recorded.port}"
+    if settings.token is None or not settings.token.reveal():
+        # This run fails on its token (validating): it must not take down a working server, nor lose it.
+        return Start(Start.afresh(definition).plan, found=previous, alive=False)
+    differences = differences_from(previous, settings, store)
+    plan = None if differences else plan_adoption(previous, definition)
+    if plan is not None:
+        log.info("the server an earlier run started is up (%s) with these settings: adopting it", where)
+        return Start(plan, found=previous, alive=True)
+    why = ", ".join(differences) or "the record does not say which state started it"
+    log.info("stopping the server an earlier run started (%s): %s", where, why)
+    server.stop(recorded.pid, start_time=recorded.start_time, grace=STOP_GRACE, unit=recorded.unit, exe=recorded.exe)
+    return Start.afresh(definition)
+
+
+def differences_from(previous: Record, settings: Settings, store: Store) -> list[str]:
+    """What this run asks for that the recorded server was not started with, in words; empty when it is the same."""
+    asked, recorded = settings.public(), previous.settings
+    found = [f"another {name.replace('_', ' ')}" for name in SERVER_SETTINGS if asked.get(name) != recorded.get(name)]
+    port = previous.server.port if previous.server is not None else None
+    if settings.port is not None and settings.port != port:
+        found.append(f"port {settings.port} asked for, the server has {port}")
+    try:
+        kept = store.load_token().reveal()
+    except (OSError, UnicodeDecodeError):
+        kept = ""
+    token = settings.token.reveal() if settings.token is not None else ""
+    if not kept or not hmac.compare_digest(kept.encode(), token.encode()):
+        found.append("another token")
+    return found

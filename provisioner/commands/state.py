@@ -1,0 +1,81 @@
+"""`provisioner state`: the state dump, as a table or JSON. No secret is in the record, so none is in the dump."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from provisioner.commands.common import act_as_owner
+from provisioner.journal import server_alive
+from provisioner.output import printable, redact
+from provisioner.record import Outcome
+from provisioner.store import Store
+
+# Exit codes like `cloud-init status`.
+STATUS_EXIT = {"ready": 0, "failed": 1, "interrupted": 1, "stopped": 1, "gone": 1, "running": 2, "never_run": 2}
+
+
+def describe(out: Path) -> dict[str, Any]:
+    """The state dump: the record as stored, with `status` and whether the server is alive now."""
+    store = Store(out)
+    record = store.load()
+    if record is None:
+        return {"status": "never_run", "output_dir": str(out)}
+    alive = server_alive(record)
+    if store.locked_by_another():
+        status = "running"
+    elif record.outcome is Outcome.READY:
+        status = "ready" if alive else "gone"
+    elif record.outcome in (Outcome.FAILED, Outcome.STOPPED):
+        status = record.outcome.value
+    else:
+        status = "interrupted"
+    dump: dict[str, Any] = {"status": status, "output_dir": str(out), **record.to_json()}
+    if dump.get("server"):
+        dump["server"] = {**dump["server"], "alive": alive}
+    return dump
+
+
+def state(out: Path, as_json: bool) -> int:
+    act_as_owner(out)
+    dump = describe(out)
+    text = json.dumps(dump, indent=2) if as_json else "\n".join(map(printable, render_state(dump).splitlines()))
+    print(redact(text))
+    return STATUS_EXIT[dump["status"]]
+
+
+def render_state(dump: dict[str, Any]) -> str:
+    lines = [f"status:     {dump['status']}", f"output dir: {dump['output_dir']}"]
+    if dump["status"] == "never_run":
+        return "\n".join([*lines, "no provisioner run is recorded here"])
+    lines.append(f"state:      {dump.get('state')}")
+    failure = dump.get("failure")
+    if failure:
+        lines.append(f"failure:    {failure.get('reason')} in {failure.get('state')}: {failure.get('message')}")
+    recorded = dump.get("server")
+    if recorded:
+        running = "running" if recorded.get("alive") else "not running"
+        if recorded.get("stopped"):
+            running += f", stopped at {recorded['stopped']}"
+        url = recorded.get("url") or f"port {recorded.get('port')}"
+        lines.append(f"server:     pid {recorded['pid']}, {url} ({running})")
+    lines.append("history:")
+    for entry in dump.get("history", []):
+        duration = f"{entry['duration']:.2f}s" if entry.get("duration") is not None else "-"
+        outcome = entry.get("outcome") or "(did not finish)"
+        detail = f" {entry['reason']}: {entry.get('error')}" if entry.get("reason") else ""
+        entered, name = str(entry.get("entered", ""))[11:23], str(entry.get("state"))
+        lines.append(f"  {entered:<12}  {name:<14} {duration:>8}  {outcome}{detail}")
+    lines.append("callbacks:")
+    for callback in dump.get("callbacks", []):
+        what = str(callback.get("status")) + (f"/{callback['reason']}" if callback.get("reason") else "")
+        http = f"HTTP {callback['http_status']}, " if callback.get("http_status") else ""
+        delivery = str(callback.get("delivery"))
+        result = (
+            delivery if delivery == "delivered" else f"{delivery.upper()} ({callback.get('error') or 'not tried yet'})"
+        )
+        endpoint = str(callback.get("endpoint"))
+        lines.append(f"  {endpoint:<9} {what:<28} {result} ({http}{callback.get('attempts', 0)} attempts)")
+    lines.append(f"updated:    {dump.get('updated')}")
+    return "\n".join(lines)

@@ -1,0 +1,184 @@
+"""`provisioner run` when the record already names a live server: adopted or replaced, never lost, the platform told.
+
+Every test here runs real Jupyter servers and a real callback receiver.
+"""
+
+from __future__ import annotations
+
+import hmac
+import signal
+import socket
+import time
+import urllib.request
+from pathlib import Path
+from urllib.error import HTTPError
+
+import pytest
+
+from provisioner.reporter import SIGNATURE_HEADER, sign
+from tests.conftest import (
+    TOKEN,
+    CallbackServer,
+    cli_env,
+    free_port,
+    jupyter_pids,
+    read_state,
+    run_cli,
+    start_cli,
+)
+
+
+def statuses(callbacks: CallbackServer, path: str) -> list[str]:
+    return [form["status"] + (f"/{form['reason']}" if "reason" in form else "") for form in callbacks.forms(path)]
+
+
+def urls(callbacks: CallbackServer) -> list[str]:
+    return ["--start-url", callbacks.url("/start"), "--complete-url", callbacks.url("/complete")]
+
+
+def answers(port: int, token: str) -> int:
+    """What the server on `port` answers a request for its API with this token."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/status", headers={"Authorization": f"token {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+    except HTTPError as exc:
+        return exc.code
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_run_again_while_the_server_is_up_adopts_it_and_tells_the_platform(
+    module_tree: Path, callbacks: CallbackServer, reap: Path
+) -> None:
+    env = cli_env(reap, module_tree, JUPYTER_TOKEN=TOKEN)
+    assert run_cli(["run", "--port", "auto", *urls(callbacks)], env).returncode == 0
+    [pid] = jupyter_pids(reap)
+    port = read_state(reap)["server"]["port"]
+
+    again = run_cli(["run", "--port", "auto", *urls(callbacks)], env)
+    assert again.returncode == 0, again.stderr
+    assert f"the server an earlier run started is up (pid {pid}, port {port})" in again.stderr
+    assert jupyter_pids(reap) == [pid]
+    callbacks.wait_for(2, "/complete")
+    assert statuses(callbacks, "/start") == ["init_started", "init_started"]
+    assert statuses(callbacks, "/complete") == ["init_completed", "init_completed"]
+    told = [r for r in callbacks.received if r.path == "/complete"][-1]
+    assert hmac.compare_digest(told.headers[SIGNATURE_HEADER], sign(told.body, TOKEN))
+    assert (told.form["port"], told.form["pid"]) == (str(port), str(pid))
+    assert told.form["url"].endswith(f":{port}/")
+    state = read_state(reap)
+    assert (state["outcome"], state["server"]["pid"]) == ("ready", pid)
+    outcomes = {step["state"]: step["outcome"] for step in state["history"]}
+    assert outcomes["starting"] == outcomes["port_check"] == "skipped"  # nothing started, no port checked
+    assert outcomes["verifying"] == outcomes["ready"] == "ok"  # the live server answered with the token again
+    assert {c["delivery"] for c in state["callbacks"]} == {"delivered"}
+
+
+def test_run_with_another_port_stops_the_recorded_server_and_starts_one_on_that_port(
+    module_tree: Path, callbacks: CallbackServer, reap: Path
+) -> None:
+    env = cli_env(reap, module_tree, JUPYTER_TOKEN=TOKEN)
+    assert run_cli(["run", "--port", "auto", *urls(callbacks)], env).returncode == 0
+    [old] = jupyter_pids(reap)
+    old_port = read_state(reap)["server"]["port"]
+    new_port = free_port()
+
+    again = run_cli(["run", "--port", str(new_port), *urls(callbacks)], env)
+    assert again.returncode == 0, again.stderr
+    assert f"port {new_port} asked for, the server has {old_port}" in again.stderr
+    [new] = jupyter_pids(reap)
+    assert new != old
+    assert read_state(reap)["server"]["pid"] == new
+    assert answers(new_port, TOKEN) == 200 and not listening(old_port)
+    assert callbacks.wait_for(2, "/complete")[-1]["port"] == str(new_port)
+
+
+def test_run_with_another_token_leaves_no_server_that_takes_the_old_one(
+    module_tree: Path, callbacks: CallbackServer, reap: Path
+) -> None:
+    env = cli_env(reap, module_tree, JUPYTER_TOKEN=TOKEN)
+    assert run_cli(["run", "--port", "auto", *urls(callbacks)], env).returncode == 0
+    other = "tok-" + "0a1b2c3d4e" * 4
+    again = run_cli(["run", "--port", "auto", *urls(callbacks)], {**env, "JUPYTER_TOKEN": other})
+    assert again.returncode == 0, again.stderr
+    assert "another token" in again.stderr and other not in again.stderr and TOKEN not in again.stderr
+    assert len(jupyter_pids(reap)) == 1
+    port = read_state(reap)["server"]["port"]
+    assert (answers(port, other), answers(port, TOKEN)) == (200, 403)
+
+
+def test_a_run_that_fails_on_its_token_keeps_the_live_server_in_the_record(
+    module_tree: Path, callbacks: CallbackServer, reap: Path
+) -> None:
+    env = cli_env(reap, module_tree, JUPYTER_TOKEN=TOKEN)
+    assert run_cli(["run", "--port", "auto", *urls(callbacks)], env).returncode == 0
+    [pid] = jupyter_pids(reap)
+    env.pop("JUPYTER_TOKEN")
+    failed = run_cli(["run", "--port", "auto", *urls(callbacks)], env)
+    assert failed.returncode == 10
+    assert jupyter_pids(reap) == [pid]  # a bad invocation does not take a working server down
+    assert read_state(reap)["server"]["pid"] == pid
+    stopped = run_cli(["stop"], cli_env(reap))
+    assert f"stopped the server (pid {pid})" in stopped.stdout
+    assert jupyter_pids(reap) == []
+
+
+def test_a_run_killed_once_its_server_spawned_is_adopted_by_the_same_run_again(
+    module_tree: Path, callbacks: CallbackServer, reap: Path
+) -> None:
+    """The issue's case: killed mid-run, run again: one server (the first), and `stop` stops it."""
+    env = cli_env(reap, module_tree, JUPYTER_TOKEN=TOKEN)
+    port = free_port()
+    killed = start_cli(["run", "--port", str(port), *urls(callbacks)], env)
+    deadline = time.monotonic() + 60
+    while not read_state(reap).get("server") and time.monotonic() < deadline:
+        time.sleep(0.005)
+    killed.send_signal(signal.SIGKILL)
+    killed.communicate()
+    [pid] = jupyter_pids(reap)
+
+    again = run_cli(["run", "--port", str(port), *urls(callbacks)], env)
+    assert again.returncode == 0, again.stderr
+    assert jupyter_pids(reap) == [pid]
+    assert read_state(reap)["server"]["pid"] == pid
+    assert callbacks.wait_for(1, "/complete")[-1]["pid"] == str(pid)
+    assert run_cli(["stop"], cli_env(reap)).returncode == 0
+    assert jupyter_pids(reap) == [] and not listening(port)
+
+
+FLOW = ("validating", "loading", "port_check", "starting", "verifying", "ready")
+
+
+@pytest.mark.parametrize("verb", ["resume", "run"])
+@pytest.mark.parametrize("state", FLOW)
+def test_sigkill_in_any_state_then_resume_or_run_leaves_one_server_and_every_callback_delivered(
+    module_tree: Path, callbacks: CallbackServer, reap: Path, state: str, verb: str
+) -> None:
+    env = cli_env(reap, module_tree, JUPYTER_TOKEN=TOKEN)
+    killed = start_cli(["run", "--port", "auto", *urls(callbacks)], env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and killed.poll() is None:
+        if any(step["state"] == state for step in read_state(reap).get("history", [])):
+            break
+        time.sleep(0.001)
+    killed.send_signal(signal.SIGKILL)
+    killed.communicate()
+    assert read_state(reap)["outcome"] == "running"  # the record says nothing about the kill: it could not
+
+    then = run_cli([verb] if verb == "resume" else ["run", "--port", "auto", *urls(callbacks)], env)
+    assert then.returncode == 0, then.stderr
+    [pid] = jupyter_pids(reap)
+    record = read_state(reap)
+    assert record["server"]["pid"] == pid and record["outcome"] == "ready"
+    assert [c["delivery"] for c in record["callbacks"]] == ["delivered"] * len(record["callbacks"])
+    callbacks.wait_for(1, "/complete")
+    if verb == "resume":  # the same run, continued: the platform hears each callback once
+        assert statuses(callbacks, "/start") == ["init_started"]
+        assert statuses(callbacks, "/complete") == ["init_completed"]
+    else:  # a new run: it tells the platform again, about the one server
+        assert statuses(callbacks, "/complete")[-1] == "init_completed"
+        assert callbacks.forms("/complete")[-1]["pid"] == str(pid)
