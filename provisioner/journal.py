@@ -139,9 +139,10 @@ class Journal:
                 return problem
             self._said = problem
             ctx = self.ctx
-            if ctx is not None and ctx.unrecordable is None and ctx.pid is None:
-                ctx.unrecordable = problem  # the run fails on it (output_unwritable) and says so: no warning as well
-            elif ctx is None or problem != ctx.unrecordable:
+            if ctx is not None and ctx.pid is None:
+                # No server yet: the run fails output_unwritable on the first problem and says why; no warning too.
+                ctx.unrecordable = ctx.unrecordable or problem
+            else:
                 log.warning("warning: %s", problem)
             return problem
 

@@ -280,7 +280,8 @@ def _port(port: int | None, name: str) -> int | None:
 def _definition(raw: _Object | None) -> dict[str, str]:
     if raw is None:
         return {}
-    return {key: raw.get(key, str) or "" for key in ("source", "digest")}
+    values = {key: raw.get(key, str) for key in ("source", "digest")}
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def _step(raw: _Object) -> Step:

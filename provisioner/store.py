@@ -110,9 +110,8 @@ class Store:
     def save(self, record: Record) -> str | None:
         """Write the record; None, or why it could not be written (the caller says it, once).
 
-        Atomically when the disk allows. When it is full, the record is rewritten in place instead: truncating the
-        old file frees the room the new one needs, and a record that says how the run ended is worth more than
-        one that is whole but stale (a half-written one is set aside by the next reader, never trusted).
+        Atomically when the disk allows. When it is full, the record is rewritten in place instead, if it fits in the
+        room the old file has: a record that says how the run ended is worth more than one that is whole but stale.
         """
         text = json.dumps(record.to_json(), indent=2) + "\n"
         try:
@@ -168,13 +167,19 @@ class Store:
 
 
 def _rewrite(path: Path, text: str) -> None:
-    """Replace the content of the existing regular file at `path` in place (see Store.save)."""
+    """Overwrite the existing regular file at `path` in place, if `text` fits in the room it already has on disk
+    (see Store.save); otherwise ENOSPC, and the old file stays whole."""
+    data = text.encode()
     fd = open_regular(path, os.O_WRONLY)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.truncate(0)
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        info = os.fstat(fd)
+        if len(data) > max(info.st_size, info.st_blocks * 512):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _settings_ok(settings: Mapping[str, Any]) -> bool:

@@ -159,6 +159,25 @@ class TestFullDisk:
         assert not ctx.handed_over
         assert not (full_disk / "jupyter_info.txt").exists()
 
+    def test_a_run_on_a_full_disk_fails_output_unwritable_says_so_once_and_records_it(
+        self, full_disk: Path, callbacks: CallbackServer, reap: Path
+    ) -> None:
+        env = cli_env(reap, path=f"{REAL_JUPYTER.parent}:/usr/bin:/bin", JUPYTER_TOKEN=TOKEN)
+        args = ["run", "--module", "", "--port", "auto", "--output-dir", str(full_disk)]
+        args += ["--start-url", callbacks.url("/start"), "--complete-url", callbacks.url("/complete")]
+        assert run_cli(args, env).returncode == 0
+        where = ["--output-dir", str(full_disk)]
+        assert run_cli(["stop", *where], env).returncode == 0
+        fill(full_disk)
+
+        run = run_cli(args, env)
+        assert run.returncode == 15, run.stderr
+        assert run.stderr.count("No space left on device") == 1, run.stderr
+        assert jupyter_pids(reap) == []
+        assert callbacks.wait_for(3, "/start")[-1]["reason"] == "output_unwritable"
+        dump = json.loads(run_cli(["state", "--json", *where], env).stdout)
+        assert (dump["status"], dump["failure"]["reason"]) == ("failed", "output_unwritable")
+
     def test_a_state_file_too_big_to_save_keeps_the_last_good_one(self, full_disk: Path) -> None:
         store = Store(full_disk)
         store.lock()
