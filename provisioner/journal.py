@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from provisioner import server
 from provisioner.context import RunContext, log
-from provisioner.definition import Definition
+from provisioner.definition import OK, Definition
 from provisioner.errors import StepFailed
 from provisioner.record import (
     STOPPED_STATE,
@@ -40,8 +40,11 @@ class Journal:
     rebuilt: each verb changes the entries it is about and keeps every other one as it found it.
     """
 
-    def __init__(self, store: Store | None, previous: Record | None = None) -> None:
+    def __init__(self, store: Store | None, previous: Record | None = None, origin: str | None = None) -> None:
         self.store = store
+        # The state that started the server a new record takes over from an earlier one: passed through again, it
+        # is still the state that started it (resume and a later run look for it).
+        self.origin = origin
         self._lock = threading.RLock()
         self.record = previous if previous is not None else Record()
         self._entered_at = 0.0
@@ -75,7 +78,8 @@ class Journal:
             if error is not None:
                 step.reason, step.error = error.reason, error.message
                 self.record.failure = Failure(step.state, error.reason, error.message)
-            step.started_server = step.started_server or started_server
+            adopted = outcome is StepOutcome.SKIPPED and step.state == self.origin and self.record.server is not None
+            step.started_server = step.started_server or started_server or adopted
             self.save()
 
     def interrupted(self, message: str) -> None:
@@ -114,9 +118,10 @@ class Journal:
             self.record.callbacks.append(callback)
             self.save()
 
-    def holds(self, key: tuple[str, str | None, str | None]) -> bool:
+    def holds(self, callback: Callback) -> bool:
+        """Whether the record has this callback already: the same endpoint and fields (the facts it reports)."""
         with self._lock:
-            return any(callback.key == key for callback in self.record.callbacks)
+            return any(c.endpoint == callback.endpoint and c.fields == callback.fields for c in self.record.callbacks)
 
     def undelivered(self) -> list[Callback]:
         with self._lock:
@@ -139,7 +144,7 @@ class Journal:
                 return problem
             self._said = problem
             ctx = self.ctx
-            if ctx is not None and ctx.pid is None:
+            if ctx is not None and ctx.server_started is None:
                 # No server yet: the run fails output_unwritable on the first problem and says why; no warning too.
                 ctx.unrecordable = ctx.unrecordable or problem
             else:
@@ -179,39 +184,67 @@ def plan_resume(record: Record, definition: Definition, alive: bool) -> Plan:
 
     When the recorded server is gone, its state of origin (the one that started it) is where the work resumes.
     """
-    history = record.history
-    current = record.state
-    starter = _last_index(history, lambda step: step.started_server)
-    stop_at: int | None
-    if record.outcome is Outcome.STOPPED:  # stopped after it was ready or while it failed: start its server again
-        if starter is None:
-            return Plan(definition.initial, frozenset())
-        stop_at = starter
-    elif current is None or not definition.has_state(current):
+    starter = _last_index(record.history, lambda step: step.started_server)
+    stop_at = _resume_index(record, definition, alive, starter)
+    if stop_at is None:
         return Plan(definition.initial, frozenset())
-    elif _finished(record, definition):
+    if stop_at == _NOTHING_LEFT:
+        return Plan(None, frozenset())
+    return _plan_from(record.history, stop_at, definition, alive and starter == stop_at)
+
+
+_NOTHING_LEFT = -1
+
+
+def _resume_index(record: Record, definition: Definition, alive: bool, starter: int | None) -> int | None:
+    """The history entry whose state a resumed run does again (len(history): the one after the last), None to start
+    over, or _NOTHING_LEFT."""
+    history, current, failure = record.history, record.state, record.failure
+    if record.outcome is Outcome.STOPPED:  # stopped after it was ready or while it failed: start its server again
+        return starter
+    if current is None or not definition.has_state(current):
+        return None
+    if _finished(record, definition):
         if alive or starter is None:
-            return Plan(None, frozenset())
-        stop_at = starter  # ready once, but the server is gone (the VM rebooted)
+            return _NOTHING_LEFT
+        return starter  # ready once, but the server is gone (the VM rebooted)
+    if failure is None and history and history[-1].outcome in (StepOutcome.OK, StepOutcome.SKIPPED):
+        stop_at: int | None = len(history)  # killed after a state finished and before the next began
     else:
-        failure = record.failure
         stop_at = _last_index(
             history,
             lambda step: failure is not None and step.state == failure.state and step.outcome is StepOutcome.FAILED,
         )
         if stop_at is None:  # interrupted: the state entered and never left
             stop_at = _last_index(history, lambda step: step.state == current and step.outcome is None)
-        if stop_at is None:
-            return Plan(definition.initial, frozenset())
-        if starter is not None and starter < stop_at and not alive:
-            stop_at = starter
+    if stop_at is not None and starter is not None and starter < stop_at and not alive:
+        stop_at = starter
+    return stop_at
+
+
+def _plan_from(history: list[Step], stop_at: int, definition: Definition, started_it: bool) -> Plan:
+    """Skip what finished before `stop_at`, except the process-local states; `started_it`: the entry at `stop_at`
+    was interrupted after it started the server that still runs, so that much of its work is done too."""
     completed = _completed(history[:stop_at], definition)
-    if alive and starter is not None and starter == stop_at and history[starter].outcome is None:
-        # Interrupted in the state that started the server, after it did: that much of its work is done.
-        completed.append(history[starter].state)
+    if started_it and history[stop_at].outcome is None:
+        completed.append(history[stop_at].state)
     rerun = [state for state in completed if definition.state(state).process_local]
-    start = rerun[0] if rerun else history[stop_at].state
+    if rerun:
+        start: str | None = rerun[0]
+    elif stop_at < len(history):
+        start = history[stop_at].state
+    else:
+        following = definition.transition(history[-1].state, OK) if history else None
+        start = following.dest if following is not None else None
+    if start is None or not definition.has_state(start):  # a record this definition cannot continue
+        return Plan(definition.initial, frozenset())
     return Plan(start, frozenset(completed) - set(rerun))
+
+
+def origin(record: Record) -> str | None:
+    """The state that started the recorded server, if the record says."""
+    starter = _last_index(record.history, lambda step: step.started_server)
+    return None if starter is None else record.history[starter].state
 
 
 def plan_adoption(record: Record, definition: Definition) -> Plan | None:
@@ -219,7 +252,7 @@ def plan_adoption(record: Record, definition: Definition) -> Plan | None:
     machine again, telling the platform as it goes, but pass through the states up to the one that started the server
     (except the process-local ones). None when the record does not say which state started it."""
     starter = _last_index(record.history, lambda step: step.started_server)
-    if starter is None:
+    if starter is None or not definition.has_state(record.history[starter].state):
         return None
     completed = [*_completed(record.history[:starter], definition), record.history[starter].state]
     skip = {state for state in completed if not definition.state(state).process_local}

@@ -78,6 +78,8 @@ class Runner:
                 continue
             pid_before = self.ctx.pid
             error = self._run_action(state)
+            if state.final and error is None:
+                self._flush_deferred()  # recorded pending before the state is recorded finished: never lost between
             self.journal.leave(
                 StepOutcome.FAILED if error else StepOutcome.OK, error, started_server=self.ctx.pid != pid_before
             )
@@ -85,7 +87,6 @@ class Runner:
                 # The server is on its way (or will not be): callbacks no longer compete with starting it.
                 self.reporter.release()
             if state.final and error is None:
-                self._flush_deferred()
                 return self._outcome(state)
             self._deferred.clear()
             if error is not None:

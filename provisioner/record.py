@@ -14,11 +14,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 SCHEMA = 2
 STOPPED_STATE = "stopped"  # the record's state after `provisioner stop`: an event on the run, not a machine state
 MASK = "***"
+URL_SETTINGS = ("start_url", "complete_url", "progress_url")
 
 
 class RecordError(ValueError):
@@ -74,7 +75,9 @@ def mask_url(url: str | None) -> str | None:
         return MASK
     netloc = f"[{host}]" if ":" in host else host
     netloc = (f"{MASK}@" if "@" in parts.netloc else "") + netloc + (f":{port}" if port is not None else "")
-    query = urlencode([(name, MASK) for name, _ in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
+    # A bare key (`?s3cr3t`) is as secret as a value.
+    pairs = [(name, MASK) if value else (MASK, "") for name, value in parse_qsl(parts.query, keep_blank_values=True)]
+    query = "&".join(f"{name}={value}" if value else name for name, value in pairs)
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
@@ -87,7 +90,7 @@ def url_secrets(url: str | None) -> list[str]:
         found = [parts.password or "", parts.username or ""]
     except ValueError:
         return []
-    found += [value for _, value in parse_qsl(parts.query, keep_blank_values=True)]
+    found += [value or name for name, value in parse_qsl(parts.query, keep_blank_values=True)]
     return [value for value in found if len(value) >= 4]  # shorter: would mask innocent text, and guesses nothing
 
 
@@ -143,10 +146,6 @@ class Callback:
         return self.fields.get("reason")
 
     @property
-    def key(self) -> tuple[str, str | None, str | None]:
-        return (self.endpoint, self.status, self.reason)
-
-    @property
     def delivered(self) -> bool:
         return self.delivery is Delivery.DELIVERED
 
@@ -184,7 +183,10 @@ class Record:
             "server": _plain(self.server),
             "port": self.port,
             "callbacks": [_plain(callback) for callback in self.callbacks],
-            "settings": self.settings,
+            # Masked here too: a schema 1 record read back holds the URLs whole.
+            "settings": {
+                name: mask_url(value) if name in URL_SETTINGS else value for name, value in self.settings.items()
+            },
             "definition": self.definition,
             "provisioner_pid": self.provisioner_pid,
             "updated": self.updated,

@@ -78,7 +78,7 @@ class Reporter:
         key: Secret | None = None,
         on_queue: Callable[[Callback], None] = lambda callback: None,
         on_done: Callable[[], object] | None = None,
-        seen: Callable[[tuple[str, str | None, str | None]], bool] = lambda key: False,
+        seen: Callable[[Callback], bool] = lambda callback: False,
         warm: bool = False,
     ) -> None:
         self.policy = policy
@@ -86,10 +86,12 @@ class Reporter:
         self.key = key  # signs every callback when there is a token to sign with
         self.on_queue = on_queue  # records a new callback, pending, before anything is tried
         self.on_done = on_done
-        # Whether the record already holds a platform callback (endpoint, status, reason): it is never sent twice.
+        # Whether the record already holds this platform callback (same endpoint and fields): never sent twice.
         self.seen = seen
         self.callbacks: list[Callback] = []  # what this process queued (new ones and ones an earlier run left)
         self._queues: dict[str, queue.Queue[tuple[str, Callback] | None]] = {}
+        # Settles each callback: a lane thread ending it and close() giving up on it never overwrite one another.
+        self._settle = threading.Lock()
         self._threads: list[threading.Thread] = []
         # Deliveries wait for release(): importing requests and tenacity (~200 ms of CPU) in a thread would slow
         # the main thread on its way to starting the server. Queued callbacks keep their order meanwhile.
@@ -111,7 +113,7 @@ class Reporter:
     def send(self, endpoint: str, url: str, fields: Mapping[str, str]) -> Callback | None:
         """Queue a new callback, recorded pending at once; None when the record already has it (sent once only)."""
         callback = Callback(endpoint, {name: self.redact(str(value)) for name, value in fields.items()})
-        if endpoint != PROGRESS and self.seen(callback.key):
+        if endpoint != PROGRESS and self.seen(callback):
             log.info("%s callback (%s) is already recorded; not sending it again", endpoint, callback.status)
             return None
         self.on_queue(callback)
@@ -132,10 +134,11 @@ class Reporter:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        for callback in self.callbacks:
-            if not callback.done.is_set():
-                callback.delivery = Delivery.UNDELIVERED
-                callback.error = callback.error or "not delivered before the callback deadline"
+        with self._settle:
+            for callback in self.callbacks:
+                if not callback.done.is_set():
+                    callback.delivery = Delivery.UNDELIVERED
+                    callback.error = callback.error or "not delivered before the callback deadline"
         return self.callbacks
 
     def _body(self, callback: Callback) -> tuple[bytes, dict[str, str]]:
@@ -166,13 +169,14 @@ class Reporter:
             session.headers["User-Agent"] = USER_AGENT
             while (item := lane.get()) is not None:
                 url, callback = item
+                delivered = False
                 try:
-                    self._deliver(session, url, callback)
+                    delivered = self._deliver(session, url, callback)
                 except Exception as exc:
                     callback.error = self.redact(f"{type(exc).__name__}: {exc}")
-                if not callback.delivered:
-                    callback.delivery = Delivery.UNDELIVERED
-                callback.done.set()
+                with self._settle:  # after close() gave up on it, what really happened still wins
+                    callback.delivery = Delivery.DELIVERED if delivered else Delivery.UNDELIVERED
+                    callback.done.set()
                 if self.on_done is not None:
                     self.on_done()
                 if not callback.delivered:
@@ -185,7 +189,8 @@ class Reporter:
                         callback.error,
                     )
 
-    def _deliver(self, session: requests.Session, url: str, callback: Callback) -> None:
+    def _deliver(self, session: requests.Session, url: str, callback: Callback) -> bool:
+        """Try to deliver `callback` under the policy; whether an answer was a 2xx."""
         import requests
         from tenacity import (
             RetryCallState,
@@ -201,6 +206,7 @@ class Reporter:
         policy = self.policy
         deadline = time.monotonic() + policy.deadline
         asked: list[float | None] = [None]  # Retry-After of the last answer, for the wait before the next try
+        answered: list[bool] = [False]  # a 2xx came
 
         def post(target: str) -> requests.Response:
             # Each try gets what is left of the deadline at most, so that the deadline holds.
@@ -233,7 +239,7 @@ class Reporter:
             if status >= 400 or status < 200:
                 callback.error = f"HTTP {status} (not retried)"
                 return
-            callback.delivery = Delivery.DELIVERED
+            answered[0] = True
             callback.error = None
 
         # 0.2 s doubling up to 5 s, plus up to 0.2 s of jitter; built from waits every tenacity since 8.3 has (9.2's
@@ -252,6 +258,7 @@ class Reporter:
         )
         with contextlib.suppress(RetryError):  # the last attempt's error is already recorded
             retrying(attempt)
+        return answered[0]
 
 
 class _NotFollowed(Exception):

@@ -23,9 +23,9 @@ from typing import Any
 
 from provisioner.context import log
 from provisioner.errors import LockedError, UsageError
-from provisioner.files import open_regular, read_regular, write_private
+from provisioner.files import READ_LIMIT, open_regular, read_regular, write_private
 from provisioner.record import Record, RecordError, mask_url
-from provisioner.settings import SETTING_PARSERS, Secret, Settings
+from provisioner.settings import SETTING_PARSERS, Secret
 
 STATE_FILE = "provisioner-state.json"
 TOKEN_FILE = "provisioner-token"  # noqa: S105 - a file name
@@ -133,15 +133,16 @@ class Store:
             return f"cannot keep the token for resume in {self.out}: {exc.strerror or exc}"
         return None
 
-    def save_endpoints(self, settings: Settings) -> str | None:
-        """Keep the callback URLs whose secrets the record masks (user information, query values), for resume;
-        None, or why they could not be kept. Without such URLs no file is left behind."""
-        urls = {name: url for name, url in settings.urls().items() if url and mask_url(url) != url}
+    def save_endpoints(self, given: Mapping[str, Any], *, only: bool = True) -> str | None:
+        """Keep the callback URLs (by setting name) whose secrets the record masks (user information, query values),
+        for resume; None, or why they could not be kept. `only`: these are the run's URLs, and without such URLs no
+        file is left behind."""
+        urls = {name: url for name, url in given.items() if isinstance(url, str) and url and mask_url(url) != url}
         path = self.out / ENDPOINTS_FILE
         try:
             if urls:
                 write_private(path, json.dumps(urls) + "\n")
-            else:
+            elif only:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
         except OSError as exc:
@@ -170,12 +171,15 @@ def _rewrite(path: Path, text: str) -> None:
     """Overwrite the existing regular file at `path` in place, if `text` fits in the room it already has on disk
     (see Store.save); otherwise ENOSPC, and the old file stays whole."""
     data = text.encode()
-    fd = open_regular(path, os.O_WRONLY)
+    fd = open_regular(path, os.O_RDWR)
     try:
         info = os.fstat(fd)
-        if len(data) > max(info.st_size, info.st_blocks * 512):
+        if len(data) > max(info.st_size, info.st_blocks * 512) or info.st_size > READ_LIMIT:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-        os.pwrite(fd, data, 0)
+        old = os.pread(fd, info.st_size, 0)
+        if os.pwrite(fd, data, 0) != len(data):  # a copy-on-write file system can run out of room even here
+            os.pwrite(fd, old, 0)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         os.ftruncate(fd, len(data))
         os.fsync(fd)
     finally:

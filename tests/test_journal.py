@@ -11,7 +11,7 @@ from typing import Any
 from provisioner.commands.common import load_definition
 from provisioner.context import RunContext
 from provisioner.journal import Journal, Plan, plan_adoption, plan_resume
-from provisioner.record import SCHEMA, Record, StepOutcome
+from provisioner.record import SCHEMA, Record, Server, StepOutcome
 from provisioner.settings import Settings
 
 DEFINITION = load_definition(None)
@@ -135,3 +135,44 @@ def test_a_repeated_run_adopting_a_live_server_goes_through_every_state_but_the_
 def test_a_record_that_does_not_say_which_state_started_the_server_cannot_be_adopted() -> None:
     record = recorded(state="ready", outcome="ready", history=[{"state": s, "outcome": "ok"} for s in FLOW])
     assert plan_adoption(record, DEFINITION) is None
+
+
+def test_a_run_killed_between_two_states_goes_on_with_the_next_and_keeps_its_server() -> None:
+    record = recorded(state="starting", history=history(*done(*FLOW[:5])))  # starting left ok; verifying not entered
+    assert plan_resume(record, DEFINITION, alive=True) == Plan(
+        "loading", frozenset({"idle", "validating", "port_check", "starting"})
+    )
+    assert "starting" not in plan_resume(record, DEFINITION, alive=False).skip  # its server is gone: start it again
+
+
+def test_a_run_killed_after_spawning_in_the_starting_state_does_not_start_another() -> None:
+    steps = [*history(*done(*FLOW[:4])), {"state": "starting", "outcome": None, "started_server": True}]
+    record = recorded(state="starting", history=steps)
+    assert "starting" in plan_resume(record, DEFINITION, alive=True).skip
+    assert "starting" not in plan_resume(record, DEFINITION, alive=False).skip
+
+
+def test_an_adopting_run_records_which_state_started_the_server_so_the_next_one_can_adopt_it(tmp_path: Path) -> None:
+    journal = Journal(None, origin="starting")
+    journal.record.server = Server(pid=4242, start_time=1, started="t")
+    ctx = RunContext(settings=Settings(home=tmp_path))
+    journal.begin(DEFINITION, ctx.settings, ctx)
+    for state in FLOW:
+        journal.enter(state)
+        journal.leave(StepOutcome.SKIPPED if state in ("port_check", "starting") else StepOutcome.OK)
+    assert [step.state for step in journal.record.history if step.started_server] == ["starting"]
+    assert plan_adoption(journal.record, DEFINITION) is not None
+    assert plan_resume(journal.record, DEFINITION, alive=False).start == "loading"  # rebooted: start it again
+
+
+def test_a_record_naming_states_this_definition_lacks_starts_over_instead_of_failing() -> None:
+    renamed = recorded(
+        state="port_check",
+        failure={"state": "teleporting", "reason": "port_in_use", "message": "m"},
+        history=[*history(*done("idle", "validating")), {"state": "teleporting", "outcome": "failed"}],
+    )
+    assert plan_resume(renamed, DEFINITION, alive=False) == Plan("idle", frozenset())
+    started_by_unknown = recorded(
+        state="ready", outcome="ready", history=[{"state": "beaming", "outcome": "ok", "started_server": True}]
+    )
+    assert plan_adoption(started_by_unknown, DEFINITION) is None

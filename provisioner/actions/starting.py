@@ -77,7 +77,11 @@ def run(ctx: RunContext) -> None:
         if ctx.settings.launcher == "systemd":
             ctx.pid = systemd.launch(ctx, argv)
             ctx.pid_start = server.start_time(ctx.pid)
-            ctx.record()
+            problem = ctx.record()
+            if problem is not None:  # systemd runs it at once: a unit no record names is stopped again
+                ctx.stop_unfinished_server()
+                ctx.pid = None
+                raise StepFailed("output_unwritable", problem)
         else:
             _spawn(ctx, argv, fd)
     except OSError as exc:

@@ -7,6 +7,7 @@ import stat
 
 from provisioner.context import RunContext, log
 from provisioner.errors import StepFailed
+from provisioner.settings import Secret
 
 REASONS = ("no_token", "output_unwritable")
 
@@ -19,16 +20,24 @@ def run(ctx: RunContext) -> None:
         raise StepFailed("output_unwritable", ctx.unrecordable)
 
 
-def check_token(ctx: RunContext) -> None:
-    token = ctx.settings.token
+def token_problem(token: Secret | None) -> str | None:
+    """Why `token` cannot be used, or None."""
     if token is None:
-        raise StepFailed("no_token", "no token given (TOKEN argument, --token-file or JUPYTER_TOKEN)")
+        return "no token given (TOKEN argument, --token-file or JUPYTER_TOKEN)"
     value = token.reveal()
     # The token goes into an HTTP header and a URL: it must be one word of printable ASCII.
     if not value.strip():
-        raise StepFailed("no_token", "the token is empty")
+        return "the token is empty"
     if any(not (ch.isascii() and ch.isprintable()) or ch.isspace() for ch in value):
-        raise StepFailed("no_token", "the token must be printable ASCII with no spaces or control characters")
+        return "the token must be printable ASCII with no spaces or control characters"
+    return None
+
+
+def check_token(ctx: RunContext) -> None:
+    problem = token_problem(ctx.settings.token)
+    if problem is not None:
+        raise StepFailed("no_token", problem)
+    value = ctx.settings.token.reveal() if ctx.settings.token is not None else ""
     if len(value) < 32:
         log.warning("warning: the token is %d characters long; 32 or more random characters are advised", len(value))
 

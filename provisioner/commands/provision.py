@@ -39,6 +39,7 @@ class Start:
     record: Record | None = None
     found: Record | None = None
     alive: bool = False
+    origin: str | None = None  # the state that started the server taken over, for a new record to say so
 
     @classmethod
     def afresh(cls, definition: Definition) -> Start:
@@ -56,7 +57,7 @@ def provision(
 ) -> int:
     """Run the machine as `start` says; the exit code is the outcome's (or Interrupted is raised)."""
     ctx = RunContext(settings=settings, unrecordable=unrecordable)
-    journal = Journal(store, start.record)
+    journal = Journal(store, start.record, start.origin)
     if start.found is not None:
         _restore(ctx, start.found, start.alive)
         if start.record is None and start.found.server is not None:

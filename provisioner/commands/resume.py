@@ -51,6 +51,7 @@ def resume(out: Path, states: Path | None, started: float, launcher: str | None 
             raise UsageError(
                 f"the recorded run is {name}'s but {out} is root's; start afresh: provisioner run --user {name}"
             )
+        store.save_endpoints(settings.urls(), only=False)  # a schema 1 record held them whole: written masked now
         alive = server_alive(previous)
         plan = plan_resume(previous, definition, alive)
         log.info("resuming %s", f"at {plan.start}" if plan.start else "a finished run: only undelivered callbacks")

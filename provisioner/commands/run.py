@@ -11,12 +11,13 @@ import hmac
 import os
 
 from provisioner import privsep, server
+from provisioner.actions.validating import token_problem
 from provisioner.commands.provision import Start, provision
 from provisioner.context import log
 from provisioner.definition import Definition
 from provisioner.envmodules import COMMAND_TIMEOUT
 from provisioner.errors import UsageError
-from provisioner.journal import plan_adoption, server_alive
+from provisioner.journal import origin, plan_adoption, server_alive
 from provisioner.record import Record
 from provisioner.settings import Settings
 from provisioner.store import Store
@@ -56,11 +57,15 @@ def run(settings: Settings, definition: Definition, started: float) -> int:
         start = Start.afresh(definition)
         previous = store.load()
         if previous is not None and server_alive(previous):
+            if token_problem(settings.token) is not None:
+                # This run fails on its token (validating) and sends its callback: it must neither take the live
+                # server down nor touch the record that is the only handle on it.
+                return provision(settings, definition, None, started, start)
             start = _adopt_or_replace(previous, settings, definition, store)
         unkept = None
         if settings.token is not None and settings.token.reveal():
             unkept = store.save_token(settings.token)
-        unkept = unkept or store.save_endpoints(settings)
+        unkept = unkept or store.save_endpoints(settings.urls())
         return provision(settings, definition, store, started, start, unrecordable=unkept)
     finally:
         store.unlock()
@@ -70,14 +75,11 @@ def _adopt_or_replace(previous: Record, settings: Settings, definition: Definiti
     recorded = previous.server
     assert recorded is not None, "server_alive() said there is one"
     where = f"pid {recorded.pid}, port {recorded.port}"
-    if settings.token is None or not settings.token.reveal():
-        # This run fails on its token (validating): it must not take down a working server, nor lose it.
-        return Start(Start.afresh(definition).plan, found=previous, alive=False)
     differences = differences_from(previous, settings, store)
     plan = None if differences else plan_adoption(previous, definition)
     if plan is not None:
         log.info("the server an earlier run started is up (%s) with these settings: adopting it", where)
-        return Start(plan, found=previous, alive=True)
+        return Start(plan, found=previous, alive=True, origin=origin(previous))
     why = ", ".join(differences) or "the record does not say which state started it"
     log.info("stopping the server an earlier run started (%s): %s", where, why)
     server.stop(recorded.pid, start_time=recorded.start_time, grace=STOP_GRACE, unit=recorded.unit, exe=recorded.exe)

@@ -37,6 +37,7 @@ def stop(out: Path, grace: float) -> int:
         with contextlib.suppress(OSError):  # a recorded address not of this machine: nothing to wait for
             while port is not None and not netinfo.port_free(ip, port) and time.monotonic() < deadline:
                 time.sleep(0.05)
+        store.save_endpoints(record.settings, only=False)  # a schema 1 record held them whole: written masked now
         Journal(store, record).stopped(started)
         print(f"stopped the server (pid {pid}); port {port} is free")
         return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from pathlib import Path
@@ -153,3 +154,23 @@ def test_callback_urls_with_credentials_are_masked_in_the_record_and_used_whole_
     assert received.path == "/complete?sig=KEY-0123456789"
     assert received.headers["Authorization"].startswith("Basic ")  # the credentials reached the endpoint
     assert [c["delivery"] for c in json.loads(dump)["callbacks"]] == ["delivered"]
+
+
+def test_resume_after_a_reboot_tells_the_platform_about_the_new_server_last(
+    module_tree: Path, callbacks: CallbackServer, reap: Path
+) -> None:
+    callbacks.script["/complete"] = [404, 200]  # the completion about the first server is not taken
+    env = cli_env(reap, module_tree, JUPYTER_TOKEN=TOKEN)
+    assert run_cli(["run", "--port", "auto", "--complete-url", callbacks.url("/complete")], env).returncode == 0
+    [first] = jupyter_pids(reap)
+    os.killpg(first, signal.SIGKILL)  # the VM rebooted
+    while jupyter_pids(reap):
+        time.sleep(0.05)
+
+    resumed = run_cli(["resume"], cli_env(reap, module_tree))
+    assert resumed.returncode == 0, resumed.stderr
+    [second] = jupyter_pids(reap)
+    told = [(f["status"], f["pid"]) for f in callbacks.forms("/complete")]
+    # The one left undelivered goes first, in order; the platform's last word is about the server that runs.
+    assert told == [("init_completed", str(first)), ("init_completed", str(first)), ("init_completed", str(second))]
+    assert [c["delivery"] for c in read_state(reap)["callbacks"]] == ["delivered", "delivered"]

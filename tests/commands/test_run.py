@@ -77,6 +77,10 @@ def test_run_again_while_the_server_is_up_adopts_it_and_tells_the_platform(
     assert outcomes["verifying"] == outcomes["ready"] == "ok"  # the live server answered with the token again
     assert {c["delivery"] for c in state["callbacks"]} == {"delivered"}
 
+    third = run_cli(["run", "--port", "auto", *urls(callbacks)], env)  # the adopting run's record is adoptable too
+    assert third.returncode == 0, third.stderr
+    assert "adopting it" in third.stderr and jupyter_pids(reap) == [pid]
+
 
 def test_run_with_another_port_stops_the_recorded_server_and_starts_one_on_that_port(
     module_tree: Path, callbacks: CallbackServer, reap: Path
@@ -117,11 +121,15 @@ def test_a_run_that_fails_on_its_token_keeps_the_live_server_in_the_record(
     env = cli_env(reap, module_tree, JUPYTER_TOKEN=TOKEN)
     assert run_cli(["run", "--port", "auto", *urls(callbacks)], env).returncode == 0
     [pid] = jupyter_pids(reap)
-    env.pop("JUPYTER_TOKEN")
-    failed = run_cli(["run", "--port", "auto", *urls(callbacks)], env)
-    assert failed.returncode == 10
-    assert jupyter_pids(reap) == [pid]  # a bad invocation does not take a working server down
-    assert read_state(reap)["server"]["pid"] == pid
+    before = read_state(reap)
+    for bad in ({}, {"JUPYTER_TOKEN": "two words"}, {"JUPYTER_TOKEN": "   "}):
+        failed = run_cli(["run", "--port", "auto", *urls(callbacks)], {**cli_env(reap, module_tree), **bad})
+        assert failed.returncode == 10, failed.stderr
+        assert jupyter_pids(reap) == [pid]  # a bad invocation does not take a working server down
+        assert read_state(reap) == before  # nor touches the record that is the only handle on it
+    assert statuses(callbacks, "/start")[-3:] == ["failed/no_token"] * 3
+    assert run_cli(["resume"], cli_env(reap, module_tree)).returncode == 0
+    assert jupyter_pids(reap) == [pid]
     stopped = run_cli(["stop"], cli_env(reap))
     assert f"stopped the server (pid {pid})" in stopped.stdout
     assert jupyter_pids(reap) == []
