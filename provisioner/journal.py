@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from provisioner import server
 from provisioner.context import RunContext, log
-from provisioner.definition import OK, Definition
+from provisioner.definition import Definition
 from provisioner.errors import StepFailed
 from provisioner.record import (
     STOPPED_STATE,
@@ -234,8 +234,9 @@ def _plan_from(history: list[Step], stop_at: int, definition: Definition, starte
     elif stop_at < len(history):
         start = history[stop_at].state
     else:
-        following = definition.transition(history[-1].state, OK) if history else None
-        start = following.dest if following is not None else None
+        # From the state that finished last, passed through again: the callbacks of the transition out of it may
+        # not have been queued when the run was killed (the seen ones are not sent twice).
+        start = history[-1].state if history else None
     if start is None or not definition.has_state(start):  # a record this definition cannot continue
         return Plan(definition.initial, frozenset())
     return Plan(start, frozenset(completed) - set(rerun))

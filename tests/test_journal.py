@@ -142,6 +142,9 @@ def test_a_run_killed_between_two_states_goes_on_with_the_next_and_keeps_its_ser
     assert plan_resume(record, DEFINITION, alive=True) == Plan(
         "loading", frozenset({"idle", "validating", "port_check", "starting"})
     )
+    between = recorded(state="validating", history=history(*done("idle", "validating")))
+    # init_started is sent on the way out of validating: passing through it again sends it if it was not queued.
+    assert plan_resume(between, DEFINITION, alive=False) == Plan("validating", frozenset({"idle", "validating"}))
     assert "starting" not in plan_resume(record, DEFINITION, alive=False).skip  # its server is gone: start it again
 
 
