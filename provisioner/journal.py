@@ -190,7 +190,7 @@ def plan_resume(record: Record, definition: Definition, alive: bool) -> Plan:
         return Plan(definition.initial, frozenset())
     if stop_at == _NOTHING_LEFT:
         return Plan(None, frozenset())
-    return _plan_from(record.history, stop_at, definition, alive and starter == stop_at)
+    return _plan_from(record.history, stop_at, definition, alive and starter == stop_at, alive)
 
 
 _NOTHING_LEFT = -1
@@ -222,10 +222,13 @@ def _resume_index(record: Record, definition: Definition, alive: bool, starter: 
     return stop_at
 
 
-def _plan_from(history: list[Step], stop_at: int, definition: Definition, started_it: bool) -> Plan:
+def _plan_from(history: list[Step], stop_at: int, definition: Definition, started_it: bool, alive: bool) -> Plan:
     """Skip what finished before `stop_at`, except the process-local states; `started_it`: the entry at `stop_at`
     was interrupted after it started the server that still runs, so that much of its work is done too."""
-    completed = _completed(history[:stop_at], definition)
+    starts = [index for index in range(stop_at + 1) if index < len(history) and history[index].started_server]
+    # With no server alive, what was done from the first start on (starting, verifying...) was about a server that
+    # is gone: only what came before it counts as done.
+    completed = _completed(history[: min(starts) if starts and not alive else stop_at], definition)
     if started_it and history[stop_at].outcome is None:
         completed.append(history[stop_at].state)
     rerun = [state for state in completed if definition.state(state).process_local]

@@ -185,7 +185,8 @@ class Record:
             "callbacks": [_plain(callback) for callback in self.callbacks],
             # Masked here too: a schema 1 record read back holds the URLs whole.
             "settings": {
-                name: mask_url(value) if name in URL_SETTINGS else value for name, value in self.settings.items()
+                name: mask_url(value) if name in URL_SETTINGS and isinstance(value, str) else value
+                for name, value in self.settings.items()
             },
             "definition": self.definition,
             "provisioner_pid": self.provisioner_pid,

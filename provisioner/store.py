@@ -104,7 +104,11 @@ class Store:
             log.warning("warning: ignoring %s: %s", self.path, problem)
             return
         aside = self.path.with_name(f"{STATE_FILE}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}")
-        os.replace(self.path, aside)
+        try:
+            os.replace(self.path, aside)
+        except OSError as exc:
+            log.warning("warning: ignoring %s: %s; cannot move it aside: %s", self.path, problem, exc.strerror or exc)
+            return
         log.warning("warning: %s: %s; moved it to %s and started a new one", self.path, problem, aside.name)
 
     def save(self, record: Record) -> str | None:
@@ -155,7 +159,7 @@ class Store:
             kept = json.loads(read_regular(self.out / ENDPOINTS_FILE, TOKEN_LIMIT))
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             log.warning("warning: cannot read the kept callback URLs in %s: %s", self.out, exc)
             return {}
         if type(kept) is not dict:

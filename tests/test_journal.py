@@ -179,3 +179,18 @@ def test_a_record_naming_states_this_definition_lacks_starts_over_instead_of_fai
         state="ready", outcome="ready", history=[{"state": "beaming", "outcome": "ok", "started_server": True}]
     )
     assert plan_adoption(started_by_unknown, DEFINITION) is None
+
+
+def test_a_server_lost_a_second_time_is_started_and_verified_again() -> None:
+    """Stopped (or rebooted) twice: what was done after the first server started is about a server that is gone."""
+    first = [*history(*done(*FLOW)), {"state": "stopped", "outcome": "ok"}]
+    second = [
+        {"state": "loading", "outcome": "ok"},
+        {"state": "port_check", "outcome": "ok"},
+        {"state": "starting", "outcome": "ok", "started_server": True},
+        *[{"state": state, "outcome": "ok"} for state in ("verifying", "ready")],
+        {"state": "stopped", "outcome": "ok"},
+    ]
+    record = recorded(state="stopped", outcome="stopped", history=first + second)
+    plan = plan_resume(record, DEFINITION, alive=False)
+    assert "starting" not in plan.skip and "verifying" not in plan.skip

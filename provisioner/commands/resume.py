@@ -54,6 +54,11 @@ def resume(out: Path, states: Path | None, started: float, launcher: str | None 
         store.save_endpoints(settings.urls(), only=False)  # a schema 1 record held them whole: written masked now
         alive = server_alive(previous)
         plan = plan_resume(previous, definition, alive)
+        if alive and plan.start == definition.initial and not plan.skip:
+            # Starting over would start a second server beside the one the record names.
+            raise UsageError(
+                "the recorded run cannot be continued while its server runs; stop it first: provisioner stop"
+            )
         log.info("resuming %s", f"at {plan.start}" if plan.start else "a finished run: only undelivered callbacks")
         return provision(
             settings, definition, store, started, Start(plan, record=previous, found=previous, alive=alive)
