@@ -16,6 +16,7 @@ from provisioner import server
 from provisioner.context import RunContext, log
 from provisioner.definition import Definition
 from provisioner.errors import StepFailed
+from provisioner.output import redact
 from provisioner.record import (
     STOPPED_STATE,
     Callback,
@@ -76,8 +77,10 @@ class Journal:
             step.left, step.outcome = now(), outcome
             step.duration = round(time.monotonic() - self._entered_at, 3)
             if error is not None:
-                step.reason, step.error = error.reason, error.message
-                self.record.failure = Failure(step.state, error.reason, error.message)
+                # A message may quote jupyter.log, which the account's own configuration can make print the token.
+                message = redact(error.message)
+                step.reason, step.error = error.reason, message
+                self.record.failure = Failure(step.state, error.reason, message)
             adopted = outcome is StepOutcome.SKIPPED and step.state == self.origin and self.record.server is not None
             step.started_server = step.started_server or started_server or adopted
             self.save()

@@ -194,3 +194,18 @@ def test_a_server_lost_a_second_time_is_started_and_verified_again() -> None:
     record = recorded(state="stopped", outcome="stopped", history=first + second)
     plan = plan_resume(record, DEFINITION, alive=False)
     assert "starting" not in plan.skip and "verifying" not in plan.skip
+
+
+def test_a_failure_message_quoting_the_token_is_recorded_without_it(tmp_path: Path) -> None:
+    from provisioner.errors import StepFailed
+    from provisioner.output import redact
+    from provisioner.settings import Secret
+
+    redact.add(Secret("tok-recorded-nowhere-0123456789"))
+    journal = Journal(None)
+    ctx = RunContext(settings=Settings(home=tmp_path))
+    journal.begin(DEFINITION, ctx.settings, ctx)
+    journal.enter("verifying")
+    journal.leave(StepOutcome.FAILED, StepFailed("failed_to_start", "log: token tok-recorded-nowhere-0123456789"))
+    assert "tok-recorded-nowhere" not in json.dumps(journal.record.to_json())
+    assert journal.record.failure is not None and journal.record.failure.message == "log: token ***"
