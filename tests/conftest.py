@@ -107,6 +107,16 @@ def _handler(owner: list[CallbackServer]) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def statuses(callbacks: CallbackServer, path: str) -> list[str]:
+    """The callbacks `path` received, as status or status/reason."""
+    return [form["status"] + (f"/{form['reason']}" if "reason" in form else "") for form in callbacks.forms(path)]
+
+
+def urls(callbacks: CallbackServer) -> list[str]:
+    """The START and COMPLETE options pointing at `callbacks`."""
+    return ["--start-url", callbacks.url("/start"), "--complete-url", callbacks.url("/complete")]
+
+
 @contextlib.contextmanager
 def serving(port: int = 0) -> Iterator[CallbackServer]:
     owner: list[CallbackServer] = []

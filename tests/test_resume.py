@@ -18,15 +18,9 @@ from tests.conftest import (
     run_cli,
     serving,
     start_cli,
+    statuses,
+    urls,
 )
-
-
-def statuses(callbacks: CallbackServer, path: str) -> list[str]:
-    return [form["status"] + (f"/{form['reason']}" if "reason" in form else "") for form in callbacks.forms(path)]
-
-
-def urls(callbacks: CallbackServer) -> list[str]:
-    return ["--start-url", callbacks.url("/start"), "--complete-url", callbacks.url("/complete")]
 
 
 def test_a_port_freed_after_port_in_use_is_taken_on_resume(

@@ -25,15 +25,9 @@ from tests.conftest import (
     read_state,
     run_cli,
     start_cli,
+    statuses,
+    urls,
 )
-
-
-def statuses(callbacks: CallbackServer, path: str) -> list[str]:
-    return [form["status"] + (f"/{form['reason']}" if "reason" in form else "") for form in callbacks.forms(path)]
-
-
-def urls(callbacks: CallbackServer) -> list[str]:
-    return ["--start-url", callbacks.url("/start"), "--complete-url", callbacks.url("/complete")]
 
 
 def answers(port: int, token: str) -> int:
