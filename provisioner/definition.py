@@ -1,12 +1,14 @@
 """states.toml -> a validated, frozen Definition.
 
-Every problem in a definition is collected as `path: message` and raised together in one ConfigError, so a user
-fixes a definition in one pass. Nothing past this module sees the raw TOML.
+Every problem in a definition is collected as a Problem (where, what) and raised together in one ConfigError, so a
+user fixes a definition in one pass. Nothing past this module sees the raw TOML. Only the file's shape is judged
+here, never this machine: a definition that `provisioner check` passes on one machine passes on every machine.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import sys
 from collections.abc import Callable, Mapping
@@ -16,7 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from provisioner import files
-from provisioner.errors import RESERVED_EXIT_CODES, ConfigError, ProvisionError
+from provisioner.errors import RESERVED_EXIT_CODES, ConfigError, Problem
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -74,9 +76,9 @@ class TransitionDef:
 
 @dataclass(frozen=True)
 class CallbackPolicy:
-    timeout: float = 5.0
-    attempts: int = 6
-    deadline: float = 30.0
+    timeout: float
+    attempts: int
+    deadline: float
 
 
 @dataclass(frozen=True)
@@ -118,31 +120,60 @@ class Definition:
 
 
 # What the loader needs to know about the code: which actions exist and which reasons each can fail with, and which
-# settings may be given defaults here, with the parser that checks each. Passed in so that this module imports neither.
+# settings may be given defaults here, with the check of each one's shape (raising ValueError with the reason).
+# Passed in so that this module imports neither.
 ActionReasons = Mapping[str, tuple[str, ...]]
-SettingParsers = Mapping[str, Callable[[object, str], Any]]
+SettingChecks = Mapping[str, Callable[[object], object]]
 
 
-def load(path: Path, actions: ActionReasons, setting_parsers: SettingParsers, *, name: str | None = None) -> Definition:
+@dataclass(frozen=True)
+class Bounds:
+    """Where a number of a definition must lie: finite (no inf, no nan), as tenacity and a socket timeout need,
+    and far beyond any sane policy (a day, a thousand tries), so that no sum or backoff overflows."""
+
+    least: float
+    most: float
+    least_allowed: bool  # whether `least` itself is allowed
+
+    def hold(self, value: float) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        above = self.least <= value if self.least_allowed else self.least < value
+        return above and value <= self.most  # an int is compared as it is: 10**400 is no float
+
+    def __str__(self) -> str:
+        if self.least_allowed:
+            return f"from {self.least:g} to {self.most:g}"
+        return f"more than {self.least:g} and at most {self.most:g}"
+
+
+DAY = 86400.0
+DURATION = Bounds(0, DAY, least_allowed=False)  # a timeout or a deadline: seconds, never none
+PAUSE = Bounds(0, DAY, least_allowed=True)  # a wait between tries: may be none
+BACKOFF = Bounds(1, 100, least_allowed=True)  # the factor each wait grows by
+MAX_ATTEMPTS = 1000
+
+
+def load(path: Path, actions: ActionReasons, setting_checks: SettingChecks, *, name: str | None = None) -> Definition:
     """Read and validate a definition file; raise ConfigError listing every problem."""
     label = name or str(path)
     try:
         raw = files.read_regular(path, follow=True)  # a FIFO or /dev/zero is an error, not a hang
     except OSError as exc:
-        raise ConfigError(label, [f"cannot read: {exc.strerror or exc}"]) from None
+        raise ConfigError(label, [Problem("", f"cannot read: {exc.strerror or exc}")]) from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(label, [f"not valid TOML: {exc}"]) from None
+        raise ConfigError(label, [Problem("", f"not valid TOML: {exc}")]) from None
     except RecursionError:
-        raise ConfigError(label, ["not valid TOML: nested deeper than any definition"]) from None
-    return parse(data, actions, setting_parsers, source=label, digest=hashlib.sha256(raw).hexdigest())
+        raise ConfigError(label, [Problem("", "not valid TOML: nested deeper than any definition")]) from None
+    return parse(data, actions, setting_checks, source=label, digest=hashlib.sha256(raw).hexdigest())
 
 
 def parse(
-    data: Mapping[str, Any], actions: ActionReasons, setting_parsers: SettingParsers, *, source: str, digest: str = ""
+    data: Mapping[str, Any], actions: ActionReasons, setting_checks: SettingChecks, *, source: str, digest: str = ""
 ) -> Definition:
-    checker = _Checker(actions, setting_parsers)
+    checker = _Checker(actions, setting_checks)
     definition = checker.build(data, source, digest)
     if checker.problems or definition is None:
         raise ConfigError(source, checker.problems)
@@ -152,13 +183,14 @@ def parse(
 class _Checker:
     """Builds a Definition while collecting every problem instead of stopping at the first."""
 
-    def __init__(self, actions: ActionReasons, setting_parsers: SettingParsers) -> None:
+    def __init__(self, actions: ActionReasons, setting_checks: SettingChecks) -> None:
         self.actions = actions
-        self.setting_parsers = setting_parsers
-        self.problems: list[str] = []
+        self.setting_checks = setting_checks
+        self.problems: list[Problem] = []
+        self.index: dict[str, int] = {}  # each state's place in the file's [[states]], for the problems' paths
 
     def problem(self, path: str, message: str) -> None:
-        self.problems.append(f"{path}: {message}")
+        self.problems.append(Problem(path, message))
 
     def unknown_keys(self, table: Mapping[str, Any], allowed: set[str], path: str) -> None:
         for key in table:
@@ -177,7 +209,29 @@ class _Checker:
         if not isinstance(value, kinds):
             self.problem(path, f"must be {_kind_name(kinds)}")
             return default
-        return float(value) if float in kinds and isinstance(value, int) and not isinstance(value, bool) else value
+        return value
+
+    def number(self, table: Mapping[str, Any], key: str, path: str, default: float | None, bounds: Bounds) -> float:
+        """A finite number within `bounds`, as tenacity and a socket timeout need."""
+        value = self.typed(table, key, (int, float), path, default)
+        if value is None:
+            self.problem(path, "is required")
+            return bounds.least
+        if not bounds.hold(value):
+            self.problem(path, f"must be {bounds}")
+            return bounds.least
+        return float(value)
+
+    def count(self, table: Mapping[str, Any], key: str, path: str, default: int | None) -> int:
+        """A number of attempts, from 1 to MAX_ATTEMPTS."""
+        value = self.typed(table, key, int, path, default)
+        if value is None:
+            self.problem(path, "is required")
+            return 1
+        if not 1 <= value <= MAX_ATTEMPTS:
+            self.problem(path, f"must be from 1 to {MAX_ATTEMPTS}")
+            return 1
+        return int(value)
 
     def build(self, data: Mapping[str, Any], source: str, digest: str) -> Definition | None:
         self.unknown_keys(data, {"schema", "initial", "settings", "callbacks", "reasons", "states", "transitions"}, "")
@@ -192,7 +246,7 @@ class _Checker:
             self.problem("initial", f"{initial!r} is not a declared state")
         transitions = self.transitions(data.get("transitions"), names, reasons)
         settings = self.settings(data.get("settings", {}))
-        callbacks = self.callbacks(data.get("callbacks", {}))
+        callbacks = self.callbacks(data.get("callbacks"))
         by_name = {state.name: state for state in states}
         self.flow(by_name, transitions, initial)
         if self.problems:
@@ -251,6 +305,7 @@ class _Checker:
             if name in names:
                 self.problem(f"{path}.name", f"state {name!r} is declared twice")
             names.add(name)
+            self.index.setdefault(name, index)
             action = self.typed(item, "action", str, f"{path}.action", None)
             if action is not None and action not in self.actions:
                 known = ", ".join(sorted(self.actions))
@@ -277,26 +332,20 @@ class _Checker:
         self.unknown_keys(table, {"on", "attempts", "wait", "backoff", "max_wait", "deadline"}, path)
         on = self.typed(table, "on", list, f"{path}.on", [])
         for reason in on:
-            if reason not in reasons:
+            if not isinstance(reason, str) or reason not in reasons:
                 self.problem(f"{path}.on", f"{reason!r} is not a declared reason")
         if not on:
             self.problem(f"{path}.on", "must name at least one reason to retry on")
-        attempts = self.typed(table, "attempts", int, f"{path}.attempts", 1)
-        wait = self.typed(table, "wait", (int, float), f"{path}.wait", 0.0)
-        backoff = self.typed(table, "backoff", (int, float), f"{path}.backoff", 1.0)
-        max_wait = self.typed(table, "max_wait", (int, float), f"{path}.max_wait", wait)
-        deadline = self.typed(table, "deadline", (int, float), f"{path}.deadline", 0.0)
-        if attempts < 1:
-            self.problem(f"{path}.attempts", "must be >= 1")
-        if wait < 0:
-            self.problem(f"{path}.wait", "must be >= 0")
-        if backoff < 1:
-            self.problem(f"{path}.backoff", "must be >= 1")
+        # Without wait, backoff and max_wait, tries follow each other at once: a retry that needs no pause.
+        attempts = self.count(table, "attempts", f"{path}.attempts", None)
+        wait = self.number(table, "wait", f"{path}.wait", 0, PAUSE)
+        backoff = self.number(table, "backoff", f"{path}.backoff", 1, BACKOFF)
+        max_wait = self.number(table, "max_wait", f"{path}.max_wait", wait, PAUSE)
+        deadline = self.number(table, "deadline", f"{path}.deadline", None, DURATION)
         if max_wait < wait:
             self.problem(f"{path}.max_wait", "must be >= wait")
-        if deadline <= 0:
-            self.problem(f"{path}.deadline", "must be > 0")
-        return RetryPolicy(frozenset(on), attempts, float(wait), float(backoff), float(max_wait), float(deadline))
+        names = frozenset(reason for reason in on if isinstance(reason, str))
+        return RetryPolicy(names, attempts, wait, backoff, max_wait, deadline)
 
     def transitions(self, items: Any, names: set[str], reasons: Mapping[str, int]) -> list[TransitionDef]:
         if not isinstance(items, list) or not items:
@@ -361,35 +410,32 @@ class _Checker:
             return {}
         settings: dict[str, Any] = {}
         for key, value in table.items():
-            if key not in self.setting_parsers:
-                self.problem(f"settings.{key}", f"unknown setting (known: {', '.join(sorted(self.setting_parsers))})")
+            if key not in self.setting_checks:
+                self.problem(f"settings.{key}", f"unknown setting (known: {', '.join(sorted(self.setting_checks))})")
                 continue
             try:
-                self.setting_parsers[key](value, f"settings.{key}")
-            except ProvisionError as exc:  # the parser's message starts with the path it was given
-                self.problems.append(exc.message)
+                self.setting_checks[key](value)
+            except ValueError as exc:
+                self.problem(f"settings.{key}", str(exc))
                 continue
             settings[key] = value
         return settings
 
     def callbacks(self, table: Any) -> CallbackPolicy:
+        """The delivery policy of every callback: the definition's own, so every key is required."""
         if not isinstance(table, dict):
-            self.problem("callbacks", "must be a table")
-            return CallbackPolicy()
+            self.problem("callbacks", "must be a table with timeout, attempts and deadline")
+            return CallbackPolicy(DURATION.most, 1, DURATION.most)  # never used: the definition is refused
         self.unknown_keys(table, {"timeout", "attempts", "deadline"}, "callbacks")
-        defaults = CallbackPolicy()
-        timeout = self.typed(table, "timeout", (int, float), "callbacks.timeout", defaults.timeout)
-        attempts = self.typed(table, "attempts", int, "callbacks.attempts", defaults.attempts)
-        deadline = self.typed(table, "deadline", (int, float), "callbacks.deadline", defaults.deadline)
-        for key, value, least in (("timeout", timeout, 0), ("deadline", deadline, 0), ("attempts", attempts, 0)):
-            if value <= least:
-                self.problem(f"callbacks.{key}", f"must be > {least}")
-        return CallbackPolicy(float(timeout), attempts, float(deadline))
+        timeout = self.number(table, "timeout", "callbacks.timeout", None, DURATION)
+        attempts = self.count(table, "attempts", "callbacks.attempts", None)
+        deadline = self.number(table, "deadline", "callbacks.deadline", None, DURATION)
+        return CallbackPolicy(timeout, attempts, deadline)
 
     def flow(self, states: Mapping[str, StateDef], transitions: list[TransitionDef], initial: str) -> None:
         """Check that the machine can run: every step has a way forward and every failure a way out."""
-        for index, state in enumerate(states.values()):
-            path = f"states[{index}]"
+        for state in states.values():
+            path = f"states[{self.index[state.name]}]"
             has_ok = any(t.trigger == OK and state.name in t.sources for t in transitions)
             if state.final and has_ok:
                 self.problem(path, f"final state {state.name!r} has an {OK!r} transition")
@@ -411,9 +457,9 @@ class _Checker:
                 if current in transition.sources and transition.dest not in reached:
                     reached.add(transition.dest)
                     frontier.append(transition.dest)
-        for index, name in enumerate(states):
+        for name in states:
             if name not in reached:
-                self.problem(f"states[{index}]", f"state {name!r} cannot be reached from {initial!r}")
+                self.problem(f"states[{self.index[name]}]", f"state {name!r} cannot be reached from {initial!r}")
 
 
 def _kind_name(kinds: tuple[type, ...]) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 EXIT_INTERNAL = 1
 EXIT_USAGE = 2
@@ -38,15 +39,26 @@ class UsageError(ProvisionError):
     exit_code = EXIT_USAGE
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a definition: where (`states[3].retry.wait`; empty for the file as a whole) and what."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
 class ConfigError(ProvisionError):
-    """The definition is invalid; `problems` lists each as `path: message`."""
+    """The definition is invalid; `problems` holds every problem found, in the order of the file."""
 
     exit_code = EXIT_CONFIG
 
-    def __init__(self, source: str, problems: Sequence[str]) -> None:
+    def __init__(self, source: str, problems: Sequence[Problem]) -> None:
         self.source = source
         self.problems = tuple(problems)
-        super().__init__(f"{source}: {len(self.problems)} problem(s): " + "; ".join(self.problems))
+        super().__init__(f"{source}: {len(self.problems)} problem(s): " + "; ".join(map(str, self.problems)))
 
 
 class LockedError(ProvisionError):

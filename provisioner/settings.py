@@ -6,6 +6,7 @@ Every value is checked where it enters, with the name the user gave it (`--port`
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import pwd
@@ -116,66 +117,128 @@ class Settings:
         }
 
 
-def parse_port(value: object, source: str) -> int | None:
+class BadValue(ValueError):
+    """A value a setting cannot take. The message says why; whoever catches it names where the value came from."""
+
+
+def _shown(value: object) -> str:
+    """A value, quoted for a message: short, since a mistyped command line may hold the token in the wrong place."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:36] + "...'"
+
+
+def parse_port(value: object) -> int | None:
     if isinstance(value, str) and value.strip().lower() == "auto":
         return None
     try:
         port = int(str(value).strip()) if not isinstance(value, bool) else -1
     except ValueError:
-        raise UsageError(f"{source}: {value!r} is not a port number (1-65535 or 'auto')") from None
+        raise BadValue(f"{_shown(value)} is not a port number (1-65535 or 'auto')") from None
     if not 1 <= port <= 65535:
-        raise UsageError(f"{source}: {value!r} is out of range (1-65535 or 'auto')")
+        raise BadValue(f"{_shown(value)} is out of range (1-65535 or 'auto')")
     return port
 
 
-def parse_ip(value: object, source: str) -> str:
-    text = str(value).strip()
+def parse_ip(value: object) -> str:
     try:
-        return str(ipaddress.ip_address(text))
+        return str(ipaddress.ip_address(str(value).strip()))
     except ValueError:
-        raise UsageError(f"{source}: {value!r} is not an IP address") from None
+        raise BadValue(f"{_shown(value)} is not an IP address") from None
 
 
-def parse_timeout(value: object, source: str) -> float:
+def parse_timeout(value: object) -> float:
     try:
         timeout = float(str(value).strip())
     except ValueError:
-        raise UsageError(f"{source}: {value!r} is not a number of seconds") from None
-    if not 0 < timeout < 86400:
-        raise UsageError(f"{source}: {value!r} must be more than 0 and less than a day")
+        raise BadValue(f"{_shown(value)} is not a number of seconds") from None
+    if not 0 < timeout < DAY:  # nan and inf are not either
+        raise BadValue(f"{_shown(value)} must be more than 0 and less than a day")
     return timeout
 
 
-def parse_base_url(value: object, source: str) -> str:
+def parse_base_url(value: object) -> str:
     """A URL path for a server behind a reverse proxy, as Jupyter wants it: /like/this/."""
     text = str(value).strip()
     if any(ch.isspace() or not ch.isprintable() or ch in "?#%" for ch in text) or "://" in text:
-        raise UsageError(f"{source}: a base URL is a path like /user/alice/ (no host, query or spaces)")
+        raise BadValue("a base URL is a path like /user/alice/ (no host, query or spaces)")
     return "/" + "/".join(part for part in text.split("/") if part) + ("/" if text.strip("/") else "")
 
 
-def parse_idle_timeout(value: object, source: str) -> int:
+def parse_idle_timeout(value: object) -> int:
     try:
-        seconds = int(str(value).strip())
+        seconds = int(str(value).strip()) if not isinstance(value, bool) else -1
     except ValueError:
-        raise UsageError(f"{source}: {value!r} is not a whole number of seconds (0: never)") from None
-    if seconds < 0:
-        raise UsageError(f"{source}: {value!r} must be 0 (never) or more")
+        raise BadValue(f"{_shown(value)} is not a whole number of seconds (0: never)") from None
+    if not 0 <= seconds <= YEAR:
+        raise BadValue(f"{_shown(value)} must be 0 (never) or up to a year ({YEAR})")
     return seconds
 
 
 LAUNCHERS = ("process", "systemd")
 
 
-def parse_launcher(value: object, source: str) -> str:
+def parse_launcher(value: object) -> str:
     text = str(value).strip()
     if text not in LAUNCHERS:
-        raise UsageError(f"{source}: must be one of {', '.join(LAUNCHERS)}")
+        raise BadValue(f"must be one of {', '.join(LAUNCHERS)}")
     return text
 
 
-def parse_directory(value: object, source: str) -> Path | None:
-    path = parse_path(value, source)
+def parse_url(value: object) -> str | None:
+    """A callback URL: http or https with a host; empty means no callback (the old script's behaviour)."""
+    text = str(value)
+    if not text.strip():
+        return None
+    # Never echo the URL: a mistyped argument could be the token in the wrong place.
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # an unclosed [ of an IPv6 address
+        raise BadValue("not an http or https URL with a host") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(ch.isspace() for ch in text):
+        raise BadValue("not an http or https URL with a host")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        raise BadValue("the URL's port is not a number from 0 to 65535") from None
+    return text
+
+
+def parse_module(value: object) -> str:
+    text = str(value).strip()
+    if any(ch.isspace() or not ch.isprintable() for ch in text):
+        raise BadValue("a module name has no spaces or control characters")
+    return text
+
+
+def parse_path(value: object) -> str | None:
+    """A path as given (`~` is expanded by locate_path, on the machine that runs); empty means none."""
+    text = str(value)
+    if not text.strip():
+        return None
+    if "\0" in text:
+        raise BadValue("not a path")
+    return text
+
+
+def parse_user(value: object) -> str:
+    """An account's name, as the system's tools accept one; whether it exists is for the machine that runs."""
+    name = str(value).strip()
+    if not name or name.startswith("-") or any(ch.isspace() or not ch.isprintable() or ch in ":/" for ch in name):
+        raise BadValue(f"{_shown(name)} is not a user name")
+    return name
+
+
+def locate_path(text: str | None) -> Path | None:
+    if text is None:
+        return None
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # ~name of no account
+        raise BadValue(f"{_shown(text)}: there is no such user to expand ~ for") from None
+
+
+def locate_directory(text: str | None) -> Path | None:
+    path = locate_path(text)
     if path is None:
         return None
     try:
@@ -183,72 +246,100 @@ def parse_directory(value: object, source: str) -> Path | None:
     except (FileNotFoundError, NotADirectoryError):
         is_directory = False
     except OSError as exc:  # one we may not look at: a line, not a traceback
-        raise UsageError(f"{source}: {path}: {exc.strerror or exc}") from None
+        raise BadValue(f"{path}: {exc.strerror or exc}") from None
     if not is_directory:
-        raise UsageError(f"{source}: {path} is not a directory")
+        raise BadValue(f"{path} is not a directory")
     return path
 
 
-def parse_url(value: object, source: str) -> str | None:
-    """A callback URL: http or https with a host; empty means no callback (the old script's behaviour)."""
-    text = str(value)
-    if not text.strip():
-        return None
-    try:
-        parts = urlsplit(text)
-    except ValueError:  # an unclosed [ of an IPv6 address
-        raise UsageError(f"{source}: not an http or https URL with a host") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname or any(ch.isspace() for ch in text):
-        # Never echo the URL: a mistyped argument could be the token in the wrong place.
-        raise UsageError(f"{source}: not an http or https URL with a host")
-    try:
-        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
-    except ValueError:
-        raise UsageError(f"{source}: the URL's port is not a number from 0 to 65535") from None
-    return text
-
-
-def parse_module(value: object, source: str) -> str:
-    text = str(value).strip()
-    if any(ch.isspace() or not ch.isprintable() for ch in text):
-        raise UsageError(f"{source}: a module name has no spaces or control characters")
-    return text
-
-
-def parse_path(value: object, source: str) -> Path | None:
-    text = str(value)
-    if not text.strip():
-        return None
-    if "\0" in text:
-        raise UsageError(f"{source}: not a path")
-    return Path(text).expanduser()
-
-
-def parse_user(value: object, source: str) -> Account:
-    name = str(value).strip()
+def locate_user(name: str) -> Account:
     try:
         entry = pwd.getpwnam(name)
-    except (KeyError, ValueError):  # ValueError: a NUL in the name
-        raise UsageError(f"{source}: no such user {name!r}") from None
+    except KeyError:
+        raise BadValue(f"no such user {_shown(name)}") from None
     if os.geteuid() not in (0, entry.pw_uid):
-        raise UsageError(f"{source}: running the server as {name} needs root")
+        raise BadValue(f"running the server as {name} needs root")
     return Account.of(entry)
 
 
-# The settings that states.toml and the environment may set, each with the parser that checks it.
-SETTING_PARSERS: Mapping[str, Callable[[object, str], Any]] = {
-    "port": parse_port,
-    "ip": parse_ip,
-    "module": parse_module,
-    "timeout": parse_timeout,
-    "init_script": parse_path,
-    "output_dir": parse_path,
-    "user": parse_user,
-    "notebook_dir": parse_directory,
-    "base_url": parse_base_url,
-    "idle_timeout": parse_idle_timeout,
-    "launcher": parse_launcher,
+@dataclass(frozen=True)
+class Option:
+    """A setting that the command line (--NAME), the environment (PROVISIONER_NAME) and a definition's [settings]
+    may give. `parse` checks its shape, the same on every machine, so that `provisioner check` can judge a
+    definition anywhere; `locate` then makes it this machine's (an account, an existing directory)."""
+
+    parse: Callable[[object], Any]
+    help: str  # --help; "{default}" is replaced by the default below, so that the two cannot disagree
+    kinds: tuple[type, ...]  # what a TOML value in [settings] may be
+    metavar: str | None = None
+    locate: Callable[[Any], Any] | None = None
+
+    def check(self, value: object) -> object:
+        """A definition's value, checked for shape only; BadValue if it is wrong."""
+        if (isinstance(value, bool) and bool not in self.kinds) or not isinstance(value, self.kinds):
+            raise BadValue(f"must be {' or '.join(_KIND_NAMES[kind] for kind in self.kinds)}")
+        return self.parse(value)
+
+    def value(self, given: object) -> Any:
+        shaped = self.parse(given)
+        return self.locate(shaped) if self.locate is not None else shaped
+
+
+_KIND_NAMES = {str: "a string", int: "a whole number", float: "a number"}
+DAY = 86400
+YEAR = 365 * DAY
+
+
+def default(name: str) -> Any:
+    """The default of a setting: the Settings field's, the one source of every default."""
+    return next(field.default for field in dataclasses.fields(Settings) if field.name == name)
+
+
+def shown_default(name: str) -> str:
+    value = default(name)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+# The settings in the order --help lists them.
+OPTIONS: Mapping[str, Option] = {
+    "port": Option(parse_port, "port to serve on (default {default}), or 'auto' for a free one", (int, str)),
+    "ip": Option(parse_ip, "address to bind (default {default}: every interface)", (str,)),
+    "module": Option(
+        parse_module, "environment module that provides Jupyter (default {default}; '' skips loading)", (str,)
+    ),
+    "init_script": Option(
+        parse_path, "shell script to source first, e.g. an EESSI init/bash", (str,), "PATH", locate_path
+    ),
+    "timeout": Option(parse_timeout, "seconds the server has to answer (default {default})", (int, float), "S"),
+    "output_dir": Option(
+        parse_path, "where jupyter_info.txt and jupyter.log go (default ~/.jupyter)", (str,), "DIR", locate_path
+    ),
+    "user": Option(parse_user, "as root: run the server as this user, in their home", (str,), "NAME", locate_user),
+    "notebook_dir": Option(
+        parse_path, "the directory the server shows (default: the home directory)", (str,), "DIR", locate_directory
+    ),
+    "base_url": Option(
+        parse_base_url, "the path behind a reverse proxy, e.g. /user/alice/ (default {default})", (str,), "PATH"
+    ),
+    "idle_timeout": Option(
+        parse_idle_timeout, "shut the server down after S idle seconds (default {default}: never)", (int,), "S"
+    ),
+    "launcher": Option(
+        parse_launcher,
+        "how the server is started (default {default}): process, detached in a session of its own; systemd, a "
+        "transient systemd unit",
+        (str,),
+        "{" + ",".join(LAUNCHERS) + "}",
+    ),
 }
+
+
+def help_text(name: str) -> str:
+    return OPTIONS[name].help.format(default=shown_default(name))
+
+
+# What a definition's [settings] may hold, each with its shape check (definition.py takes this, not the module).
+DEFINITION_SETTINGS: Mapping[str, Callable[[object], object]] = {name: option.check for name, option in OPTIONS.items()}
 
 _URLS = ("start_url", "complete_url", "progress_url")
 
@@ -261,20 +352,32 @@ def resolve(
 ) -> Settings:
     """Build Settings from the layers; `cli` holds only the options given (None means not given)."""
     values: dict[str, Any] = {}
-    for name, parser in SETTING_PARSERS.items():
+    for name, option in OPTIONS.items():
         env_name = ENV_PREFIX + name.upper()
         if cli.get(name) is not None:
-            values[name] = parser(cli[name], "--" + name.replace("_", "-"))
+            given, source = cli[name], "--" + name.replace("_", "-")
         elif env_name in environ:
-            values[name] = parser(environ[env_name], env_name)
+            given, source = environ[env_name], env_name
         elif name in definition_settings:
-            values[name] = parser(definition_settings[name], f"settings.{name}")
+            given, source = definition_settings[name], f"settings.{name}"
+        else:
+            continue
+        values[name] = _checked(option.value, given, source)
     for name in _URLS:
         if cli.get(name) is not None:
-            values[name] = parse_url(cli[name], name.upper())
+            values[name] = _checked(parse_url, cli[name], name.upper())
     home = environ.get("HOME")
     if values.get("user") is not None:
         values["home"] = values["user"].home
     elif home:
+        if "\0" in home:
+            raise UsageError("HOME: not a path")
         values["home"] = Path(home)
     return Settings(token=token, **values)
+
+
+def _checked(parse: Callable[[Any], Any], given: object, source: str) -> Any:
+    try:
+        return parse(given)
+    except BadValue as exc:
+        raise UsageError(f"{source}: {exc}") from None

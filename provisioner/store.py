@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.context import log
-from provisioner.errors import LockedError, UsageError
+from provisioner.errors import LockedError
 from provisioner.files import READ_LIMIT, open_regular, read_regular, write_private
 from provisioner.record import Record, RecordError, mask_url
-from provisioner.settings import SETTING_PARSERS, Secret
+from provisioner.settings import OPTIONS, BadValue, Secret
 
 STATE_FILE = "provisioner-state.json"
 TOKEN_FILE = "provisioner-token"  # noqa: S105 - a file name
@@ -191,11 +191,12 @@ def _rewrite(path: Path, text: str) -> None:
 
 
 def _settings_ok(settings: Mapping[str, Any]) -> bool:
-    """The recorded settings that `stop`, `state` and a repeated `run` use before any are resolved again."""
+    """The recorded settings that `stop`, `state` and a repeated `run` use before any are resolved again. A run
+    records each of them with a value: one there as null was not written by a run."""
     try:
         for name in ("ip", "port", "base_url", "timeout", "module", "launcher", "idle_timeout"):
-            if settings.get(name) is not None:
-                SETTING_PARSERS[name](settings[name], f"settings.{name}")
-    except (ValueError, TypeError, UsageError):
+            if name in settings:
+                OPTIONS[name].parse(settings[name])
+    except (BadValue, TypeError):
         return False
     return True

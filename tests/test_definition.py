@@ -11,8 +11,8 @@ import pytest
 
 from provisioner import actions
 from provisioner import definition as definitions
-from provisioner.errors import ConfigError
-from provisioner.settings import SETTING_PARSERS
+from provisioner.errors import ConfigError, Problem
+from provisioner.settings import DEFINITION_SETTINGS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -28,13 +28,17 @@ def shipped_data() -> dict[str, Any]:
 
 
 def parse(data: dict[str, Any]) -> definitions.Definition:
-    return definitions.parse(data, actions.reasons(), SETTING_PARSERS, source="test.toml")
+    return definitions.parse(data, actions.reasons(), DEFINITION_SETTINGS, source="test.toml")
 
 
-def problems(data: dict[str, Any]) -> list[str]:
+def problems(data: dict[str, Any]) -> list[Problem]:
     with pytest.raises(ConfigError) as caught:
         parse(data)
     return list(caught.value.problems)
+
+
+def paths(data: dict[str, Any]) -> list[str]:
+    return [problem.path for problem in problems(data)]
 
 
 def state_index(data: dict[str, Any], name: str) -> int:
@@ -92,70 +96,132 @@ class TestValidation:
         data["states"][state_index(data, "port_check")]["retry"]["deadline"] = 0
         data["transitions"][0]["dest"] = "nowhere"
         found = problems(data)
-        assert any(p.startswith("states[2].action: unknown action 'teleporting'") for p in found)
-        assert "states[3].retry.deadline: must be > 0" in found
-        assert "transitions[0].dest: 'nowhere' is not a declared state" in found
-        assert len(found) >= 3
+        known = ", ".join(sorted(actions.reasons()))
+        assert Problem("states[2].action", f"unknown action 'teleporting' (known: {known})") in found
+        assert Problem("states[3].retry.deadline", "must be more than 0 and at most 86400") in found
+        assert Problem("transitions[0].dest", "'nowhere' is not a declared state") in found
+        assert len(found) > 3  # and what follows from them: states that cannot be reached
 
     def test_a_failure_reason_without_an_exit_code_is_refused(self) -> None:
         data = shipped_data()
         del data["reasons"]["port_in_use"]
         found = problems(data)
-        assert any("'port_in_use' is not a declared reason" in p for p in found)
+        assert Problem("states[3].retry.on", "'port_in_use' is not a declared reason") in found
 
     def test_an_action_reason_without_a_transition_is_refused(self) -> None:
         data = shipped_data()
         data["transitions"] = [t for t in data["transitions"] if t["trigger"] != "jupyter_not_found"]
-        assert any("can fail with 'jupyter_not_found'" in p for p in problems(data))
+        assert any("can fail with 'jupyter_not_found'" in p.message for p in problems(data))
 
     def test_an_unreachable_state_is_refused(self) -> None:
         data = shipped_data()
         data["states"].append({"name": "limbo"})
         data["transitions"].append({"trigger": "ok", "source": "limbo", "dest": "ready"})
-        assert "states[8]: state 'limbo' cannot be reached from 'idle'" in problems(data)
+        assert Problem("states[8]", "state 'limbo' cannot be reached from 'idle'") in problems(data)
+
+    def test_a_problems_index_is_the_states_place_in_the_file(self) -> None:
+        # An invalid state earlier in the file is left out of the machine, but not out of the count.
+        data = shipped_data()
+        data["states"].insert(1, {"name": "Not A Name"})
+        data["states"].append({"name": "limbo"})
+        data["transitions"].append({"trigger": "ok", "source": "limbo", "dest": "ready"})
+        found = problems(data)
+        assert Problem("states[1].name", "a state name is lower case letters, digits and _") in found
+        assert Problem("states[9]", "state 'limbo' cannot be reached from 'idle'") in found
 
     def test_a_state_with_no_way_forward_is_refused(self) -> None:
         data = shipped_data()
         data["transitions"] = [
             t for t in data["transitions"] if not (t["trigger"] == "ok" and t["source"] == "starting")
         ]
-        assert any("'starting' is not final and has no 'ok' transition" in p for p in problems(data))
+        assert Problem("states[4]", "state 'starting' is not final and has no 'ok' transition") in problems(data)
 
     def test_unknown_keys_and_bad_types_are_refused(self) -> None:
         data = shipped_data()
         data["states"][0]["colour"] = "blue"
         data["callbacks"]["attempts"] = "many"
         found = problems(data)
-        assert "states[0].colour: unknown key" in found
-        assert "callbacks.attempts: must be a whole number" in found
+        assert Problem("states[0].colour", "unknown key") in found
+        assert Problem("callbacks.attempts", "must be a whole number") in found
 
     def test_reserved_and_repeated_exit_codes_are_refused(self) -> None:
         data = shipped_data()
         data["reasons"]["no_token"] = 2
         data["reasons"]["port_in_use"] = data["reasons"]["failed_to_start"]
         found = problems(data)
-        assert any(p.startswith("reasons.no_token: exit code must be") for p in found)
-        assert any("is already used by" in p for p in found)
+        assert found[:2] == [
+            Problem(
+                "reasons.no_token",
+                "exit code must be a whole number from 5 to 127 (0-4 are reserved, 128+ are signals)",
+            ),
+            Problem("reasons.failed_to_start", "exit code 14 is already used by 'port_in_use'"),
+        ]
 
     def test_settings_are_checked_by_the_same_rules_as_the_command_line(self) -> None:
         data = shipped_data()
         data["settings"]["port"] = 70000
         data["settings"]["colour"] = "blue"
         found = problems(data)
-        assert any(p.startswith("settings.port: 70000 is out of range") for p in found)
-        assert any(p.startswith("settings.colour: unknown setting") for p in found)
+        assert Problem("settings.port", "70000 is out of range (1-65535 or 'auto')") in found
+        assert [p.path for p in found] == ["settings.port", "settings.colour"]
+
+    def test_settings_are_judged_by_their_form_not_by_this_machine(self) -> None:
+        data = shipped_data()
+        data["settings"] = {"user": "no-such-account-here", "notebook_dir": "/no/such/directory", "port": "auto"}
+        assert parse(data).settings["user"] == "no-such-account-here"
+        data["settings"] = {"user": 1000, "module": ["JupyterNotebook"], "timeout": "60", "port": True}
+        assert [p.path for p in problems(data)] == [
+            "settings.user",
+            "settings.module",
+            "settings.timeout",
+            "settings.port",
+        ]
+
+    @pytest.mark.parametrize("bad", [float("inf"), float("nan"), -1.0, 0, 10**400, 86401])
+    @pytest.mark.parametrize("where", ["callbacks.timeout", "callbacks.deadline", "retry.deadline", "retry.max_wait"])
+    def test_a_number_no_timer_can_take_is_refused(self, where: str, bad: float) -> None:
+        data = shipped_data()
+        table = data["callbacks"] if where.startswith("callbacks") else data["states"][3]["retry"]
+        table[where.split(".")[1]] = bad
+        path = where if where.startswith("callbacks") else f"states[3].{where}"
+        assert path in paths(data)
+
+    @pytest.mark.parametrize("bad", [float("inf"), float("nan"), -0.5, 10**400])
+    def test_a_retry_wait_must_be_finite(self, bad: float) -> None:
+        data = shipped_data()
+        data["states"][3]["retry"]["wait"] = bad
+        assert "states[3].retry.wait" in paths(data)
+
+    @pytest.mark.parametrize("bad", [0, 1001, 10**30])
+    def test_attempts_are_from_one_to_a_thousand(self, bad: int) -> None:
+        data = shipped_data()
+        data["callbacks"]["attempts"] = bad
+        assert Problem("callbacks.attempts", "must be from 1 to 1000") in problems(data)
+
+    def test_the_callback_policy_is_the_definitions_own(self) -> None:
+        data = shipped_data()
+        del data["callbacks"]
+        assert problems(data) == [Problem("callbacks", "must be a table with timeout, attempts and deadline")]
+        data["callbacks"] = {"timeout": 5}
+        assert paths(data) == ["callbacks.attempts", "callbacks.deadline"]
+
+    def test_a_retry_names_its_reasons_as_strings(self) -> None:
+        data = shipped_data()
+        data["states"][3]["retry"]["on"] = [{"a": 1}, 5]
+        assert paths(data) == ["states[3].retry.on", "states[3].retry.on"]
 
     def test_a_wrong_schema_version_is_refused(self) -> None:
         data = shipped_data()
         data["schema"] = 99
-        assert "schema: must be 1 (found 99)" in problems(data)
+        assert problems(data) == [Problem("schema", "must be 1 (found 99)")]
 
     def test_a_file_that_is_not_toml_is_one_problem(self, tmp_path: Path) -> None:
         path = tmp_path / "states.toml"
         path.write_text("schema = = 1\n")
         with pytest.raises(ConfigError) as caught:
-            definitions.load(path, actions.reasons(), SETTING_PARSERS)
-        assert caught.value.problems[0].startswith("not valid TOML")
+            definitions.load(path, actions.reasons(), DEFINITION_SETTINGS)
+        [problem] = caught.value.problems
+        assert problem.path == "" and problem.message.startswith("not valid TOML")
 
     def test_the_definition_is_frozen(self) -> None:
         definition = parse(shipped_data())

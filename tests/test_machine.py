@@ -17,13 +17,18 @@ from provisioner.journal import Journal
 from provisioner.machine import Runner
 from provisioner.output import redact
 from provisioner.reporter import Reporter
-from provisioner.settings import SETTING_PARSERS, Secret, Settings
+from provisioner.settings import DEFINITION_SETTINGS, Secret, Settings
 from tests.conftest import REAL_JUPYTER, TOKEN, CallbackServer, cli_env, run_cli, shipped_definition
 
 # Port check before loading, and an extra state that runs an existing action (validating) once more.
 REORDERED = """
 schema = 1
 initial = "idle"
+
+[callbacks]
+timeout = 5.0
+attempts = 6
+deadline = 30.0
 
 [reasons]
 no_token = 10
@@ -161,6 +166,7 @@ def test_a_port_freed_while_the_step_retries_is_taken(caplog: pytest.LogCaptureF
         "schema": 1,
         "initial": "idle",
         "reasons": {"port_in_use": 13, "failed_to_start": 14},
+        "callbacks": shipped_definition()["callbacks"],
         "states": [
             {"name": "idle"},
             {"name": "port_check", "action": "port_check", "retry": shipped_definition()["states"][3]["retry"]},
@@ -174,7 +180,7 @@ def test_a_port_freed_while_the_step_retries_is_taken(caplog: pytest.LogCaptureF
             {"trigger": "failed_to_start", "source": "port_check", "dest": "failed"},
         ],
     }
-    definition = definitions.parse(data, actions.reasons(), SETTING_PARSERS, source="test")
+    definition = definitions.parse(data, actions.reasons(), DEFINITION_SETTINGS, source="test")
     holder = socket.socket()
     holder.bind(("127.0.0.1", 0))
     holder.listen()

@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from provisioner import privsep, server
-from provisioner.settings import parse_user
+from provisioner.settings import locate_user
 from tests.conftest import (
     CHECKOUT,
     REAL_JUPYTER,
@@ -509,14 +509,14 @@ def test_the_monitor_answers_any_request_from_the_worker_without_acting_on_a_bad
     request_line: bytes, error: str
 ) -> None:
     """What the worker sends root is data: whatever its bytes, the monitor answers an error and does nothing."""
-    nobody = parse_user("nobody", "--user")
+    nobody = locate_user("nobody")
     answer = privsep._serve(nobody, request_line, frozenset({"launch"}))
     assert error in answer.get("error", ""), answer
 
 
 def test_the_monitor_starts_a_unit_only_when_roots_command_line_asked_for_one() -> None:
     """The record may say `launcher = systemd`; root's own command line decides whether root starts a unit."""
-    nobody = parse_user("nobody", "--user")
+    nobody = locate_user("nobody")
     request = b'{"op": "launch", "port": 8008, "argv": ["x"], "env": {}, "log": "/l"}\n'
     assert "root was not asked to launch for nobody" in privsep._serve(nobody, request, frozenset())["error"]
 
@@ -852,9 +852,9 @@ def test_a_worker_that_outlives_its_deadline_is_killed_and_root_goes_on(user: Re
     hold = f"""
 import time
 from provisioner import output, privsep
-from provisioner.settings import parse_user
+from provisioner.settings import locate_user
 output.setup()
-privsep.act_for(parse_user({user.account.pw_name!r}, "--user"), deadline=1.0)
+privsep.act_for(locate_user({user.account.pw_name!r}), deadline=1.0)
 time.sleep(60)
 """
     started = time.monotonic()

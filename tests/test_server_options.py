@@ -11,25 +11,24 @@ import pytest
 
 from provisioner.actions import starting
 from provisioner.context import RunContext
-from provisioner.errors import UsageError
-from provisioner.settings import Secret, Settings, parse_base_url, parse_idle_timeout
+from provisioner.settings import BadValue, Secret, Settings, parse_base_url, parse_idle_timeout
 from tests.conftest import REAL_JUPYTER, TOKEN, CallbackServer, cli_env, run_cli
 
 
 def test_base_urls_are_normalised_and_checked() -> None:
-    assert parse_base_url("user/alice", "--base-url") == "/user/alice/"
-    assert parse_base_url("/", "--base-url") == "/"
-    assert parse_base_url("//a//b/", "--base-url") == "/a/b/"
+    assert parse_base_url("user/alice") == "/user/alice/"
+    assert parse_base_url("/") == "/"
+    assert parse_base_url("//a//b/") == "/a/b/"
     for bad in ("http://proxy/x", "/a b/", "/x?y=1"):
-        with pytest.raises(UsageError):
-            parse_base_url(bad, "--base-url")
+        with pytest.raises(BadValue):
+            parse_base_url(bad)
 
 
 def test_idle_timeout_is_whole_seconds() -> None:
-    assert parse_idle_timeout("3600", "--idle-timeout") == 3600
+    assert parse_idle_timeout("3600") == 3600
     for bad in ("-1", "soon", "1.5"):
-        with pytest.raises(UsageError):
-            parse_idle_timeout(bad, "--idle-timeout")
+        with pytest.raises(BadValue):
+            parse_idle_timeout(bad)
 
 
 def test_the_options_become_jupyters_own_settings(tmp_path: Path) -> None:

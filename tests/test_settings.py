@@ -7,25 +7,82 @@ from pathlib import Path
 import pytest
 
 from provisioner.errors import UsageError
-from provisioner.settings import Secret, parse_port, parse_url, resolve
+from provisioner.settings import OPTIONS, BadValue, Secret, Settings, help_text, parse_port, parse_url, resolve
 
 
 def test_a_port_is_a_number_in_range_or_auto() -> None:
-    assert parse_port("8008", "--port") == 8008
-    assert parse_port(9000, "settings.port") == 9000
-    assert parse_port("auto", "--port") is None
+    assert parse_port("8008") == 8008
+    assert parse_port(9000) == 9000
+    assert parse_port("auto") is None
     for bad in ("0", "65536", "http", "", "8008.5", True):
-        with pytest.raises(UsageError, match=r"^--port: "):
-            parse_port(bad, "--port")
+        with pytest.raises(BadValue):
+            parse_port(bad)
+
+
+def test_a_mistake_names_where_the_value_came_from() -> None:
+    with pytest.raises(UsageError, match=r"^--port: 'http' is not a port number"):
+        resolve({"port": "http"}, {}, {}, None)
+    with pytest.raises(UsageError, match=r"^settings\.port: 70000 is out of range"):
+        resolve({}, {}, {"port": 70000}, None)
 
 
 def test_a_callback_url_is_http_or_https_with_a_host() -> None:
-    assert parse_url("https://portal.example/cb?vm=1", "START_URL") == "https://portal.example/cb?vm=1"
-    assert parse_url("", "START_URL") is None
-    for bad in ("ftp://host/x", "http://", "portal.example/cb", "http://host:port/", "http://a b/"):
-        with pytest.raises(UsageError) as caught:
-            parse_url(bad, "START_URL")
+    assert parse_url("https://portal.example/cb?vm=1") == "https://portal.example/cb?vm=1"
+    assert parse_url("") is None
+    bad_urls = ("ftp://host/x", "http://", "portal.example/cb", "http://host:port/", "http://a b/", "http://[::1")
+    for bad in bad_urls:
+        with pytest.raises(UsageError, match=r"^START_URL: ") as caught:
+            resolve({"start_url": bad}, {}, {}, None)
         assert bad not in caught.value.message  # a misplaced token must not be echoed
+
+
+@pytest.mark.parametrize(
+    ("name", "bad"),
+    [
+        ("timeout", "nan"),
+        ("timeout", "inf"),
+        ("timeout", "1e999"),
+        ("timeout", "-1"),
+        ("idle_timeout", str(10**30)),
+        ("notebook_dir", "~no-such-account-here/x"),
+        ("init_script", "~no-such-account-here/x"),
+        ("output_dir", "a\0b"),
+        ("user", "no-such-account-here"),
+        ("user", "a b"),
+        ("ip", "::1%"),
+    ],
+)
+def test_a_value_no_run_could_use_is_one_line_naming_its_option(name: str, bad: str) -> None:
+    option = "--" + name.replace("_", "-")
+    with pytest.raises(UsageError) as caught:
+        resolve({name: bad}, {"HOME": "/home/r"}, {}, None)
+    assert caught.value.message.startswith(f"{option}: ")
+    assert "\n" not in caught.value.message
+
+
+def test_a_home_with_a_nul_is_refused() -> None:
+    with pytest.raises(UsageError, match=r"^HOME: not a path"):
+        resolve({}, {"HOME": "/home/\0r"}, {}, None)
+
+
+def test_a_definitions_settings_are_checked_for_form_only_so_any_machine_agrees() -> None:
+    # An account or a directory of the machine the definition is meant for, absent here: only the run may say so.
+    assert OPTIONS["user"].check("no-such-account-here") == "no-such-account-here"
+    assert OPTIONS["notebook_dir"].check("/no/such/directory/here") == "/no/such/directory/here"
+    for name, wrong in (("port", True), ("module", ["JupyterNotebook"]), ("timeout", "60"), ("user", 1000)):
+        with pytest.raises(BadValue, match=r"^must be "):
+            OPTIONS[name].check(wrong)
+
+
+def test_every_default_in_the_help_is_the_one_the_run_uses() -> None:
+    shown = {name: help_text(name) for name in OPTIONS}
+    defaults = Settings()
+    assert "(default 8008)" in shown["port"] and defaults.port == 8008
+    assert "(default 0.0.0.0" in shown["ip"] and defaults.ip == "0.0.0.0"
+    assert "(default JupyterNotebook;" in shown["module"] and defaults.module == "JupyterNotebook"
+    assert "(default 60)" in shown["timeout"] and defaults.timeout == 60.0
+    assert "(default process)" in shown["launcher"] and defaults.launcher == "process"
+    assert all("{default}" not in text for text in shown.values())
 
 
 def test_the_command_line_beats_the_environment_which_beats_states_toml() -> None:

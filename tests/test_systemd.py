@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from provisioner import systemd
-from provisioner.settings import parse_user
+from provisioner.settings import locate_user
 from tests.conftest import REAL_JUPYTER, TOKEN, CallbackServer, cli_env, jupyter_pids, make_bin, read_state, run_cli
 
 EXAMPLE_UNIT = Path(__file__).resolve().parent.parent / "examples" / "systemd" / "jupyter-notebook@.service"
@@ -34,7 +34,7 @@ def verify(unit: Path) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def unit(tmp_path: Path) -> systemd.Unit:
     """A unit as root starts it for the account `nobody`, with its environment file in root's own directory."""
-    nobody = parse_user("nobody", "--user")
+    nobody = locate_user("nobody")
     env = {"PATH": "/opt/jupyter/bin:/usr/bin", "ODD": 'a "$b" `c` \\d', "JUPYTER_TOKEN": TOKEN}
     log = tmp_path / "out" / "jupyter.log"
     return systemd.Unit("nobody", nobody, 8008, tuple(ARGV), env, log, tmp_path, tmp_path / "root-only" / "nobody.env")

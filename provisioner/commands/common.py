@@ -11,7 +11,7 @@ from provisioner import definition as definitions
 from provisioner import systemd as _systemd  # noqa: F401 - registers what the monitor does for a worker
 from provisioner.definition import Definition
 from provisioner.errors import UsageError
-from provisioner.settings import SETTING_PARSERS, resolve
+from provisioner.settings import DEFINITION_SETTINGS, resolve
 from provisioner.store import Store
 
 # Seconds a verb's worker may take as root's delegate before the monitor kills it (privsep.act_for).
@@ -23,7 +23,7 @@ def load_definition(path: Path | None) -> Definition:
     """The definition at `path`, or the one shipped with the package; validated whole."""
     if path is not None:
         privsep.check_root_input(path, "--states")  # as root, its settings decide what runs as whom
-    return definitions.load(path or definitions.default_path(), actions.reasons(), SETTING_PARSERS)
+    return definitions.load(path or definitions.default_path(), actions.reasons(), DEFINITION_SETTINGS)
 
 
 def output_dir(option: str | None, states: Path | None) -> Path:
