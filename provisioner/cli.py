@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import select
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -22,13 +23,45 @@ if TYPE_CHECKING:
 # not at start-up: `provisioner --help` stays as fast as Python itself allows.
 TOKEN_ENV = "JUPYTER_TOKEN"  # noqa: S105 - the variable's name; settings.TOKEN_ENV, without importing settings
 
-EPILOG = (
-    "Exit codes: 0 ready; 2 usage error; 3 invalid states.toml; failure reasons as listed in states.toml [reasons]."
-)
+EXIT_PIPE = 128 + 13  # stdout closed early (`provisioner state | head -1`): as a shell reports a SIGPIPE death
+COMMON_CODES = "1 internal error; 2 usage error; 3 invalid definition"
+LOCKED_CODE = "4 another run holds the output directory"
+
+
+def _run_codes() -> str:
+    from provisioner.commands.common import load_definition
+
+    reasons = "; ".join(
+        f"{code} {reason}" for reason, code in sorted(load_definition(None).reasons.items(), key=lambda item: item[1])
+    )
+    return (
+        f"Exit codes: 0 ready; {COMMON_CODES}; {LOCKED_CODE}; {reasons} (the failure reasons of the shipped "
+        "states.toml; another --states declares its own in [reasons]); 128+N interrupted by signal N."
+    )
+
+
+def _state_codes() -> str:
+    from provisioner.commands.state import STATUS_EXIT
+
+    statuses = "; ".join(f"{code} {status}" for status, code in STATUS_EXIT.items())
+    return f"Exit codes, by the recorded run's status: {statuses}. As for every verb: {COMMON_CODES}."
+
+
+def _stop_codes() -> str:
+    return f"Exit codes: 0 stopped, or nothing to stop; {COMMON_CODES}; {LOCKED_CODE}."
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse that raises UsageError instead of printing usage and exiting."""
+
+    # The epilog, made only when help is shown: the exit codes come from the definition and the code, which
+    # `provisioner --version` and every command that is not asking for help should not have to load.
+    epilog_from: Callable[[], str] | None = None
+
+    def format_help(self) -> str:
+        if self.epilog_from is not None:
+            self.epilog = self.epilog_from()
+        return super().format_help()
 
     def error(self, message: str) -> NoReturn:
         # A mistyped command line may hold the token in the wrong place: never echo long values.
@@ -42,12 +75,14 @@ def _add_run(subparsers: Any) -> None:
         "run",
         help="bring up a Jupyter server and report to the platform",
         description="Bring up a Jupyter Notebook server and report how it went to the platform's callback URLs.",
-        epilog=EPILOG,
     )
+    parser.epilog_from = _run_codes
     add_run_arguments(parser)
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    from provisioner.settings import OPTIONS, help_text
+
     parser.add_argument(
         "token", nargs="?", metavar="TOKEN", help="the server's token (prefer --token-file or $JUPYTER_TOKEN)"
     )
@@ -59,25 +94,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--complete-url", dest="complete_url_option", metavar="URL", help="COMPLETE_URL as an option")
     parser.add_argument("--progress-url", metavar="URL", help="POSTed status=<state> at every transition")
     parser.add_argument("--token-file", type=Path, metavar="PATH", help="read the token from this file")
-    parser.add_argument("--port", help="port to serve on (default 8008), or 'auto' for a free one")
-    parser.add_argument("--ip", help="address to bind (default 0.0.0.0)")
-    parser.add_argument("--module", help="environment module that provides Jupyter (default JupyterNotebook; '' skips)")
-    parser.add_argument("--init-script", metavar="PATH", help="shell script to source first, e.g. an EESSI init/bash")
-    parser.add_argument("--timeout", help="seconds the server has to answer (default 60)")
-    parser.add_argument(
-        "--output-dir", metavar="DIR", help="where jupyter_info.txt and jupyter.log go (default ~/.jupyter)"
-    )
+    # Every setting is an option of the same name, its help and default from settings.OPTIONS.
+    for name, option in OPTIONS.items():
+        parser.add_argument("--" + name.replace("_", "-"), metavar=option.metavar, help=help_text(name))
     parser.add_argument(
         "--states", type=Path, metavar="FILE", help="state machine definition (default: the shipped one)"
-    )
-    parser.add_argument("--user", metavar="NAME", help="as root: run the server as this user, in their home")
-    parser.add_argument("--notebook-dir", metavar="DIR", help="the directory the server shows (default: home)")
-    parser.add_argument("--base-url", metavar="PATH", help="the path behind a reverse proxy, e.g. /user/alice/")
-    parser.add_argument(
-        "--idle-timeout", metavar="S", help="shut the server down after S idle seconds (default 0: never)"
-    )
-    parser.add_argument(
-        "--launcher", choices=("process", "systemd"), help="process (default): detached; systemd: a transient unit"
     )
     parser.add_argument("--json-log", action="store_true", help="one JSON object per event on stderr, for machines")
     parser.set_defaults(func=_run)
@@ -93,8 +114,8 @@ def _add_resume(subparsers: Any) -> None:
         help="continue the recorded run from where it stopped",
         description="Continue the run recorded in the output directory: re-run the state that failed or was "
         "interrupted, skip the ones that completed, deliver the callbacks that were not. Needs no token.",
-        epilog=EPILOG,
     )
+    parser.epilog_from = _run_codes
     _add_output_dir(parser)
     parser.add_argument("--states", type=Path, metavar="FILE", help="definition (default: the recorded run's)")
     parser.add_argument(
@@ -114,9 +135,11 @@ def _resume(args: argparse.Namespace, started: float) -> int:
 def _add_state(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "state",
-        help="show what the recorded run did (exit 0 ready, 1 failed, 2 running or never run)",
-        description="Show the recorded run: its state, history, server and callbacks. The token is never shown.",
+        help="show what the recorded run did; the exit code says its status",
+        description="Show the recorded run: its status, state, history, server and callbacks. The token is never "
+        "shown.",
     )
+    parser.epilog_from = _state_codes
     _add_output_dir(parser)
     parser.add_argument("--json", action="store_true", help="the same as JSON, for scripts")
     parser.set_defaults(func=_state)
@@ -129,10 +152,30 @@ def _state(args: argparse.Namespace, started: float) -> int:
 
 
 def _add_stop(subparsers: Any) -> None:
-    parser = subparsers.add_parser("stop", help="stop the recorded server and its kernels")
+    parser = subparsers.add_parser(
+        "stop",
+        help="stop the recorded server and its kernels",
+        description="Stop the recorded server: SIGTERM to its process group (its kernels too), SIGKILL after the "
+        "grace time; wait until its port is free, and record it. The record keeps everything else, so that "
+        "`resume` can start the server again.",
+    )
+    parser.epilog_from = _stop_codes
     _add_output_dir(parser)
-    parser.add_argument("--grace", type=float, default=10.0, metavar="S", help="seconds before SIGKILL (default 10)")
+    parser.add_argument("--grace", type=_grace, default=10.0, metavar="S", help="seconds before SIGKILL (default 10)")
     parser.set_defaults(func=_stop)
+
+
+def _grace(text: str) -> float:
+    """--grace: seconds, from 0 to an hour (argparse's float would take nan, inf and -1)."""
+    import math
+
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0 to 3600")
+    return seconds
 
 
 def _stop(args: argparse.Namespace, started: float) -> int:
@@ -142,9 +185,19 @@ def _stop(args: argparse.Namespace, started: float) -> int:
 
 
 def _add_graph(subparsers: Any) -> None:
-    parser = subparsers.add_parser("graph", help="draw the state machine (mermaid or Graphviz dot)")
-    parser.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
-    parser.add_argument("--current", action="store_true", help="mark the state of the recorded run")
+    parser = subparsers.add_parser(
+        "graph",
+        help="draw the state machine (mermaid or Graphviz dot)",
+        description="Draw the state machine of a definition, every state and transition, on stdout. No state is "
+        "marked unless --current asks for the recorded run's.",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("mermaid", "dot"),
+        default="mermaid",
+        help="mermaid (default: GitHub and GitLab draw it in Markdown) or dot (Graphviz)",
+    )
+    parser.add_argument("--current", action="store_true", help="mark the state the recorded run is in")
     parser.add_argument("--states", type=Path, metavar="FILE", help="definition to draw (default: the shipped one)")
     _add_output_dir(parser)
     parser.set_defaults(func=_graph)
@@ -166,7 +219,13 @@ def _graph(args: argparse.Namespace, started: float) -> int:
 
 
 def _add_check(subparsers: Any) -> None:
-    parser = subparsers.add_parser("check", help="validate a states.toml without running it")
+    parser = subparsers.add_parser(
+        "check",
+        help="validate a states.toml without running it",
+        description="Validate a definition whole, as `run` does before it starts, and list every problem, one per "
+        "line, with where it is. Only the file is judged, not this machine (whether a [settings] user or "
+        "directory exists is for the run). Exit 0 valid, 3 invalid, 2 unreadable as --states.",
+    )
     parser.add_argument("--states", type=Path, metavar="FILE", help="definition to check (default: the shipped one)")
     parser.set_defaults(func=_check)
 
@@ -222,13 +281,13 @@ def _token(args: argparse.Namespace) -> Secret | None:
 def _run(args: argparse.Namespace, started: float) -> int:
     from provisioner.commands import common, run
     from provisioner.record import url_secrets
-    from provisioner.settings import SETTING_PARSERS, Secret, resolve
+    from provisioner.settings import OPTIONS, Secret, resolve
 
     token = _token(args)
     output.redact.add(token)  # before anything can echo a value: a mistyped option may hold the token
     definition = common.load_definition(args.states)
     # Every layered setting has an option of the same name.
-    cli = {name: getattr(args, name) for name in SETTING_PARSERS} | {
+    cli = {name: getattr(args, name) for name in OPTIONS} | {
         "start_url": _one_of(args.start_url, args.start_url_option, "START_URL"),
         "complete_url": _one_of(args.complete_url, args.complete_url_option, "COMPLETE_URL"),
         "progress_url": args.progress_url,
@@ -250,7 +309,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "json_log", False):
             output.setup(json_log=True)
         code: int = args.func(args, started)
+        sys.stdout.flush()  # here, not at exit: a reader that went away is a line and a code, not a traceback
         return code
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise
+        return _reader_gone()
     except ConfigError as exc:
         output.error(f"{exc.source} is not a valid definition:")
         for problem in exc.problems:
@@ -262,6 +326,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C outside a run (a run turns it into Interrupted)
         output.error("interrupted")
         return 130
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe its reader has closed (and not some other pipe of ours that broke)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
+def _reader_gone() -> int:
+    """stdout's reader closed it (`| head`): stop quietly, as the shell's own tools do, and let nothing retry the
+    write at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_PIPE
 
 
 def jupyter_init() -> int:

@@ -7,22 +7,29 @@ import re
 import socket
 from pathlib import Path
 
+from provisioner import actions
+from provisioner.commands.state import STATUS_EXIT
 from tests.conftest import TOKEN, CallbackServer, cli_env, free_port, jupyter_pids, run_cli
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 class TestState:
-    def test_never_run_is_exit_2(self, reap: Path) -> None:
+    def test_never_run_is_exit_6(self, reap: Path) -> None:
         run = run_cli(["state"], cli_env(reap))
-        assert run.returncode == 2
+        assert run.returncode == 6
         assert "status:     never_run" in run.stdout
 
-    def test_a_failed_run_is_exit_1_with_its_reason_and_no_token(self, callbacks: CallbackServer, reap: Path) -> None:
+    def test_no_status_shares_a_code_with_an_error_of_the_command(self) -> None:
+        codes = list(STATUS_EXIT.values())
+        assert len(set(codes)) == len(codes)
+        assert not set(codes) & {1, 2, 3, 4}
+
+    def test_a_failed_run_is_exit_7_with_its_reason_and_no_token(self, callbacks: CallbackServer, reap: Path) -> None:
         env = cli_env(reap, JUPYTER_TOKEN=TOKEN)
         run_cli(["run", "--module", "NotThere", "--complete-url", callbacks.url("/complete")], env)
         table = run_cli(["state"], cli_env(reap))
-        assert table.returncode == 1
+        assert table.returncode == 7
         assert "failure:    module_load_failed in loading:" in table.stdout
         assert re.search(r"complete\s+failed/module_load_failed\s+delivered \(HTTP 200, 1 attempts\)", table.stdout)
         dump = run_cli(["state", "--json"], cli_env(reap))
@@ -48,7 +55,7 @@ class TestStop:
         with socket.socket() as sock:
             sock.bind(("0.0.0.0", port))
         state = run_cli(["state", "--json"], cli_env(reap))
-        assert state.returncode == 1
+        assert state.returncode == 9
         assert json.loads(state.stdout)["status"] == "stopped"
 
         again = run_cli(["stop"], cli_env(reap))
@@ -66,6 +73,12 @@ class TestGraph:
         drawn = run_cli(["graph"], cli_env(reap)).stdout
         blocks = re.findall(r"```mermaid\n(.*?)```", README.read_text(), flags=re.S)
         assert drawn in blocks, "README.md's diagram has drifted: paste the output of `provisioner graph`"
+
+    def test_without_current_no_state_is_marked(self, reap: Path) -> None:
+        drawn = run_cli(["graph"], cli_env(reap)).stdout
+        assert "Class idle s_default" in drawn
+        assert not re.search(r"Class \w+ s_active", drawn)
+        assert "fillcolor" not in run_cli(["graph", "--format", "dot"], cli_env(reap)).stdout
 
     def test_dot_lists_every_state_and_transition(self, reap: Path) -> None:
         dot = run_cli(["graph", "--format", "dot"], cli_env(reap)).stdout
@@ -93,7 +106,12 @@ class TestCheck:
         states.write_text(broken)
         run = run_cli(["check", "--states", str(states)], cli_env(reap))
         assert run.returncode == 3
-        problems = [line.strip() for line in run.stderr.splitlines()[1:]]
-        assert any(p.startswith("states[2].action: unknown action 'teleporting'") for p in problems)
-        assert any(p.startswith("states[3].retry.on: 'port_in_use' is not a declared reason") for p in problems)
-        assert any(p.startswith("transitions[9].trigger:") for p in problems)
+        first, *problems = run.stderr.splitlines()
+        assert first == f"provisioner: error: {states} is not a valid definition:"
+        known = ", ".join(sorted(actions.reasons()))
+        assert problems == [
+            f"  states[2].action: unknown action 'teleporting' (known: {known})",
+            "  states[3].retry.on: 'port_in_use' is not a declared reason",
+            "  transitions[9].trigger: must be 'ok' or a declared reason (found 'port_in_use')",
+            "  transitions[9].notify[0].reason: 'port_in_use' is not a declared reason",
+        ]

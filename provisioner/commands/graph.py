@@ -28,6 +28,12 @@ def graph(definition: Definition, fmt: str, current: str | None) -> str:
     if current is not None:
         machine.set_state(current)  # drawn as the active state; the start arrow still points at the initial one
     drawn: str = model.get_graph(force_new=True).draw(None)  # type: ignore[attr-defined]
+    if current is None:
+        # transitions draws its model's state as the active one, and a model is always in some state (the initial
+        # one): with no run asked about, that state is drawn as every other.
+        drawn = drawn.replace(
+            f"\n  Class {definition.initial} s_active\n", f"\n  Class {definition.initial} s_default\n"
+        )
     return drawn.rstrip() + "\n"
 
 

@@ -12,8 +12,17 @@ from provisioner.output import printable, redact
 from provisioner.record import Outcome
 from provisioner.store import Store
 
-# Exit codes like `cloud-init status`.
-STATUS_EXIT = {"ready": 0, "failed": 1, "interrupted": 1, "stopped": 1, "gone": 1, "running": 2, "never_run": 2}
+# The exit code of each status: none of them 1-4, which are the command's own errors (as for every verb), so that a
+# script can tell "the run failed" from "`state` could not say". `state --help` and the README list them from here.
+STATUS_EXIT = {
+    "ready": 0,  # the run ended ready and its server is up
+    "running": 5,  # a run holds the output directory now
+    "never_run": 6,  # nothing recorded
+    "failed": 7,  # the run failed: `failure` says why
+    "interrupted": 8,  # a signal or a kill ended the run before it finished: `resume` continues it
+    "stopped": 9,  # `provisioner stop` stopped its server
+    "gone": 10,  # the run ended ready, but its server is no longer running
+}
 
 
 def describe(out: Path) -> dict[str, Any]:

@@ -1,0 +1,97 @@
+"""--help says what each verb does and every exit code it can end with, from the code and the definition."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from provisioner import actions
+from provisioner import definition as definitions
+from provisioner.commands.state import STATUS_EXIT
+from provisioner.settings import DEFINITION_SETTINGS, OPTIONS, Settings, shown_default
+from tests.conftest import cli_env, run_cli
+
+VERBS = ("run", "resume", "state", "stop", "graph", "check")
+
+
+def help_of(verb: str) -> str:
+    text = subprocess.run(
+        [sys.executable, "-m", "provisioner", verb, "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    return " ".join(text.split())  # argparse wraps lines wherever the terminal is narrow
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_every_verb_has_a_description_of_its_own(verb: str) -> None:
+    text = subprocess.run(
+        [sys.executable, "-m", "provisioner", verb, "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    usage, description, *_ = text.split("\n\n")  # argparse: usage, then the description, then the arguments
+    assert usage.startswith(f"usage: provisioner {verb}")
+    assert re.match(r"[A-Z].+\.$", " ".join(description.split())), description
+
+
+def test_run_lists_every_exit_code_from_the_definition() -> None:
+    text = help_of("run")
+    shipped = definitions.load(definitions.default_path(), actions.reasons(), DEFINITION_SETTINGS)
+    for code, meaning in ((0, "ready"), (1, "internal error"), (2, "usage error"), (4, "another run holds")):
+        assert f"{code} {meaning}" in text
+    assert shipped.reasons, "the shipped definition declares its failure reasons"
+    for reason, code in shipped.reasons.items():
+        assert f"{code} {reason}" in text
+
+
+def test_state_lists_the_code_of_every_status() -> None:
+    text = help_of("state")
+    for status, code in STATUS_EXIT.items():
+        assert f"{code} {status}" in text
+
+
+def test_every_option_has_help_and_graph_format_says_its_choices() -> None:
+    for verb in VERBS:
+        text = subprocess.run(
+            [sys.executable, "-m", "provisioner", verb, "--help"], capture_output=True, text=True, check=True
+        ).stdout
+        lines = text.split("options:")[1].splitlines()
+        # argparse puts an option's help after it on its line, or on the next line, further in.
+        named = [index for index, line in enumerate(lines) if line.startswith("  -")]
+        assert len(named) > 1
+        bare = [
+            lines[index]
+            for index in named
+            if not re.search(r"\S {2,}\S", lines[index].strip())
+            and not (index + 1 < len(lines) and re.match(r" {5,}\S", lines[index + 1]))
+        ]
+        assert not bare, f"{verb}: options without help: {bare}"
+    assert "mermaid (default" in help_of("graph")
+
+
+def test_the_defaults_in_run_help_are_the_settings_defaults() -> None:
+    text = help_of("run")
+    shown = [name for name in OPTIONS if Settings.__dataclass_fields__[name].default is not None]
+    assert shown, "some settings have a default to show"
+    for name in shown:
+        assert f"default {shown_default(name)}" in text, name
+
+
+def test_stop_refuses_a_grace_that_is_not_a_time(reap: Path) -> None:
+    for bad in ("nan", "inf", "-1", "soon"):
+        run = run_cli(["stop", "--grace", bad], cli_env(reap))
+        assert run.returncode == 2, run.stderr
+        assert run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(reap: Path) -> None:
+    """`provisioner graph | head -1`: no traceback, and the shell's code for a closed pipe."""
+    command = [sys.executable, "-m", "provisioner", "graph", "--format", "dot"]
+    env = cli_env(reap)
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as process:
+        assert process.stdout is not None and process.stderr is not None
+        process.stdout.close()  # before the command writes: its first write finds no reader
+        err = process.stderr.read().decode()
+        code = process.wait()
+    assert (code, err) == (141, "")
