@@ -303,6 +303,7 @@ def _run(args: argparse.Namespace, started: float) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
+    output.redact.clear()  # each command redacts its own secrets (main runs more than once in one test process)
     output.setup()
     try:
         args = build_parser().parse_args(argv)

@@ -241,8 +241,11 @@ class _Checker:
         reasons = self.reasons(data.get("reasons", {}))
         states = self.states(data.get("states"), reasons)
         names = {state.name for state in states}
-        initial = self.typed(data, "initial", str, "initial", "")
-        if initial and initial not in names:
+        initial = self.typed(data, "initial", str, "initial", None)
+        if initial is None:
+            self.problem("initial", "is required: the name of the state the machine starts in")
+            initial = ""
+        elif initial not in names:
             self.problem("initial", f"{initial!r} is not a declared state")
         transitions = self.transitions(data.get("transitions"), names, reasons)
         settings = self.settings(data.get("settings", {}))

@@ -25,6 +25,9 @@ class Redactor:
         if secret is not None and secret.reveal() and secret.reveal() not in self._secrets:
             self._secrets.append(secret.reveal())
 
+    def clear(self) -> None:
+        self._secrets.clear()
+
     def __call__(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, MASK)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import logging
 import os
@@ -138,30 +139,47 @@ def callbacks() -> Iterator[CallbackServer]:
         yield server
 
 
+def toml_string(text: str) -> str:
+    """A TOML basic string: every control character escaped, the rest as it is."""
+    escaped = "".join(
+        f"\\u{ord(ch):04x}" if ord(ch) < 0x20 or ord(ch) == 0x7F else "\\" + ch if ch in '"\\' else ch for ch in text
+    )
+    return f'"{escaped}"'
+
+
 def toml_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
-        return repr(value)
+        return repr(value)  # Python's repr is TOML's, inf and nan too
     if isinstance(value, str):
-        return json.dumps(value)
+        return toml_string(value)
+    if isinstance(value, (datetime.datetime, datetime.date)):
+        return value.isoformat()
     if isinstance(value, list):
         return "[" + ", ".join(toml_value(item) for item in value) + "]"
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{key} = {toml_value(item)}" for key, item in value.items()) + " }"
+        return "{ " + ", ".join(f"{toml_string(key)} = {toml_value(item)}" for key, item in value.items()) + " }"
     raise TypeError(value)
 
 
 def to_toml(data: Mapping[str, Any]) -> str:
-    """Enough TOML for a states.toml: top-level keys, tables, and arrays of tables."""
-    lines = [f"{key} = {toml_value(value)}" for key, value in data.items() if not isinstance(value, (dict, list))]
+    """Any data TOML can hold, as a states.toml is laid out: top-level keys, tables, and arrays of tables."""
+
+    def table_array(value: object) -> bool:
+        return isinstance(value, list) and bool(value) and all(isinstance(item, dict) for item in value)
+
+    def pairs(table: Mapping[str, Any]) -> list[str]:
+        return [f"{toml_string(key)} = {toml_value(value)}" for key, value in table.items()]
+
+    lines = pairs({key: value for key, value in data.items() if not isinstance(value, dict) and not table_array(value)})
     for key, value in data.items():
         if isinstance(value, dict):
-            lines += ["", f"[{key}]", *(f"{k} = {toml_value(v)}" for k, v in value.items())]
+            lines += ["", f"[{toml_string(key)}]", *pairs(value)]
     for key, value in data.items():
-        if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+        if table_array(value):
             for item in value:
-                lines += ["", f"[[{key}]]", *(f"{k} = {toml_value(v)}" for k, v in item.items())]
+                lines += ["", f"[[{toml_string(key)}]]", *pairs(item)]
     return "\n".join(lines) + "\n"
 
 

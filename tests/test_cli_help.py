@@ -95,3 +95,13 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(reap: Path) -> None:
         err = process.stderr.read().decode()
         code = process.wait()
     assert (code, err) == (141, "")
+
+
+def test_the_readmes_option_table_shows_the_defaults_the_run_uses() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `--([a-z-]+)[^`]*` \| ([^|]*) \|", readme, flags=re.M))
+    shown = [name for name in OPTIONS if Settings.__dataclass_fields__[name].default is not None]
+    assert shown
+    for name in shown:
+        cell = rows[name.replace("_", "-")].strip().strip("`")
+        assert cell.split(" ")[0] == shown_default(name), (name, cell)

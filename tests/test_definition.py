@@ -210,6 +210,11 @@ class TestValidation:
         data["states"][3]["retry"]["on"] = [{"a": 1}, 5]
         assert paths(data) == ["states[3].retry.on", "states[3].retry.on"]
 
+    def test_a_definition_without_its_initial_state_is_refused(self) -> None:
+        data = shipped_data()
+        del data["initial"]
+        assert Problem("initial", "is required: the name of the state the machine starts in") in problems(data)
+
     def test_a_wrong_schema_version_is_refused(self) -> None:
         data = shipped_data()
         data["schema"] = 99
