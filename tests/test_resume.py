@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import signal
 import socket
 import time
@@ -117,3 +118,25 @@ def test_resume_with_nothing_recorded_says_so(reap: Path) -> None:
     run = run_cli(["resume"], cli_env(reap))
     assert run.returncode == 2
     assert "nothing to resume" in run.stderr
+
+
+def test_a_recorded_setting_no_run_could_use_is_one_line_not_a_traceback(module_tree: Path, reap: Path) -> None:
+    """The account can edit its record: what `resume` and `stop` read from it is input, checked as the command
+    line's is."""
+    state_file = reap / ".jupyter" / "provisioner-state.json"
+    edits = {
+        "notebook_dir": ("~no-such-account-here/work", "resume", "--notebook-dir: '~no-such-account-here/work'"),
+        "home": ("/home/\0x", "resume", "HOME: not a path"),
+        "ip": (None, "stop", "a recorded setting is not what it must be"),
+    }
+    for name, (value, verb, said) in edits.items():
+        first = run_cli(["run", "--module", "NotThere"], cli_env(reap, module_tree, JUPYTER_TOKEN=TOKEN))
+        assert first.returncode == 11, first.stderr
+        record = json.loads(state_file.read_text())
+        record["settings"][name] = value
+        state_file.write_text(json.dumps(record))
+        after = run_cli([verb], cli_env(reap, module_tree))
+        assert "Traceback" not in after.stderr
+        assert said in after.stderr, (name, after.stderr)
+        assert after.returncode in (0, 2), (name, after.stderr)
+        assert all(line.startswith("provisioner: ") for line in after.stderr.splitlines())
