@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from provisioner import files
-from provisioner.errors import RESERVED_EXIT_CODES, ConfigError, Problem
+from provisioner.errors import RESERVED_EXIT_CODES, ConfigError, Problem, shown
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -237,7 +237,7 @@ class _Checker:
         self.unknown_keys(data, {"schema", "initial", "settings", "callbacks", "reasons", "states", "transitions"}, "")
         schema = data.get("schema")
         if schema != SCHEMA:
-            self.problem("schema", f"must be {SCHEMA} (found {schema!r})")
+            self.problem("schema", f"must be {SCHEMA} (found {shown(schema)})")
         reasons = self.reasons(data.get("reasons", {}))
         states = self.states(data.get("states"), reasons)
         names = {state.name for state in states}
@@ -246,7 +246,7 @@ class _Checker:
             self.problem("initial", "is required: the name of the state the machine starts in")
             initial = ""
         elif initial not in names:
-            self.problem("initial", f"{initial!r} is not a declared state")
+            self.problem("initial", f"{shown(initial)} is not a declared state")
         transitions = self.transitions(data.get("transitions"), names, reasons)
         settings = self.settings(data.get("settings", {}))
         callbacks = self.callbacks(data.get("callbacks"))
@@ -284,7 +284,7 @@ class _Checker:
             if code in RESERVED_EXIT_CODES:
                 self.problem(path, f"exit code {code} is reserved")
             if code in seen:
-                self.problem(path, f"exit code {code} is already used by {seen[code]!r}")
+                self.problem(path, f"exit code {code} is already used by {shown(seen[code])}")
             seen[code] = reason
             reasons[reason] = code
         return reasons
@@ -306,13 +306,13 @@ class _Checker:
                 self.problem(f"{path}.name", "a state name is lower case letters, digits and _")
                 continue
             if name in names:
-                self.problem(f"{path}.name", f"state {name!r} is declared twice")
+                self.problem(f"{path}.name", f"state {shown(name)} is declared twice")
             names.add(name)
             self.index.setdefault(name, index)
             action = self.typed(item, "action", str, f"{path}.action", None)
             if action is not None and action not in self.actions:
                 known = ", ".join(sorted(self.actions))
-                self.problem(f"{path}.action", f"unknown action {action!r} (known: {known})")
+                self.problem(f"{path}.action", f"unknown action {shown(action)} (known: {known})")
                 action = None
             retry = self.retry(item["retry"], f"{path}.retry", reasons) if "retry" in item else None
             if retry is not None and action is None:
@@ -336,7 +336,7 @@ class _Checker:
         on = self.typed(table, "on", list, f"{path}.on", [])
         for reason in on:
             if not isinstance(reason, str) or reason not in reasons:
-                self.problem(f"{path}.on", f"{reason!r} is not a declared reason")
+                self.problem(f"{path}.on", f"{shown(reason)} is not a declared reason")
         if not on:
             self.problem(f"{path}.on", "must name at least one reason to retry on")
         # Without wait, backoff and max_wait, tries follow each other at once: a retry that needs no pause.
@@ -364,7 +364,7 @@ class _Checker:
             self.unknown_keys(item, {"trigger", "source", "dest", "notify"}, path)
             trigger = self.typed(item, "trigger", str, f"{path}.trigger", "")
             if trigger != OK and trigger not in reasons:
-                self.problem(f"{path}.trigger", f"must be {OK!r} or a declared reason (found {trigger!r})")
+                self.problem(f"{path}.trigger", f"must be {OK!r} or a declared reason (found {shown(trigger)})")
             raw_sources = item.get("source")
             sources = [raw_sources] if isinstance(raw_sources, str) else raw_sources
             if not isinstance(sources, list) or not sources or not all(isinstance(s, str) for s in sources):
@@ -372,14 +372,16 @@ class _Checker:
                 sources = []
             for source in sources:
                 if source not in names:
-                    self.problem(f"{path}.source", f"{source!r} is not a declared state")
+                    self.problem(f"{path}.source", f"{shown(source)} is not a declared state")
                 key = (source, trigger)
                 if key in taken:
-                    self.problem(f"{path}.source", f"{source!r} already has a {trigger!r} transition ({taken[key]})")
+                    self.problem(
+                        f"{path}.source", f"{shown(source)} already has a {shown(trigger)} transition ({taken[key]})"
+                    )
                 taken[key] = index
             dest = self.typed(item, "dest", str, f"{path}.dest", "")
             if dest not in names:
-                self.problem(f"{path}.dest", f"{dest!r} is not a declared state")
+                self.problem(f"{path}.dest", f"{shown(dest)} is not a declared state")
             notify = self.notify(item.get("notify", []), f"{path}.notify", reasons)
             transitions.append(TransitionDef(trigger, tuple(sources), dest, notify))
         return transitions
@@ -403,7 +405,7 @@ class _Checker:
                 self.problem(f"{where}.status", "must be a non-empty string")
             reason = self.typed(item, "reason", str, f"{where}.reason", None)
             if reason is not None and reason not in reasons:
-                self.problem(f"{where}.reason", f"{reason!r} is not a declared reason")
+                self.problem(f"{where}.reason", f"{shown(reason)} is not a declared reason")
             notifies.append(Notify(endpoint, status, reason))
         return tuple(notifies)
 
@@ -441,14 +443,15 @@ class _Checker:
             path = f"states[{self.index[state.name]}]"
             has_ok = any(t.trigger == OK and state.name in t.sources for t in transitions)
             if state.final and has_ok:
-                self.problem(path, f"final state {state.name!r} has an {OK!r} transition")
+                self.problem(path, f"final state {shown(state.name)} has an {OK!r} transition")
             if not state.final and not has_ok:
-                self.problem(path, f"state {state.name!r} is not final and has no {OK!r} transition")
+                self.problem(path, f"state {shown(state.name)} is not final and has no {OK!r} transition")
             for reason in self.actions.get(state.action or "", ()):
                 if not any(t.trigger == reason and state.name in t.sources for t in transitions):
                     self.problem(
                         path,
-                        f"action {state.action!r} can fail with {reason!r} but {state.name!r} has no such transition",
+                        f"action {shown(state.action)} can fail with {shown(reason)} but {shown(state.name)} has no "
+                        "such transition",
                     )
         if initial not in states:
             return
@@ -462,7 +465,9 @@ class _Checker:
                     frontier.append(transition.dest)
         for name in states:
             if name not in reached:
-                self.problem(f"states[{self.index[name]}]", f"state {name!r} cannot be reached from {initial!r}")
+                self.problem(
+                    f"states[{self.index[name]}]", f"state {shown(name)} cannot be reached from {shown(initial)}"
+                )
 
 
 def _kind_name(kinds: tuple[type, ...]) -> str:

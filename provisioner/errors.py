@@ -23,6 +23,13 @@ EXIT_LOCKED = 4
 RESERVED_EXIT_CODES = frozenset({0, EXIT_INTERNAL, EXIT_USAGE, EXIT_CONFIG, EXIT_LOCKED})
 
 
+def shown(value: object) -> str:
+    """A value quoted for a message: short, since a mistyped command line may hold the token in the wrong place and
+    a hostile file may hold a megabyte where a name should be."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:36] + "..." + text[-1]
+
+
 class ProvisionError(Exception):
     """Base of every error the provisioner reports to its user."""
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from provisioner.errors import UsageError
+from provisioner.errors import UsageError, shown
 from provisioner.record import mask_url
 
 TOKEN_ENV = "JUPYTER_TOKEN"  # noqa: S105 - the variable's name, not a token
@@ -121,21 +121,15 @@ class BadValue(ValueError):
     """A value a setting cannot take. The message says why; whoever catches it names where the value came from."""
 
 
-def _shown(value: object) -> str:
-    """A value, quoted for a message: short, since a mistyped command line may hold the token in the wrong place."""
-    text = repr(value)
-    return text if len(text) <= 40 else text[:36] + "...'"
-
-
 def parse_port(value: object) -> int | None:
     if isinstance(value, str) and value.strip().lower() == "auto":
         return None
     try:
         port = int(str(value).strip()) if not isinstance(value, bool) else -1
     except ValueError:
-        raise BadValue(f"{_shown(value)} is not a port number (1-65535 or 'auto')") from None
+        raise BadValue(f"{shown(value)} is not a port number (1-65535 or 'auto')") from None
     if not 1 <= port <= 65535:
-        raise BadValue(f"{_shown(value)} is out of range (1-65535 or 'auto')")
+        raise BadValue(f"{shown(value)} is out of range (1-65535 or 'auto')")
     return port
 
 
@@ -143,16 +137,16 @@ def parse_ip(value: object) -> str:
     try:
         return str(ipaddress.ip_address(str(value).strip()))
     except ValueError:
-        raise BadValue(f"{_shown(value)} is not an IP address") from None
+        raise BadValue(f"{shown(value)} is not an IP address") from None
 
 
 def parse_timeout(value: object) -> float:
     try:
         timeout = float(str(value).strip())
     except ValueError:
-        raise BadValue(f"{_shown(value)} is not a number of seconds") from None
+        raise BadValue(f"{shown(value)} is not a number of seconds") from None
     if not 0 < timeout < DAY:  # nan and inf are not either
-        raise BadValue(f"{_shown(value)} must be more than 0 and less than a day")
+        raise BadValue(f"{shown(value)} must be more than 0 and less than a day")
     return timeout
 
 
@@ -168,9 +162,9 @@ def parse_idle_timeout(value: object) -> int:
     try:
         seconds = int(str(value).strip()) if not isinstance(value, bool) else -1
     except ValueError:
-        raise BadValue(f"{_shown(value)} is not a whole number of seconds (0: never)") from None
+        raise BadValue(f"{shown(value)} is not a whole number of seconds (0: never)") from None
     if not 0 <= seconds <= YEAR:
-        raise BadValue(f"{_shown(value)} must be 0 (never) or up to a year ({YEAR})")
+        raise BadValue(f"{shown(value)} must be 0 (never) or up to a year ({YEAR})")
     return seconds
 
 
@@ -224,7 +218,7 @@ def parse_user(value: object) -> str:
     """An account's name, as the system's tools accept one; whether it exists is for the machine that runs."""
     name = str(value).strip()
     if not name or name.startswith("-") or any(ch.isspace() or not ch.isprintable() or ch in ":/" for ch in name):
-        raise BadValue(f"{_shown(name)} is not a user name")
+        raise BadValue(f"{shown(name)} is not a user name")
     return name
 
 
@@ -234,7 +228,7 @@ def locate_path(text: str | None) -> Path | None:
     try:
         return Path(text).expanduser()
     except RuntimeError:  # ~name of no account
-        raise BadValue(f"{_shown(text)}: there is no such user to expand ~ for") from None
+        raise BadValue(f"{shown(text)}: there is no such user to expand ~ for") from None
 
 
 def locate_directory(text: str | None) -> Path | None:
@@ -256,7 +250,7 @@ def locate_user(name: str) -> Account:
     try:
         entry = pwd.getpwnam(name)
     except KeyError:
-        raise BadValue(f"no such user {_shown(name)}") from None
+        raise BadValue(f"no such user {shown(name)}") from None
     if os.geteuid() not in (0, entry.pw_uid):
         raise BadValue(f"running the server as {name} needs root")
     return Account.of(entry)

@@ -210,6 +210,12 @@ class TestValidation:
         data["states"][3]["retry"]["on"] = [{"a": 1}, 5]
         assert paths(data) == ["states[3].retry.on", "states[3].retry.on"]
 
+    def test_a_huge_value_is_quoted_short(self) -> None:
+        data = shipped_data()
+        data["transitions"][0]["dest"] = "x" * 100_000
+        [problem] = [p for p in problems(data) if p.path == "transitions[0].dest"]
+        assert problem.message == "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...' is not a declared state"
+
     def test_a_definition_without_its_initial_state_is_refused(self) -> None:
         data = shipped_data()
         del data["initial"]
