@@ -37,7 +37,7 @@ class RunContext:
     pid_exe: str | None = None  # the program it runs once it answers, to tell it from another process of ours
     unit: str | None = None  # the systemd unit running the server, with --launcher systemd
     server_started: float | None = None  # time.monotonic() when the server was launched
-    # The VM's address for the bind's family, found when the run begins: an adopting run reports its URL before ready.
+    # netinfo.vm_address, found as the run begins, not in ready: an adopting run reports its URL before ready runs.
     vm_ip: str | None = None
     # True once the server belongs to the user (ready): from then on nothing we do may stop it.
     handed_over: bool = False
