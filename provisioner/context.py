@@ -10,8 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from provisioner import envmodules, server
-from provisioner.netinfo import url_host
+from provisioner import envmodules, netinfo, server
 from provisioner.settings import TOKEN_ENV, Settings
 
 JUPYTER = "jupyter-notebook"  # the program a module must put on PATH
@@ -38,12 +37,17 @@ class RunContext:
     pid_exe: str | None = None  # the program it runs once it answers, to tell it from another process of ours
     unit: str | None = None  # the systemd unit running the server, with --launcher systemd
     server_started: float | None = None  # time.monotonic() when the server was launched
+    # netinfo.vm_address, found as the run begins, not in ready: an adopting run reports its URL before ready runs.
     vm_ip: str | None = None
     # True once the server belongs to the user (ready): from then on nothing we do may stop it.
     handed_over: bool = False
     unrecordable: str | None = None  # why the run cannot be recorded: validating fails it before any server starts
     # Saves the record now, returning why it could not be saved: the journal's, once the run has one.
     record: Callable[[], str | None] = field(default=lambda: None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.vm_ip is None:
+            self.vm_ip = netinfo.vm_address(self.settings.ip)
 
     @property
     def out(self) -> Path:
@@ -53,9 +57,9 @@ class RunContext:
     def log_path(self) -> Path:
         return self.out / LOG_NAME
 
-    def url(self, host: str | None = None) -> str:
-        """The server's URL without the token."""
-        return f"http://{url_host(host or self.vm_ip or '127.0.0.1')}:{self.port}{self.settings.base_url}"
+    def url(self) -> str:
+        """The server's URL without the token: one that reaches it (netinfo.server_url)."""
+        return netinfo.server_url(self.settings.ip, self.port, self.settings.base_url, self.vm_ip)
 
     def stop_unfinished_server(self) -> bool:
         """Stop the server this provisioning started, unless it was handed over; True if one was stopped.

@@ -84,8 +84,12 @@ class Interrupted(ProvisionError):
 
 
 class StepFailed(ProvisionError):
-    """An action failed; `reason` names the failure transition and its exit code in states.toml."""
+    """An action failed; `reason` names the failure transition and its exit code in states.toml.
+
+    Its message is made one line here, whatever it quotes (a tool's stderr, a log's tail): every failure is built
+    here, and its message becomes a callback's `message` field, the record's and a line on stderr.
+    """
 
     def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
+        super().__init__(" ".join(message.split()))
         self.reason = reason

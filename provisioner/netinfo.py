@@ -27,13 +27,52 @@ def interface_ipv4() -> list[tuple[str, str]]:
     return found
 
 
+def interface_ipv6() -> list[tuple[str, str]]:
+    """(interface, IPv6 address) for every address the kernel lists, in its order; none without IPv6."""
+    found: list[tuple[str, str]] = []
+    try:
+        with open("/proc/net/if_inet6", encoding="ascii") as table:
+            rows = table.read().splitlines()
+    except OSError:
+        return found
+    for row in rows:
+        fields = row.split()
+        if len(fields) == 6 and len(fields[0]) == 32:
+            found.append((fields[5], str(ipaddress.IPv6Address(bytes.fromhex(fields[0])))))
+    return found
+
+
 def vm_ipv4() -> str | None:
     """The first global IPv4 address (not loopback, not link-local): what a researcher connects to."""
-    for _, address in interface_ipv4():
-        ip = ipaddress.IPv4Address(address)
+    return _first_reachable(interface_ipv4())
+
+
+def vm_ipv6() -> str | None:
+    """The first global IPv6 address (not loopback, not link-local)."""
+    return _first_reachable(interface_ipv6())
+
+
+def _first_reachable(addresses: list[tuple[str, str]]) -> str | None:
+    for _, address in addresses:
+        ip = ipaddress.ip_address(address)
         if not (ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast):
             return address
     return None
+
+
+def vm_address(bind: str) -> str | None:
+    """The VM's address for others to reach a server bound to `bind`, or its sshd for a loopback bind; None if none.
+
+    For a wildcard, the VM's first global address of the bind's family: Jupyter (Tornado) sets IPV6_V6ONLY, so a
+    server bound to `::` refuses the VM's IPv4 address (checked with notebook 7.6.5, tornado 6.6.1, Linux with
+    net.ipv6.bindv6only=0). A specific address is the VM's own.
+    """
+    parsed = ipaddress.ip_address(bind)
+    if parsed.is_unspecified:
+        return vm_ipv6() if parsed.version == 6 else vm_ipv4()
+    if parsed.is_loopback:
+        return vm_ipv4() or vm_ipv6()
+    return bind
 
 
 def _family(ip: str) -> socket.AddressFamily:
@@ -71,6 +110,15 @@ def local_host(ip: str) -> str:
     if parsed.is_unspecified:
         return "::1" if parsed.version == 6 else "127.0.0.1"
     return ip
+
+
+def server_url(bind: str, port: int | None, base_url: str, vm_ip: str | None) -> str:
+    """The URL (without the token) that reaches a server bound to `bind`: that address when it is a specific one;
+    for a wildcard (0.0.0.0, ::), the VM's address `vm_ip`, or this machine's loopback when the VM has none."""
+    host = bind
+    if ipaddress.ip_address(bind).is_unspecified:
+        host = vm_ip or local_host(bind)
+    return f"http://{url_host(host)}:{port}{base_url}"
 
 
 def url_host(host: str) -> str:

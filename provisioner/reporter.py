@@ -83,7 +83,7 @@ class Reporter:
     ) -> None:
         self.policy = policy
         self.redact = redact
-        self.key = key  # signs every callback when there is a token to sign with
+        self.key = key  # signs every callback; the caller gives only a token that may sign
         self.on_queue = on_queue  # records a new callback, pending, before anything is tried
         self.on_done = on_done
         # Whether the record already holds this platform callback (same endpoint and fields): never sent twice.
@@ -146,7 +146,7 @@ class Reporter:
         fields = {**callback.fields, "timestamp": str(int(time.time()))}
         body = urlencode(fields).encode()
         headers = {"Content-Type": FORM}
-        if self.key is not None and self.key.reveal():
+        if self.key is not None:
             headers[SIGNATURE_HEADER] = sign(body, self.key.reveal())
         return body, headers
 

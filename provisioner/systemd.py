@@ -155,7 +155,7 @@ def start(unit: Unit) -> int:
             run_command(unit), capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False
         )
         if started.returncode != 0:
-            detail = " ".join(started.stderr.split()) or f"exit code {started.returncode}"
+            detail = started.stderr.strip() or f"exit code {started.returncode}"
             raise OSError(f"systemd-run failed: {detail}")
         shown = systemctl("show", "--property=MainPID", "--value", unit.name)
     except subprocess.TimeoutExpired as exc:

@@ -196,6 +196,18 @@ def free_port() -> int:
         return port
 
 
+def has_ipv6_loopback() -> bool:
+    """Whether this machine can bind ::1 (a container may have IPv6 turned off)."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
 def write_module(root: Path, name: str, body: str) -> None:
     (root / f"{name}.lua").write_text(body)
 

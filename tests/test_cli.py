@@ -197,13 +197,17 @@ def urls(callbacks: CallbackServer) -> list[str]:
 class TestFailures:
     """Every failure reason reaches the right URL with its own exit code, and leaves nothing running."""
 
-    @pytest.mark.parametrize("token", ["", "   ", "bad\ntoken", "tab\tinside", "ctrl\x07char"])
-    def test_an_unusable_token_fails_no_token_to_the_start_url(
+    @pytest.mark.parametrize("token", ["", "   ", "two words", "bad\ntoken", "tab\tinside", "ctrl\x07char"])
+    def test_an_unusable_token_fails_no_token_to_the_start_url_unsigned(
         self, token: str, callbacks: CallbackServer, reap: Path
     ) -> None:
         run = run_cli(["run", "--module", "", token, *urls(callbacks)], cli_env(reap))
         assert run.returncode == 10
         assert reasons(callbacks, "/start") == [("failed", "no_token")]
+        [received] = callbacks.received
+        # The README: a no_token failure comes unsigned.
+        assert [name for name in received.headers if name.lower() == "x-jupyter-init-signature"] == []
+        assert set(received.form) == {"status", "reason", "state", "message", "timestamp"}
         assert callbacks.forms("/complete") == []
         assert "Traceback" not in run.stderr
         assert not (run.out / "jupyter.log").exists()

@@ -3,7 +3,10 @@ from __future__ import annotations
 import ipaddress
 import socket
 
+import pytest
+
 from provisioner import netinfo
+from tests.conftest import has_ipv6_loopback
 
 
 def test_a_listening_port_is_not_free_and_a_closed_one_is() -> None:
@@ -35,3 +38,43 @@ def test_a_server_on_every_address_is_reached_on_loopback() -> None:
     assert netinfo.local_host("::") == "::1"
     assert netinfo.url_host("::1") == "[::1]"
     assert netinfo.url_host("10.0.0.5") == "10.0.0.5"
+
+
+@pytest.mark.parametrize(
+    ("bind", "vm_ip", "url"),
+    [
+        ("0.0.0.0", "192.0.2.10", "http://192.0.2.10:8008/"),
+        ("0.0.0.0", None, "http://127.0.0.1:8008/"),
+        ("::", "2001:db8::5", "http://[2001:db8::5]:8008/"),
+        ("::", None, "http://[::1]:8008/"),
+        ("127.0.0.1", "192.0.2.10", "http://127.0.0.1:8008/"),
+        ("::1", "192.0.2.10", "http://[::1]:8008/"),
+        ("192.0.2.20", "192.0.2.20", "http://192.0.2.20:8008/"),
+        ("2001:db8::7", "2001:db8::7", "http://[2001:db8::7]:8008/"),
+    ],
+)
+def test_the_url_names_the_bound_address_and_the_vms_only_for_a_wildcard(
+    bind: str, vm_ip: str | None, url: str
+) -> None:
+    assert netinfo.server_url(bind, 8008, "/", vm_ip) == url
+
+
+def test_the_url_ends_in_the_base_url() -> None:
+    assert netinfo.server_url("::1", 8008, "/user/alice/", None) == "http://[::1]:8008/user/alice/"
+
+
+def test_a_wildcard_is_reached_by_the_vms_address_of_its_own_family_and_a_specific_address_is_itself() -> None:
+    assert netinfo.vm_address("0.0.0.0") == netinfo.vm_ipv4()
+    assert netinfo.vm_address("::") == netinfo.vm_ipv6()
+    assert netinfo.vm_address("192.0.2.20") == "192.0.2.20"
+    assert netinfo.vm_address("127.0.0.1") == (netinfo.vm_ipv4() or netinfo.vm_ipv6())
+
+
+def test_the_vms_ipv6_address_is_its_first_global_one() -> None:
+    listed = netinfo.interface_ipv6()
+    if has_ipv6_loopback():
+        assert ("lo", "::1") in listed
+    reachable = [
+        ip for _, ip in listed if not (ipaddress.IPv6Address(ip).is_loopback or ipaddress.IPv6Address(ip).is_link_local)
+    ]
+    assert netinfo.vm_ipv6() == (reachable[0] if reachable else None)

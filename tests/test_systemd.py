@@ -161,3 +161,33 @@ def test_a_run_with_the_systemd_launcher_comes_up_and_stops_through_systemctl(
     stopped = run_cli(["stop"], cli_env(reap, path=path, FAKE_SYSTEMD_DIR=str(units)))
     assert stopped.returncode == 0, stopped.stderr
     assert jupyter_pids(reap) == []
+
+
+def test_a_systemd_run_that_fails_is_one_line_in_the_callback_the_record_and_stderr(
+    tmp_path: Path, callbacks: CallbackServer, reap: Path
+) -> None:
+    """systemd-run's complaint spans lines; the failure's `message` is documented as one. A stand-in fails on demand,
+    as the real systemd-run cannot."""
+    complaint = "Failed to start transient service unit:\nUnit jupyter-notebook.service already exists.\n"
+    fakes = make_bin(tmp_path / "fake-systemd", {"systemd-run": f"#!/bin/sh\nprintf '{complaint}' >&2\nexit 1\n"})
+    env = cli_env(
+        reap,
+        path=f"{fakes}:{REAL_JUPYTER.parent}:/usr/bin:/bin",
+        JUPYTER_TOKEN=TOKEN,
+        PROVISIONER_SYSTEM_DIR=str(tmp_path / "var-lib-provisioner"),
+    )
+    args = ["run", "--launcher", "systemd", "--module", "", "--port", "auto", "--complete-url", callbacks.url("/c")]
+    run = run_cli(args, env)
+    assert run.returncode == 14, run.stderr
+    message = (
+        "cannot start a systemd unit: systemd-run failed: Failed to start transient service unit: "
+        "Unit jupyter-notebook.service already exists."
+    )
+    [form] = callbacks.wait_for(1, "/c")
+    assert (form["reason"], form["message"]) == ("failed_to_start", message)
+    record = json.loads(run_cli(["state", "--json"], cli_env(reap)).stdout)
+    assert record["failure"]["message"] == message
+    assert [step["error"] for step in record["history"] if step["reason"]] == [message]
+    [said] = [line for line in run.stderr.splitlines() if "(failed_to_start)" in line]
+    assert said.endswith(f"(failed_to_start): {message}")
+    assert jupyter_pids(reap) == []

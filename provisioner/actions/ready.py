@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shlex
 from datetime import datetime, timezone
@@ -19,8 +20,14 @@ def info(ctx: RunContext) -> dict[str, Any]:
     """What a researcher needs to connect. It holds the token, so its files are 0600 in a 0700 directory."""
     token = ctx.settings.token.reveal() if ctx.settings.token is not None else ""
     url = ctx.url()
+    tunnel = _tunnel(ctx)
+    if _loopback(ctx.settings.ip):
+        connect = f"the server listens on the VM's loopback address only: tunnel first, {tunnel}, then open the url"
+    else:
+        connect = f"open the url in a browser, or tunnel: {tunnel}"
     return {
-        "vm_ip": ctx.vm_ip,
+        "vm_ip": _vm_ip(ctx),
+        "ip": ctx.settings.ip,
         "port": ctx.port,
         "token": token,
         "url": f"{url}?token={token}",
@@ -30,9 +37,27 @@ def info(ctx: RunContext) -> dict[str, Any]:
         "notebook_dir": str(ctx.settings.notebook_dir or ctx.settings.home),
         "idle_timeout": ctx.settings.idle_timeout,
         "base_url": ctx.settings.base_url,
-        "connect": f"open the url in a browser, or tunnel: ssh -L {ctx.port}:localhost:{ctx.port} USER@{ctx.vm_ip}",
+        "connect": connect,
+        "tunnel": tunnel,
         "stop": f"provisioner stop{_where(ctx)}   (stops the server and its kernels; or: kill {ctx.pid})",
     }
+
+
+def _vm_ip(ctx: RunContext) -> str:
+    return ctx.vm_ip or netinfo.local_host(ctx.settings.ip)
+
+
+def _loopback(ip: str) -> bool:
+    return ipaddress.ip_address(ip).is_loopback
+
+
+def _tunnel(ctx: RunContext) -> str:
+    """The ssh command that brings the server's port to the researcher's machine.
+
+    Its far end is the address the server listens on (loopback for a wildcard), not `localhost`: a server bound to
+    one address refuses every other, and `localhost` names 127.0.0.1 and ::1 alike."""
+    target = netinfo.url_host(netinfo.local_host(ctx.settings.ip))
+    return f"ssh -L {ctx.port}:{target}:{ctx.port} USER@{_vm_ip(ctx)}"
 
 
 def _where(ctx: RunContext) -> str:
@@ -54,12 +79,18 @@ def render_text(data: dict[str, Any]) -> str:
     ]
     if data["idle_timeout"]:
         lines.append(f"Idle stop: the server shuts down after {data['idle_timeout']} s without activity")
+    if _loopback(data["ip"]):
+        how = [f"  The server listens on the VM's loopback address only: tunnel port {data['port']} first:"]
+    else:
+        how = [
+            f"  Open {data['url']} in a browser.",
+            f"  If port {data['port']} is not reachable from your machine, tunnel it first:",
+        ]
     lines += [
         "",
         "How to connect:",
-        f"  Open {data['url']} in a browser.",
-        f"  If port {data['port']} is not reachable from your machine, tunnel it first:",
-        f"    ssh -L {data['port']}:localhost:{data['port']} USER@{data['vm_ip']}",
+        *how,
+        f"    {data['tunnel']}",
         f"  and open http://localhost:{data['port']}{data['base_url']}?token=<the token above>",
         "",
         "How to stop:",
@@ -69,10 +100,12 @@ def render_text(data: dict[str, Any]) -> str:
 
 
 def run(ctx: RunContext) -> None:
-    ctx.vm_ip = netinfo.vm_ipv4()
     if ctx.vm_ip is None:
-        ctx.vm_ip = "127.0.0.1"
-        log.warning("warning: this machine has no global IPv4 address; the info file names 127.0.0.1")
+        log.warning(
+            "warning: this machine has no global address to reach %s by; the info file names %s",
+            ctx.settings.ip,
+            _vm_ip(ctx),
+        )
     data = info(ctx)
     try:
         write_private(ctx.out / INFO_TXT, render_text(data))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from transitions import MachineError
 
+from provisioner.actions.validating import token_problem
 from provisioner.context import INFO_TXT, RunContext, log
 from provisioner.definition import Definition
 from provisioner.errors import Interrupted, UsageError
@@ -65,7 +66,8 @@ def provision(
     reporter = Reporter(
         definition.callbacks,
         redact,
-        key=settings.token,
+        # A token validating refuses is none to sign with: a no_token failure comes unsigned, whatever was given.
+        key=settings.token if token_problem(settings.token) is None else None,
         on_queue=journal.queued,
         on_done=journal.save,
         seen=journal.holds,

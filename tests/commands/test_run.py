@@ -6,6 +6,7 @@ Every test here runs real Jupyter servers and a real callback receiver.
 from __future__ import annotations
 
 import hmac
+import json
 import signal
 import socket
 import time
@@ -15,12 +16,15 @@ from urllib.error import HTTPError
 
 import pytest
 
+from provisioner import netinfo
 from provisioner.reporter import SIGNATURE_HEADER, sign
 from tests.conftest import (
+    REAL_JUPYTER,
     TOKEN,
     CallbackServer,
     cli_env,
     free_port,
+    has_ipv6_loopback,
     jupyter_pids,
     read_state,
     run_cli,
@@ -63,7 +67,9 @@ def test_run_again_while_the_server_is_up_adopts_it_and_tells_the_platform(
     told = [r for r in callbacks.received if r.path == "/complete"][-1]
     assert hmac.compare_digest(told.headers[SIGNATURE_HEADER], sign(told.body, TOKEN))
     assert (told.form["port"], told.form["pid"]) == (str(port), str(pid))
-    assert told.form["url"].endswith(f":{port}/")
+    reported = f"http://{netinfo.vm_ipv4() or '127.0.0.1'}:{port}/"  # bound to 0.0.0.0: the VM's address
+    assert told.form["url"] == reported
+    assert [form.get("url") for form in callbacks.forms("/start")] == [None, reported]  # the adopting run's too
     state = read_state(reap)
     assert (state["outcome"], state["server"]["pid"]) == ("ready", pid)
     outcomes = {step["state"]: step["outcome"] for step in state["history"]}
@@ -74,6 +80,44 @@ def test_run_again_while_the_server_is_up_adopts_it_and_tells_the_platform(
     third = run_cli(["run", "--port", "auto", *urls(callbacks)], env)  # the adopting run's record is adoptable too
     assert third.returncode == 0, third.stderr
     assert "adopting it" in third.stderr and jupyter_pids(reap) == [pid]
+
+
+@pytest.mark.parametrize(
+    ("bind", "host"),
+    [
+        pytest.param("127.0.0.1", "127.0.0.1", id="ipv4"),
+        pytest.param(
+            "::1", "[::1]", id="ipv6", marks=pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback")
+        ),
+    ],
+)
+def test_a_server_bound_to_one_address_is_reported_at_that_address_by_the_run_and_by_the_run_that_adopts_it(
+    callbacks: CallbackServer, reap: Path, bind: str, host: str
+) -> None:
+    env = cli_env(reap, path=f"{REAL_JUPYTER.parent}:/usr/bin:/bin", JUPYTER_TOKEN=TOKEN)
+    args = ["run", "--module", "", "--ip", bind, "--port", "auto", *urls(callbacks)]
+    first = run_cli(args, env)
+    assert first.returncode == 0, first.stderr
+    port = read_state(reap)["server"]["port"]
+    url = f"http://{host}:{port}/"
+    assert [form["url"] for form in callbacks.wait_for(1, "/complete")] == [url]
+    info = json.loads((reap / ".jupyter" / "jupyter_info.json").read_text())
+    assert info["url"] == f"{url}?token={TOKEN}"
+    assert f"URL:       {url}?token={TOKEN}\n" in (reap / ".jupyter" / "jupyter_info.txt").read_text()
+    assert info["tunnel"] == f"ssh -L {port}:{host}:{port} USER@{info['vm_ip']}"
+    state = run_cli(["state", "--json"], cli_env(reap))
+    assert json.loads(state.stdout)["server"]["url"] == url
+    assert f"{url} (running)" in run_cli(["state"], cli_env(reap)).stdout
+    request = urllib.request.Request(url + "api/status", headers={"Authorization": f"token {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 200
+
+    again = run_cli(args, env)
+    assert again.returncode == 0, again.stderr
+    assert "adopting it" in again.stderr
+    assert [form.get("url") for form in callbacks.wait_for(2, "/start")] == [None, url]
+    assert [form["url"] for form in callbacks.wait_for(2, "/complete")] == [url, url]
+    assert json.loads(run_cli(["state", "--json"], cli_env(reap)).stdout)["server"]["url"] == url
 
 
 def test_run_with_another_port_stops_the_recorded_server_and_starts_one_on_that_port(
