@@ -390,23 +390,36 @@ def as_user(name: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 @contextlib.contextmanager
 def traversable(*paths: Path) -> Iterator[None]:
-    """Let other accounts traverse to `paths` for the block's length.
+    """Let other accounts traverse to `paths`, and to whatever links among them lead to, for the block's length.
 
-    The test Python and this checkout may live under /root (0700 on Debian); another account must reach them, as it
-    could a provisioner installed in /opt. The modes are restored afterwards.
+    The test Python and this checkout may live in a home other accounts cannot enter (a pyenv in root's 0700 home);
+    another account must reach them, as it could a provisioner installed in /opt. The modes are restored afterwards.
     """
     opened = []
     for path in paths:
-        for directory in [*reversed(path.parents), path] if path.is_dir() else reversed(path.parents):
-            mode = directory.stat().st_mode
-            if not mode & stat.S_IXOTH:
-                directory.chmod(mode | stat.S_IXOTH)
-                opened.append((directory, mode))
+        for reached in reached_through(path):
+            for directory in [*reversed(reached.parents), reached] if reached.is_dir() else reversed(reached.parents):
+                mode = directory.stat().st_mode
+                if not mode & stat.S_IXOTH:
+                    directory.chmod(mode | stat.S_IXOTH)
+                    opened.append((directory, mode))
     try:
         yield
     finally:
         for directory, mode in reversed(opened):
             directory.chmod(stat.S_IMODE(mode))
+
+
+def reached_through(path: Path) -> list[Path]:
+    """`path`, every link it leads through and what it ends at, each also named from its real directory.
+
+    A venv's python is a link to the interpreter the venv was made from, which may live elsewhere (`os.path.realpath`
+    shows where): the kernel walks the directories of every hop, and those a linked directory leads to.
+    """
+    hops = [path]
+    while hops[-1].is_symlink() and len(hops) <= 40:  # the kernel gives up after 40 links too
+        hops.append(hops[-1].parent / os.readlink(hops[-1]))  # a relative link is relative to its own directory
+    return [*hops, *(hop.parent.resolve() / hop.name for hop in hops)]
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from tests.conftest import (
     cli_env,
     make_bin,
     run_cli,
+    traversable,
     write_module,
 )
 from tests.test_jupyter_init_sh import SCRIPT
@@ -97,3 +98,28 @@ def test_the_deployed_line_works_unchanged_for_a_real_user(
     assert info["port"] == 8008  # the spec's port: nothing else here binds it
     assert f"Uid:\t{researcher.pw_uid}\t" in Path(f"/proc/{info['pid']}/status").read_text()
     assert "running Jupyter as root" not in completed.stderr
+
+
+def test_an_account_runs_a_python_whose_link_leads_into_a_directory_only_root_enters(
+    researcher: pwd.struct_passwd, tmp_path: Path
+) -> None:
+    """A venv's python is a link to the interpreter it was made from, which may sit in a 0700 home (a pyenv in
+    root's): the account must be let through the directories the link leads to, not only the link's own."""
+    private = tmp_path / "private"
+    private.mkdir()
+    private.chmod(0o700)
+    (private / "python3").symlink_to(os.path.realpath(sys.executable))
+    venv_python = tmp_path / "venv" / "bin" / "python"
+    venv_python.parent.mkdir(parents=True)
+    venv_python.symlink_to(private / "python3")
+
+    with traversable(venv_python):
+        ran = subprocess.run(
+            ["runuser", "-u", researcher.pw_name, "--", str(venv_python), "-c", "print('ran')"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd="/",
+        )
+    assert (ran.returncode, ran.stdout) == (0, "ran\n"), ran.stderr
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700  # closed again afterwards
