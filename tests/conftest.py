@@ -32,8 +32,9 @@ else:
 REAL_JUPYTER = Path(sys.executable).with_name("jupyter-notebook")
 CHECKOUT = Path(__file__).resolve().parent.parent
 LMOD_CMD = Path("/usr/share/lmod/lmod/libexec/lmod")
+PREREQUISITES = "scripts/install-test-prerequisites.sh"  # run as root: what the tests need from Debian
 # Debian's environment-modules conflicts with lmod, so its package is unpacked here rather than installed
-# (.ci/run does it; see the README). Its modulecmd.tcl runs with the system's tclsh like an installed one.
+# (PREREQUISITES does it). Its modulecmd.tcl runs with the system's tclsh like an installed one.
 ENVIRONMENT_MODULES = Path("/opt/environment-modules")
 TOKEN = "tok-" + "5e3c7a1f9b" * 4  # distinctive, so a leak anywhere is easy to find
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -199,7 +200,7 @@ def make_bin(directory: Path, programs: Mapping[str, str | Path]) -> Path:
 def module_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Lmod module files: JupyterNotebook puts the real Jupyter on PATH; the others fail in their own ways."""
     if not LMOD_CMD.exists():
-        pytest.fail("Lmod is not installed (apt-get install lmod); .ci/run installs it")
+        pytest.fail(f"Lmod is not installed; {PREREQUISITES} installs it")
     root = tmp_path_factory.mktemp("modules")
     jupyter_bin = make_bin(root.parent / "jupyter-bin", {"jupyter-notebook": REAL_JUPYTER})
     write_module(
@@ -224,7 +225,7 @@ def _fresh_logger() -> Iterator[None]:
 def modulecmd_tcl() -> Path:
     found = sorted(ENVIRONMENT_MODULES.glob("usr/lib/*/modulecmd.tcl"))
     if not found:
-        pytest.fail(f"Environment Modules is not unpacked in {ENVIRONMENT_MODULES}; .ci/run shows how")
+        pytest.fail(f"Environment Modules is not unpacked in {ENVIRONMENT_MODULES}; {PREREQUISITES} does it")
     return found[0]
 
 

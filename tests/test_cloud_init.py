@@ -31,7 +31,7 @@ import yaml
 
 from provisioner import __version__
 from provisioner.actions.verifying import probe
-from tests.conftest import CHECKOUT, REAL_JUPYTER, CallbackServer, traversable, write_module
+from tests.conftest import CHECKOUT, PREREQUISITES, REAL_JUPYTER, CallbackServer, traversable, write_module
 
 EXAMPLES = CHECKOUT / "examples" / "cloud-init"
 OVERLAID = ("etc", "home", "opt", "usr/local/bin", "var/lib", "var/log")
@@ -120,7 +120,7 @@ def host_state() -> tuple[str, ...]:
 @contextlib.contextmanager
 def first_boot(example: Path, values: dict[str, str], wheels: Path, root: Path) -> Iterator[Boot]:
     if shutil.which("cloud-init") is None or shutil.which("unshare") is None:
-        pytest.fail("cloud-init and unshare are needed (apt-get install cloud-init util-linux); .ci/run installs them")
+        pytest.fail(f"cloud-init and unshare are needed; {PREREQUISITES} installs them")
     upper = root / "upper"
     seed = upper / "var/lib/cloud/seed/nocloud"
     seed.mkdir(parents=True)
