@@ -1,4 +1,5 @@
-"""CI and the README install the test prerequisites through one script, so that what they install cannot drift."""
+"""How the tests are run, as the README and CI tell it: one script installs their prerequisites, and the README
+says what they do to the machine."""
 
 from __future__ import annotations
 
@@ -38,3 +39,17 @@ def test_the_script_is_what_installs_the_packages() -> None:
     script = shell_lines((CHECKOUT / PREREQUISITES).read_text())
     assert [line for line in script if line.startswith("apt-get install ")]
     assert [line for line in script if line.startswith("dpkg-deb -x ")]
+
+
+# Programs that change the machine rather than a test's own files: the README must say what the suite does with each.
+MACHINE_CHANGING = ("useradd", "userdel", "groupadd", "groupdel", "usermod", "mount", "umount", "unshare", "setfacl")
+
+
+def test_the_readme_names_every_program_the_suite_changes_the_machine_with() -> None:
+    sources = "\n".join(path.read_text() for path in (CHECKOUT / "tests").rglob("*.py"))
+    used = [program for program in MACHINE_CHANGING if re.search(rf'\[\s*"{program}"', sources)]
+    assert "useradd" in used  # the search finds commands as the tests write them
+    readme = (CHECKOUT / "README.md").read_text()
+    section = re.search(r"^What the suite does to the machine.*?(?=^## )", readme, re.MULTILINE | re.DOTALL)
+    assert section is not None
+    assert [program for program in used if f"`{program}" not in section.group()] == []
