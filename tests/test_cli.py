@@ -33,6 +33,19 @@ from tests.conftest import (
     stop_servers,
 )
 
+# What the shared provisioning sends, per URL, in order: every assertion over its callbacks starts from this list, so
+# that none passes on callbacks that never came.
+EVERY_CALLBACK = {
+    "/progress": ["validating", "loading", "port_check", "starting", "verifying", "ready"],
+    "/start": ["init_started"],
+    "/complete": ["init_completed"],
+}
+
+
+def sent(callbacks: CallbackServer) -> dict[str, list[str]]:
+    """The statuses each URL received, in the order it received them."""
+    return {path: [form["status"] for form in callbacks.forms(path)] for path in {r.path for r in callbacks.received}}
+
 
 @dataclass
 class Provisioned:
@@ -68,7 +81,7 @@ def provisioned(module_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> 
             time.sleep(0.1)
         stdout, stderr = process.communicate(timeout=120)
         seen.extend(cmdlines())
-        callbacks.wait_for(2, path=None)
+        callbacks.wait_for(sum(map(len, EVERY_CALLBACK.values())))
         yield Provisioned(Run(process.returncode, stdout, stderr, home), callbacks, port, seen)
     stop_servers(home)
 
@@ -106,8 +119,9 @@ class TestReady:
         assert complete[0]["pid"] == str(provisioned.run.info()["pid"])
 
     def test_callbacks_are_form_posts(self, provisioned: Provisioned) -> None:
-        for received in provisioned.callbacks.received:
-            assert received.headers["Content-Type"] == "application/x-www-form-urlencoded"
+        assert sent(provisioned.callbacks) == EVERY_CALLBACK
+        content_types = {received.headers["Content-Type"] for received in provisioned.callbacks.received}
+        assert content_types == {"application/x-www-form-urlencoded"}
 
     def test_init_started_arrives_before_init_completed(self, provisioned: Provisioned) -> None:
         paths = [received.path for received in provisioned.callbacks.received if received.path != "/progress"]
@@ -148,7 +162,8 @@ class TestReady:
         assert not [line for line in provisioned.seen_cmdlines if TOKEN in line]
 
     def test_the_token_is_in_no_callback_and_none_of_our_output(self, provisioned: Provisioned) -> None:
-        assert all(TOKEN.encode() not in received.body for received in provisioned.callbacks.received)
+        assert sent(provisioned.callbacks) == EVERY_CALLBACK
+        assert [received.path for received in provisioned.callbacks.received if TOKEN.encode() in received.body] == []
         assert TOKEN not in provisioned.run.stderr + provisioned.run.stdout
         assert TOKEN not in (provisioned.run.out / "jupyter.log").read_text()
 
@@ -158,11 +173,13 @@ class TestReady:
         assert (table.returncode, dump.returncode) == (0, 0)
         data = json.loads(dump.stdout)
         assert (data["status"], data["server"]["alive"], data["server"]["port"]) == ("ready", True, provisioned.port)
-        assert all(entry["duration"] is not None for entry in data["history"])
+        history = [(entry["state"], entry["duration"] is not None) for entry in data["history"]]
+        assert history == [(state, True) for state in ("idle", *EVERY_CALLBACK["/progress"])]
         assert TOKEN not in table.stdout + dump.stdout + (provisioned.run.out / "provisioner-state.json").read_text()
         assert (provisioned.run.out / "provisioner-token").read_text() == TOKEN
 
     def test_callbacks_are_signed_with_the_token(self, provisioned: Provisioned) -> None:
+        assert sent(provisioned.callbacks) == EVERY_CALLBACK
         for received in provisioned.callbacks.received:
             digest = hmac.new(TOKEN.encode(), received.body, hashlib.sha256).hexdigest()
             assert received.headers["X-Jupyter-Init-Signature"] == f"sha256={digest}"
@@ -173,11 +190,13 @@ class TestReady:
         [snippet] = [block for block in readme.split("```python\n")[1:] if "def verify(" in block]
         namespace: dict[str, Any] = {}
         exec(snippet.split("```")[0], namespace)
+        verified: dict[str, list[str]] = {}
         for received in provisioned.callbacks.received:
             fields = namespace["verify"](received.body, received.headers["X-Jupyter-Init-Signature"], TOKEN)
-            assert fields["status"]
+            verified.setdefault(received.path, []).append(fields["status"])
             with pytest.raises(ValueError, match="bad signature"):
                 namespace["verify"](received.body, received.headers["X-Jupyter-Init-Signature"], "forged")
+        assert verified == EVERY_CALLBACK
 
     def test_the_module_environment_reaches_the_server(self, provisioned: Provisioned) -> None:
         pid = provisioned.run.info()["pid"]
