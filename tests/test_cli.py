@@ -23,12 +23,14 @@ import pytest
 
 from provisioner import cli
 from tests.conftest import (
+    REAL_JUPYTER,
     TOKEN,
     CallbackServer,
     Run,
     cli_env,
     cmdlines,
     free_port,
+    jupyter_pids,
     make_bin,
     run_cli,
     serving,
@@ -89,11 +91,13 @@ def provisioned(module_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     stop_servers(home)
 
 
-def get_status(port: int, token: str | None) -> int:
+def get(port: int, path: str, token: str | None) -> tuple[int, str]:
+    """GET `path` from the server, with `token` in the Authorization header if given: the status and Location."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
-        connection.request("GET", "/api/status", headers={"Authorization": f"token {token}"} if token else {})
-        return connection.getresponse().status
+        connection.request("GET", path, headers={"Authorization": f"token {token}"} if token else {})
+        response = connection.getresponse()
+        return response.status, response.getheader("Location", "")
     finally:
         connection.close()
 
@@ -103,9 +107,14 @@ class TestReady:
         assert provisioned.run.returncode == 0, provisioned.run.stderr
 
     def test_the_server_answers_with_the_token_and_refuses_without(self, provisioned: Provisioned) -> None:
-        assert get_status(provisioned.port, TOKEN) == 200
-        assert get_status(provisioned.port, None) == 403
-        assert get_status(provisioned.port, "wrong-token") == 403
+        for api in ("/api/status", "/api/contents"):
+            assert get(provisioned.port, api, TOKEN)[0] == 200, api
+            assert get(provisioned.port, api, None)[0] == 403, api
+            assert get(provisioned.port, api, "wrong-token")[0] == 403, api
+        # A page sends a browser that has no token to the login page.
+        assert get(provisioned.port, "/tree", TOKEN)[0] == 200
+        status, location = get(provisioned.port, "/tree", None)
+        assert (status, location.split("?")[0]) == (302, "/login")
 
     def test_the_server_outlives_the_provisioner_in_its_own_session(self, provisioned: Provisioned) -> None:
         pid = int(str(provisioned.run.info()["pid"]))
@@ -298,6 +307,22 @@ class TestFailures:
         pid = int(pidfile.read_text())
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+    def test_a_server_that_answers_without_the_token_fails_failed_to_start_and_is_stopped(
+        self, tmp_path: Path, callbacks: CallbackServer, reap: Path
+    ) -> None:
+        """Jupyter's own configuration (a site's, an image's) can turn authentication off: never reported ready."""
+        config = tmp_path / "jupyter-config"
+        config.mkdir()
+        (config / "jupyter_server_config.py").write_text('c.IdentityProvider.token = ""\n')
+        path = f"{REAL_JUPYTER.parent}:/usr/bin:/bin"
+        env = cli_env(reap, path=path, JUPYTER_CONFIG_DIR=str(config), JUPYTER_TOKEN=TOKEN)
+        args = ["run", "--module", "", "--port", str(free_port()), "--complete-url", callbacks.url("/complete")]
+        run = run_cli(args, env)
+        assert run.returncode == 14, run.stderr
+        assert "the server answered 200 without the token instead of 403: authentication is off" in run.stderr
+        assert reasons(callbacks, "/complete") == [("failed", "failed_to_start")]
+        assert jupyter_pids(reap) == []
 
     def test_an_unreachable_callback_endpoint_does_not_change_the_outcome(self, reap: Path) -> None:
         down = f"http://127.0.0.1:{free_port()}/start"
