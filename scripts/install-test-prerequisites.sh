@@ -15,8 +15,9 @@ if dpkg -s environment-modules >/dev/null 2>&1; then apt-get purge -y -qq enviro
 # procps: pgrep in the tests; curl and iproute2 (ss, ip): the old script the benchmark compares with;
 # tcl: Environment Modules' modulecmd.tcl; cloud-init and systemd: their validators check the examples, and
 # cloud-init boots each cloud-init example for real (util-linux's unshare; the examples' python3 -m venv);
-# acl: setfacl, for the test that root will not act as root in a directory an ACL opens to an account.
-apt-get install -y -qq lmod tcl procps curl iproute2 cloud-init systemd python3-venv util-linux acl >/dev/null
+# acl: setfacl, for the test that root will not act as root in a directory an ACL opens to an account;
+# strace: records every program a run executes, with its whole argv, for the test that the token is on none.
+apt-get install -y -qq lmod tcl procps curl iproute2 cloud-init systemd python3-venv util-linux acl strace >/dev/null
 
 # Environment Modules is tested too, but its package conflicts with lmod: unpack it instead of installing it.
 # Its modulecmd.tcl runs with the system's tclsh exactly as an installed one does; the tests find it there.

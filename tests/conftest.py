@@ -7,7 +7,9 @@ import json
 import logging
 import os
 import pwd
+import re
 import secrets
+import shutil
 import signal
 import socket
 import stat
@@ -320,6 +322,53 @@ def run_cli(args: Sequence[str], env: Mapping[str, str], timeout: float = 120) -
         check=False,
     )
     return Run(completed.returncode, completed.stdout, completed.stderr, Path(env["HOME"]))
+
+
+@dataclass
+class Traced:
+    """A run of the CLI and what strace saw: each execve of any process of the run, its argv in full."""
+
+    run: Run
+    execs: list[str]
+
+
+def traced_cli(args: Sequence[str], env: Mapping[str, str], trace: Path, timeout: float = 120) -> Traced:
+    """The CLI under strace, which records every program that any process of the run executes, with its argv, and
+    leaves the server running once the CLI has exited (a command line sampled now and then could miss one)."""
+    if shutil.which("strace") is None:
+        pytest.fail(f"strace is not installed; {PREREQUISITES} installs it")
+    out, err = trace.with_name(f"{trace.name}.stdout"), trace.with_name(f"{trace.name}.stderr")
+    # -s: whole strings, not the first 32 bytes. -I1: SIGTERM detaches from the server and ends strace, which would
+    # otherwise follow the server for as long as it lives. No -v: the environment, where the token belongs, stays out.
+    strace = ["strace", "-f", "-q", "-I1", "-e", "trace=execve", "-s", "65535", "-o", str(trace)]
+    with out.open("w") as stdout, err.open("w") as stderr:
+        tracer = subprocess.Popen(
+            [*strace, sys.executable, "-m", "provisioner", *args],
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+        )
+    try:
+        code = _traced_exit(trace, time.monotonic() + timeout)
+    finally:
+        tracer.terminate()
+        tracer.wait(30)
+    execs = [line for line in trace.read_text().splitlines() if " execve(" in line]
+    return Traced(Run(code, out.read_text(), err.read_text(), Path(env["HOME"])), execs)
+
+
+def _traced_exit(trace: Path, deadline: float) -> int:
+    """The exit code of the first process strace traced, once strace has seen it exit."""
+    while time.monotonic() < deadline:
+        text = trace.read_text() if trace.exists() else ""
+        if "\n" in text:
+            pid = text.split(maxsplit=1)[0]  # each line starts with its process's PID; the first is the CLI's
+            ended = re.search(rf"^{pid} \+\+\+ (?:exited with (\d+)|killed by SIG(\w+))", text, re.MULTILINE)
+            if ended:
+                return int(ended[1]) if ended[1] else -getattr(signal, f"SIG{ended[2]}")
+        time.sleep(0.02)
+    raise AssertionError(f"the CLI did not exit in time under strace; {trace} so far:\n{text[-2000:]}")
 
 
 def stop_servers(home: Path) -> None:
