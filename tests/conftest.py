@@ -358,6 +358,12 @@ def traced_cli(args: Sequence[str], env: Mapping[str, str], trace: Path, timeout
     return Traced(Run(code, out.read_text(), err.read_text(), Path(env["HOME"])), execs)
 
 
+def server_execs(traced: Traced, port: int) -> list[str]:
+    """The execve lines that started the Jupyter server on `port`: proof that the trace holds the server's argv."""
+    server = re.compile(rf'execve\("[^"]*/jupyter-notebook", \[.*"--port={port}"')
+    return [line for line in traced.execs if server.search(line)]
+
+
 def _traced_exit(trace: Path, deadline: float) -> int:
     """The exit code of the first process strace traced, once strace has seen it exit."""
     while time.monotonic() < deadline:

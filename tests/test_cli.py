@@ -27,11 +27,13 @@ from tests.conftest import (
     TOKEN,
     CallbackServer,
     Run,
+    Traced,
     cli_env,
     free_port,
     jupyter_pids,
     make_bin,
     run_cli,
+    server_execs,
     serving,
     stop_servers,
     traced_cli,
@@ -56,7 +58,7 @@ class Provisioned:
     run: Run
     callbacks: CallbackServer
     port: int
-    execs: list[str]  # every execve of the run, as strace saw it
+    traced: Traced  # the run and every execve in it, as strace saw it
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +82,7 @@ def provisioned(module_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         ]
         traced = traced_cli(args, env, tmp_path_factory.mktemp("trace") / "execve")
         callbacks.wait_for(sum(map(len, EVERY_CALLBACK.values())))
-        yield Provisioned(traced.run, callbacks, port, traced.execs)
+        yield Provisioned(traced.run, callbacks, port, traced)
     stop_servers(home)
 
 
@@ -166,9 +168,8 @@ class TestReady:
         self, provisioned: Provisioned
     ) -> None:
         # The trace holds every program's whole argv: the server's own is there, so the trace is not empty of it.
-        server = re.compile(rf'execve\("[^"]*/jupyter-notebook", \[.*"--port={provisioned.port}"')
-        assert len([line for line in provisioned.execs if server.search(line)]) == 1, provisioned.execs
-        assert [line for line in provisioned.execs if TOKEN in line] == []
+        assert len(server_execs(provisioned.traced, provisioned.port)) == 1, provisioned.traced.execs
+        assert [line for line in provisioned.traced.execs if TOKEN in line] == []
 
     def test_the_token_is_in_no_callback_and_none_of_our_output(self, provisioned: Provisioned) -> None:
         assert sent(provisioned.callbacks) == EVERY_CALLBACK

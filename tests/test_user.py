@@ -18,8 +18,11 @@ from tests.conftest import (
     CallbackServer,
     as_user,
     cli_env,
+    free_port,
     make_bin,
     run_cli,
+    server_execs,
+    traced_cli,
     traversable,
     write_module,
 )
@@ -58,6 +61,22 @@ def test_as_root_with_user_the_server_and_its_files_belong_to_the_user(
     assert stopped.returncode == 0, stopped.stderr
     assert not Path(f"/proc/{pid}").exists() or "State:\tZ" in Path(f"/proc/{pid}/status").read_text(), stopped.stdout
     assert (out / "provisioner-state.json").stat().st_uid == researcher.pw_uid
+
+
+def test_as_root_with_user_the_token_is_in_the_argv_of_no_program_the_run_executes(
+    researcher: pwd.struct_passwd, callbacks: CallbackServer, reap: Path, tmp_path: Path
+) -> None:
+    """The deployed path: root reads the token, then hands over to a worker and a server running as the account."""
+    modules = Path(researcher.pw_dir) / "modules"
+    modules.mkdir()
+    write_module(modules, "JupyterNotebook", f'prepend_path("PATH", "{REAL_JUPYTER.parent}")\n')
+    env = cli_env(reap, modules, JUPYTER_TOKEN=TOKEN)
+    args = ["run", "--user", researcher.pw_name, "--port", str(free_port()), "--complete-url", callbacks.url("/c")]
+    traced = traced_cli(args, env, tmp_path / "execve")
+    assert traced.run.returncode == 0, traced.run.stderr
+    port = json.loads((Path(researcher.pw_dir) / ".jupyter" / "jupyter_info.json").read_text())["port"]
+    assert len(server_execs(traced, port)) == 1, traced.execs
+    assert [line for line in traced.execs if TOKEN in line] == []
 
 
 def test_user_needs_root_or_an_existing_account(reap: Path) -> None:
