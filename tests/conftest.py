@@ -8,7 +8,9 @@ import json
 import logging
 import os
 import pwd
+import re
 import secrets
+import shutil
 import signal
 import socket
 import stat
@@ -33,8 +35,9 @@ else:
 REAL_JUPYTER = Path(sys.executable).with_name("jupyter-notebook")
 CHECKOUT = Path(__file__).resolve().parent.parent
 LMOD_CMD = Path("/usr/share/lmod/lmod/libexec/lmod")
+PREREQUISITES = "scripts/install-test-prerequisites.sh"  # run as root: what the tests need from Debian
 # Debian's environment-modules conflicts with lmod, so its package is unpacked here rather than installed
-# (.ci/run does it; see the README). Its modulecmd.tcl runs with the system's tclsh like an installed one.
+# (PREREQUISITES does it). Its modulecmd.tcl runs with the system's tclsh like an installed one.
 ENVIRONMENT_MODULES = Path("/opt/environment-modules")
 TOKEN = "tok-" + "5e3c7a1f9b" * 4  # distinctive, so a leak anywhere is easy to find
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -229,7 +232,7 @@ def make_bin(directory: Path, programs: Mapping[str, str | Path]) -> Path:
 def module_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Lmod module files: JupyterNotebook puts the real Jupyter on PATH; the others fail in their own ways."""
     if not LMOD_CMD.exists():
-        pytest.fail("Lmod is not installed (apt-get install lmod); .ci/run installs it")
+        pytest.fail(f"Lmod is not installed; {PREREQUISITES} installs it")
     root = tmp_path_factory.mktemp("modules")
     jupyter_bin = make_bin(root.parent / "jupyter-bin", {"jupyter-notebook": REAL_JUPYTER})
     write_module(
@@ -254,7 +257,7 @@ def _fresh_logger() -> Iterator[None]:
 def modulecmd_tcl() -> Path:
     found = sorted(ENVIRONMENT_MODULES.glob("usr/lib/*/modulecmd.tcl"))
     if not found:
-        pytest.fail(f"Environment Modules is not unpacked in {ENVIRONMENT_MODULES}; .ci/run shows how")
+        pytest.fail(f"Environment Modules is not unpacked in {ENVIRONMENT_MODULES}; {PREREQUISITES} does it")
     return found[0]
 
 
@@ -351,6 +354,59 @@ def run_cli(args: Sequence[str], env: Mapping[str, str], timeout: float = 120) -
     return Run(completed.returncode, completed.stdout, completed.stderr, Path(env["HOME"]))
 
 
+@dataclass
+class Traced:
+    """A run of the CLI and what strace saw: each execve of any process of the run, its argv in full."""
+
+    run: Run
+    execs: list[str]
+
+
+def traced_cli(args: Sequence[str], env: Mapping[str, str], trace: Path, timeout: float = 120) -> Traced:
+    """The CLI under strace, which records every program that any process of the run executes, with its argv, and
+    leaves the server running once the CLI has exited (a command line sampled now and then could miss one)."""
+    if shutil.which("strace") is None:
+        pytest.fail(f"strace is not installed; {PREREQUISITES} installs it")
+    out, err = trace.with_name(f"{trace.name}.stdout"), trace.with_name(f"{trace.name}.stderr")
+    # -s: whole strings, not the first 32 bytes. -I1: SIGTERM detaches from the server and ends strace, which would
+    # otherwise follow the server for as long as it lives. No -v: the environment, where the token belongs, stays out.
+    strace = ["strace", "-f", "-q", "-I1", "-e", "trace=execve", "-s", "65535", "-o", str(trace)]
+    with out.open("w") as stdout, err.open("w") as stderr:
+        tracer = subprocess.Popen(
+            [*strace, sys.executable, "-m", "provisioner", *args],
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+        )
+    try:
+        code = _traced_exit(trace, time.monotonic() + timeout)
+    finally:
+        tracer.terminate()
+        tracer.wait(30)
+    execs = [line for line in trace.read_text().splitlines() if " execve(" in line]
+    return Traced(Run(code, out.read_text(), err.read_text(), Path(env["HOME"])), execs)
+
+
+def server_execs(traced: Traced, port: int) -> list[str]:
+    """The execve lines that started the Jupyter server on `port`: proof that the trace holds the server's argv."""
+    server = re.compile(rf'execve\("[^"]*/jupyter-notebook", \[.*"--port={port}"')
+    return [line for line in traced.execs if server.search(line)]
+
+
+def _traced_exit(trace: Path, deadline: float) -> int:
+    """The exit code of the first process strace traced, once strace has seen it exit."""
+    while time.monotonic() < deadline:
+        text = trace.read_text() if trace.exists() else ""
+        if "\n" in text:
+            pid = text.split(maxsplit=1)[0]  # each line starts with its process's PID; the first is the CLI's
+            ended = re.search(rf"^{pid} \+\+\+ (?:exited with (\d+)|killed by SIG(\w+))", text, re.MULTILINE)
+            if ended:
+                return int(ended[1]) if ended[1] else -getattr(signal, f"SIG{ended[2]}")
+        time.sleep(0.02)
+    raise AssertionError(f"the CLI did not exit in time under strace; {trace} so far:\n{text[-2000:]}")
+
+
 def stop_servers(home: Path) -> None:
     """Stop every server a test's provisioner left running (found through the processes' HOME)."""
     for proc in Path("/proc").iterdir():
@@ -420,23 +476,36 @@ def as_user(name: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 @contextlib.contextmanager
 def traversable(*paths: Path) -> Iterator[None]:
-    """Let other accounts traverse to `paths` for the block's length.
+    """Let other accounts traverse to `paths`, and to whatever links among them lead to, for the block's length.
 
-    The test Python and this checkout may live under /root (0700 on Debian); another account must reach them, as it
-    could a provisioner installed in /opt. The modes are restored afterwards.
+    The test Python and this checkout may live in a home other accounts cannot enter (a pyenv in root's 0700 home);
+    another account must reach them, as it could a provisioner installed in /opt. The modes are restored afterwards.
     """
     opened = []
     for path in paths:
-        for directory in [*reversed(path.parents), path] if path.is_dir() else reversed(path.parents):
-            mode = directory.stat().st_mode
-            if not mode & stat.S_IXOTH:
-                directory.chmod(mode | stat.S_IXOTH)
-                opened.append((directory, mode))
+        for reached in reached_through(path):
+            for directory in [*reversed(reached.parents), reached] if reached.is_dir() else reversed(reached.parents):
+                mode = directory.stat().st_mode
+                if not mode & stat.S_IXOTH:
+                    directory.chmod(mode | stat.S_IXOTH)
+                    opened.append((directory, mode))
     try:
         yield
     finally:
         for directory, mode in reversed(opened):
             directory.chmod(stat.S_IMODE(mode))
+
+
+def reached_through(path: Path) -> list[Path]:
+    """`path`, every link it leads through and what it ends at, each also named from its real directory.
+
+    A venv's python is a link to the interpreter the venv was made from, which may live elsewhere (`os.path.realpath`
+    shows where): the kernel walks the directories of every hop, and those a linked directory leads to.
+    """
+    hops = [path]
+    while hops[-1].is_symlink() and len(hops) <= 40:  # the kernel gives up after 40 links too
+        hops.append(hops[-1].parent / os.readlink(hops[-1]))  # a relative link is relative to its own directory
+    return [*hops, *(hop.parent.resolve() / hop.name for hop in hops)]
 
 
 @pytest.fixture(scope="session")

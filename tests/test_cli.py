@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import hmac
 import http.client
 import json
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -19,19 +21,36 @@ from typing import Any
 
 import pytest
 
+from provisioner import cli
 from tests.conftest import (
+    REAL_JUPYTER,
     TOKEN,
     CallbackServer,
     Run,
+    Traced,
     cli_env,
-    cmdlines,
     free_port,
+    jupyter_pids,
     make_bin,
     run_cli,
+    server_execs,
     serving,
-    start_cli,
     stop_servers,
+    traced_cli,
 )
+
+# What the shared provisioning sends, per URL, in order: every assertion over its callbacks starts from this list, so
+# that none passes on callbacks that never came.
+EVERY_CALLBACK = {
+    "/progress": ["validating", "loading", "port_check", "starting", "verifying", "ready"],
+    "/start": ["init_started"],
+    "/complete": ["init_completed"],
+}
+
+
+def sent(callbacks: CallbackServer) -> dict[str, list[str]]:
+    """The statuses each URL received, in the order it received them."""
+    return {path: [form["status"] for form in callbacks.forms(path)] for path in {r.path for r in callbacks.received}}
 
 
 @dataclass
@@ -39,7 +58,7 @@ class Provisioned:
     run: Run
     callbacks: CallbackServer
     port: int
-    seen_cmdlines: list[str]
+    traced: Traced  # the run and every execve in it, as strace saw it
 
 
 @pytest.fixture(scope="module")
@@ -61,23 +80,19 @@ def provisioned(module_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> 
             "--complete-url",
             callbacks.url("/complete"),
         ]
-        process = start_cli(args, env)
-        seen: list[str] = []
-        while process.poll() is None:  # what ps would show at every moment of the run
-            seen.extend(cmdlines())
-            time.sleep(0.1)
-        stdout, stderr = process.communicate(timeout=120)
-        seen.extend(cmdlines())
-        callbacks.wait_for(2, path=None)
-        yield Provisioned(Run(process.returncode, stdout, stderr, home), callbacks, port, seen)
+        traced = traced_cli(args, env, tmp_path_factory.mktemp("trace") / "execve")
+        callbacks.wait_for(sum(map(len, EVERY_CALLBACK.values())))
+        yield Provisioned(traced.run, callbacks, port, traced)
     stop_servers(home)
 
 
-def get_status(port: int, token: str | None) -> int:
+def get(port: int, path: str, token: str | None) -> tuple[int, str]:
+    """GET `path` from the server, with `token` in the Authorization header if given: the status and Location."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
-        connection.request("GET", "/api/status", headers={"Authorization": f"token {token}"} if token else {})
-        return connection.getresponse().status
+        connection.request("GET", path, headers={"Authorization": f"token {token}"} if token else {})
+        response = connection.getresponse()
+        return response.status, response.getheader("Location", "")
     finally:
         connection.close()
 
@@ -87,9 +102,14 @@ class TestReady:
         assert provisioned.run.returncode == 0, provisioned.run.stderr
 
     def test_the_server_answers_with_the_token_and_refuses_without(self, provisioned: Provisioned) -> None:
-        assert get_status(provisioned.port, TOKEN) == 200
-        assert get_status(provisioned.port, None) == 403
-        assert get_status(provisioned.port, "wrong-token") == 403
+        for api in ("/api/status", "/api/contents"):
+            assert get(provisioned.port, api, TOKEN)[0] == 200, api
+            assert get(provisioned.port, api, None)[0] == 403, api
+            assert get(provisioned.port, api, "wrong-token")[0] == 403, api
+        # A page sends a browser that has no token to the login page.
+        assert get(provisioned.port, "/tree", TOKEN)[0] == 200
+        status, location = get(provisioned.port, "/tree", None)
+        assert (status, location.split("?")[0]) == (302, "/login")
 
     def test_the_server_outlives_the_provisioner_in_its_own_session(self, provisioned: Provisioned) -> None:
         pid = int(str(provisioned.run.info()["pid"]))
@@ -106,8 +126,9 @@ class TestReady:
         assert complete[0]["pid"] == str(provisioned.run.info()["pid"])
 
     def test_callbacks_are_form_posts(self, provisioned: Provisioned) -> None:
-        for received in provisioned.callbacks.received:
-            assert received.headers["Content-Type"] == "application/x-www-form-urlencoded"
+        assert sent(provisioned.callbacks) == EVERY_CALLBACK
+        content_types = {received.headers["Content-Type"] for received in provisioned.callbacks.received}
+        assert content_types == {"application/x-www-form-urlencoded"}
 
     def test_init_started_arrives_before_init_completed(self, provisioned: Provisioned) -> None:
         paths = [received.path for received in provisioned.callbacks.received if received.path != "/progress"]
@@ -143,12 +164,16 @@ class TestReady:
         log = (provisioned.run.out / "jupyter.log").read_text()
         assert "Jupyter Server" in log or "ServerApp" in log
 
-    def test_the_token_is_on_no_command_line(self, provisioned: Provisioned) -> None:
-        assert provisioned.seen_cmdlines
-        assert not [line for line in provisioned.seen_cmdlines if TOKEN in line]
+    def test_the_token_is_in_the_argv_of_no_program_any_process_of_the_run_executes(
+        self, provisioned: Provisioned
+    ) -> None:
+        # The trace holds every program's whole argv: the server's own is there, so the trace is not empty of it.
+        assert len(server_execs(provisioned.traced, provisioned.port)) == 1, provisioned.traced.execs
+        assert [line for line in provisioned.traced.execs if TOKEN in line] == []
 
     def test_the_token_is_in_no_callback_and_none_of_our_output(self, provisioned: Provisioned) -> None:
-        assert all(TOKEN.encode() not in received.body for received in provisioned.callbacks.received)
+        assert sent(provisioned.callbacks) == EVERY_CALLBACK
+        assert [received.path for received in provisioned.callbacks.received if TOKEN.encode() in received.body] == []
         assert TOKEN not in provisioned.run.stderr + provisioned.run.stdout
         assert TOKEN not in (provisioned.run.out / "jupyter.log").read_text()
 
@@ -158,11 +183,13 @@ class TestReady:
         assert (table.returncode, dump.returncode) == (0, 0)
         data = json.loads(dump.stdout)
         assert (data["status"], data["server"]["alive"], data["server"]["port"]) == ("ready", True, provisioned.port)
-        assert all(entry["duration"] is not None for entry in data["history"])
+        history = [(entry["state"], entry["duration"] is not None) for entry in data["history"]]
+        assert history == [(state, True) for state in ("idle", *EVERY_CALLBACK["/progress"])]
         assert TOKEN not in table.stdout + dump.stdout + (provisioned.run.out / "provisioner-state.json").read_text()
         assert (provisioned.run.out / "provisioner-token").read_text() == TOKEN
 
     def test_callbacks_are_signed_with_the_token(self, provisioned: Provisioned) -> None:
+        assert sent(provisioned.callbacks) == EVERY_CALLBACK
         for received in provisioned.callbacks.received:
             digest = hmac.new(TOKEN.encode(), received.body, hashlib.sha256).hexdigest()
             assert received.headers["X-Jupyter-Init-Signature"] == f"sha256={digest}"
@@ -173,11 +200,13 @@ class TestReady:
         [snippet] = [block for block in readme.split("```python\n")[1:] if "def verify(" in block]
         namespace: dict[str, Any] = {}
         exec(snippet.split("```")[0], namespace)
+        verified: dict[str, list[str]] = {}
         for received in provisioned.callbacks.received:
             fields = namespace["verify"](received.body, received.headers["X-Jupyter-Init-Signature"], TOKEN)
-            assert fields["status"]
+            verified.setdefault(received.path, []).append(fields["status"])
             with pytest.raises(ValueError, match="bad signature"):
                 namespace["verify"](received.body, received.headers["X-Jupyter-Init-Signature"], "forged")
+        assert verified == EVERY_CALLBACK
 
     def test_the_module_environment_reaches_the_server(self, provisioned: Provisioned) -> None:
         pid = provisioned.run.info()["pid"]
@@ -280,6 +309,22 @@ class TestFailures:
         pid = int(pidfile.read_text())
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+    def test_a_server_that_answers_without_the_token_fails_failed_to_start_and_is_stopped(
+        self, tmp_path: Path, callbacks: CallbackServer, reap: Path
+    ) -> None:
+        """Jupyter's own configuration (a site's, an image's) can turn authentication off: never reported ready."""
+        config = tmp_path / "jupyter-config"
+        config.mkdir()
+        (config / "jupyter_server_config.py").write_text('c.IdentityProvider.token = ""\n')
+        path = f"{REAL_JUPYTER.parent}:/usr/bin:/bin"
+        env = cli_env(reap, path=path, JUPYTER_CONFIG_DIR=str(config), JUPYTER_TOKEN=TOKEN)
+        args = ["run", "--module", "", "--port", str(free_port()), "--complete-url", callbacks.url("/complete")]
+        run = run_cli(args, env)
+        assert run.returncode == 14, run.stderr
+        assert "the server answered 200 without the token instead of 403: authentication is off" in run.stderr
+        assert reasons(callbacks, "/complete") == [("failed", "failed_to_start")]
+        assert jupyter_pids(reap) == []
 
     def test_an_unreachable_callback_endpoint_does_not_change_the_outcome(self, reap: Path) -> None:
         down = f"http://127.0.0.1:{free_port()}/start"
@@ -403,14 +448,6 @@ class TestCompatibility:
         time.sleep(0.2)
         assert callbacks.forms() == []
 
-    def test_the_help_lists_every_option_the_readme_documents(self) -> None:
-        completed = subprocess.run(
-            [sys.executable, "-m", "provisioner", "run", "--help"], capture_output=True, text=True, check=False
-        )
-        assert completed.returncode == 0
-        for option in ("--port", "--ip", "--module", "--timeout", "--states", "--output-dir", "--progress-url"):
-            assert option in completed.stdout
-
 
 class TestEnvironmentModules:
     """The same runs through Environment Modules, which exits 0 on a failed load."""
@@ -464,3 +501,46 @@ def test_on_a_terminal_a_long_state_ticks_its_elapsed_time(tmp_path: Path, reap:
     text = output.decode()
     assert "\rprovisioner: [" in text and "verifying …" in text
     assert "failed (failed_to_start)" in text
+
+
+def help_options() -> dict[str, set[str]]:
+    """Each verb's long options, as its --help lists them."""
+    [verbs] = [action for action in cli.build_parser()._actions if isinstance(action, argparse._SubParsersAction)]
+    listed: dict[str, set[str]] = {}
+    for verb, parser in verbs.choices.items():
+        shown = [action for action in parser._actions if action.help != argparse.SUPPRESS]
+        listed[verb] = {option for action in shown for option in action.option_strings if option.startswith("--")}
+        listed[verb].discard("--help")
+        assert all(option in parser.format_help() for option in listed[verb])
+    return listed
+
+
+def readme_options() -> dict[str, set[str]]:
+    """Each verb's long options, as the README's Command line section names them: a verb's synopsis line, and for
+    `run`, whose synopsis says `[options]`, the first column of the option table."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("\n## Command line\n", 1)[1].split("\n## ", 1)[0]
+    synopsis = section.split("```\n", 2)[1]
+    named: dict[str, set[str]] = {}
+    for verb, rest in re.findall(r"^provisioner (\w+)(.*)$", synopsis, re.MULTILINE):
+        named.setdefault(verb, set()).update(re.findall(r"--[a-z][a-z-]*", rest.split("#")[0]))
+    assert re.search(r"^provisioner run \[options\]", synopsis, re.MULTILINE)
+    table = section.split("\n| option | default | meaning |\n", 1)[1].split("\n\n", 1)[0]
+    for first_cell in re.findall(r"^\| (.*?) \|", table, re.MULTILINE):
+        named["run"].update(re.findall(r"`(--[a-z][a-z-]*)", first_cell))
+    return named
+
+
+def test_the_readme_names_every_verb_and_each_verbs_help_and_the_readme_name_the_same_options() -> None:
+    listed, named = help_options(), readme_options()
+    assert sorted(named) == sorted(listed)
+    assert "--port" in named["run"] and "--grace" in named["stop"]  # the README is parsed, not skimmed
+    mismatches = {
+        verb: {
+            "in --help, not in the README": sorted(listed[verb] - named[verb]),
+            "in the README, not in --help": sorted(named[verb] - listed[verb]),
+        }
+        for verb in listed
+        if listed[verb] != named[verb]
+    }
+    assert mismatches == {}

@@ -15,11 +15,13 @@ import hashlib
 import hmac
 import json
 import os
+import pwd
 import re
 import secrets
 import shutil
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +31,7 @@ import yaml
 
 from provisioner import __version__
 from provisioner.actions.verifying import probe
-from tests.conftest import CHECKOUT, REAL_JUPYTER, CallbackServer, traversable, write_module
+from tests.conftest import CHECKOUT, PREREQUISITES, REAL_JUPYTER, CallbackServer, traversable, write_module
 
 EXAMPLES = CHECKOUT / "examples" / "cloud-init"
 OVERLAID = ("etc", "home", "opt", "usr/local/bin", "var/lib", "var/log")
@@ -118,7 +120,7 @@ def host_state() -> tuple[str, ...]:
 @contextlib.contextmanager
 def first_boot(example: Path, values: dict[str, str], wheels: Path, root: Path) -> Iterator[Boot]:
     if shutil.which("cloud-init") is None or shutil.which("unshare") is None:
-        pytest.fail("cloud-init and unshare are needed (apt-get install cloud-init util-linux); .ci/run installs them")
+        pytest.fail(f"cloud-init and unshare are needed; {PREREQUISITES} installs them")
     upper = root / "upper"
     seed = upper / "var/lib/cloud/seed/nocloud"
     seed.mkdir(parents=True)
@@ -129,12 +131,15 @@ def first_boot(example: Path, values: dict[str, str], wheels: Path, root: Path) 
     # The image's module stack: a module JupyterNotebook that puts Jupyter on PATH, where Lmod looks by default.
     (upper / "etc/lmod/modules").mkdir(parents=True)
     write_module(upper / "etc/lmod/modules", "JupyterNotebook", f'prepend_path("PATH", "{REAL_JUPYTER.parent}")\n')
+    # pip keeps the settings this machine gives it (an index or a wheel directory of its own), whatever they are.
+    machine_pip = {name: value for name, value in os.environ.items() if name.startswith("PIP_")}
     env = {
+        **machine_pip,
         "PATH": SYSTEMD_PATH,
         "LANG": "C.UTF-8",
-        "HOME": "/root",
+        "HOME": pwd.getpwuid(0).pw_dir,  # cloud-init runs as root, in root's home
         # The examples' pinned name resolves to this checkout's wheel; its dependencies come from the usual index.
-        "PIP_FIND_LINKS": f"{wheels} /opt/wheels",
+        "PIP_FIND_LINKS": " ".join(filter(None, [str(wheels), machine_pip.get("PIP_FIND_LINKS")])),
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         "PIP_ROOT_USER_ACTION": "ignore",
     }
@@ -171,7 +176,8 @@ def test_each_example_brings_a_server_up_under_real_cloud_init(
         "START_URL": callbacks.url("/start"),
         "COMPLETE_URL": callbacks.url("/complete"),
     }
-    with traversable(REAL_JUPYTER), first_boot(EXAMPLES / name, values, wheels, tmp_path) as boot:
+    # The account runs jupyter-notebook, and through its #! line this Python.
+    with traversable(REAL_JUPYTER, Path(sys.executable)), first_boot(EXAMPLES / name, values, wheels, tmp_path) as boot:
         assert boot.completed.returncode == 0, boot.output()
         assert boot.status.get("status") == "done" and not boot.status.get("errors"), (boot.status, boot.output())
 

@@ -9,13 +9,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import PREREQUISITES
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 CLOUD_CONFIGS = sorted((EXAMPLES / "cloud-init").glob("*.yaml"))
 
 
 def cloud_init_schema(path: Path) -> subprocess.CompletedProcess[str]:
     if shutil.which("cloud-init") is None:
-        pytest.fail("cloud-init is not installed (apt-get install cloud-init); .ci/run installs it")
+        pytest.fail(f"cloud-init is not installed; {PREREQUISITES} installs it")
     return subprocess.run(
         ["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True, check=False
     )

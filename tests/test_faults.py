@@ -210,7 +210,9 @@ class TestCallbackFaults:
         assert (start["delivery"], start["http_status"], start["error"]) == ("undelivered", 503, "HTTP 503")
         assert 1 < start["attempts"] <= 3  # Retry-After: 1 s between tries within a 2 s deadline
         assert complete["delivery"] == "undelivered"
-        assert all(c["delivery"] == "undelivered" for c in recorded.values() if c["endpoint"] == "progress")
+        progress = {key: c["delivery"] for key, c in recorded.items() if c["endpoint"] == "progress"}
+        flow = ("validating", "loading", "port_check", "starting", "verifying", "ready")
+        assert progress == {f"progress/{state}": "undelivered" for state in flow}
         assert "not delivered" in run.stderr
 
     def test_a_server_error_is_retried_and_a_client_error_is_not(

@@ -18,8 +18,12 @@ from tests.conftest import (
     CallbackServer,
     as_user,
     cli_env,
+    free_port,
     make_bin,
     run_cli,
+    server_execs,
+    traced_cli,
+    traversable,
     write_module,
 )
 from tests.test_jupyter_init_sh import SCRIPT
@@ -57,6 +61,22 @@ def test_as_root_with_user_the_server_and_its_files_belong_to_the_user(
     assert stopped.returncode == 0, stopped.stderr
     assert not Path(f"/proc/{pid}").exists() or "State:\tZ" in Path(f"/proc/{pid}/status").read_text(), stopped.stdout
     assert (out / "provisioner-state.json").stat().st_uid == researcher.pw_uid
+
+
+def test_as_root_with_user_the_token_is_in_the_argv_of_no_program_the_run_executes(
+    researcher: pwd.struct_passwd, callbacks: CallbackServer, reap: Path, tmp_path: Path
+) -> None:
+    """The deployed path: root reads the token, then hands over to a worker and a server running as the account."""
+    modules = Path(researcher.pw_dir) / "modules"
+    modules.mkdir()
+    write_module(modules, "JupyterNotebook", f'prepend_path("PATH", "{REAL_JUPYTER.parent}")\n')
+    env = cli_env(reap, modules, JUPYTER_TOKEN=TOKEN)
+    args = ["run", "--user", researcher.pw_name, "--port", str(free_port()), "--complete-url", callbacks.url("/c")]
+    traced = traced_cli(args, env, tmp_path / "execve")
+    assert traced.run.returncode == 0, traced.run.stderr
+    port = json.loads((Path(researcher.pw_dir) / ".jupyter" / "jupyter_info.json").read_text())["port"]
+    assert len(server_execs(traced, port)) == 1, traced.execs
+    assert [line for line in traced.execs if TOKEN in line] == []
 
 
 def test_user_needs_root_or_an_existing_account(reap: Path) -> None:
@@ -97,3 +117,28 @@ def test_the_deployed_line_works_unchanged_for_a_real_user(
     assert info["port"] == 8008  # the spec's port: nothing else here binds it
     assert f"Uid:\t{researcher.pw_uid}\t" in Path(f"/proc/{info['pid']}/status").read_text()
     assert "running Jupyter as root" not in completed.stderr
+
+
+def test_an_account_runs_a_python_whose_link_leads_into_a_directory_only_root_enters(
+    researcher: pwd.struct_passwd, tmp_path: Path
+) -> None:
+    """A venv's python is a link to the interpreter it was made from, which may sit in a 0700 home (a pyenv in
+    root's): the account must be let through the directories the link leads to, not only the link's own."""
+    private = tmp_path / "private"
+    private.mkdir()
+    private.chmod(0o700)
+    (private / "python3").symlink_to(os.path.realpath(sys.executable))
+    venv_python = tmp_path / "venv" / "bin" / "python"
+    venv_python.parent.mkdir(parents=True)
+    venv_python.symlink_to(private / "python3")
+
+    with traversable(venv_python):
+        ran = subprocess.run(
+            ["runuser", "-u", researcher.pw_name, "--", str(venv_python), "-c", "print('ran')"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd="/",
+        )
+    assert (ran.returncode, ran.stdout) == (0, "ran\n"), ran.stderr
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700  # closed again afterwards
