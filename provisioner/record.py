@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 SCHEMA = 2
 STOPPED_STATE = "stopped"  # the record's state after `provisioner stop`: an event on the run, not a machine state
+PID_MAX = 1 << 22  # the kernel's largest pid_max
 MASK = "***"
 URL_SETTINGS = ("start_url", "complete_url", "progress_url")
 
@@ -308,7 +309,7 @@ def _server(raw: _Object | None) -> Server | None:
     if raw is None:
         return None
     pid = raw.require("pid", int)
-    if pid <= 0:
+    if not 2 <= pid <= PID_MAX:  # 1 is init, never our server; and killpg(1) would be kill(-1)
         raise RecordError("server.pid is not a process id")
     return Server(
         pid=pid,

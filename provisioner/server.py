@@ -15,15 +15,19 @@ def alive(
     """Whether the server still runs.
 
     Our own child is polled (and so reaped, not left a zombie that looks alive). Another process is the recorded
-    server only if it runs as us, started at the recorded time and runs the recorded executable: a PID the kernel
-    gave to someone else after a reboot, or a record edited to name another process, is not taken for it.
+    server only if it leads its own process group (the server runs in a session of its own, and its group is what
+    stop() signals), runs as us, started at the recorded time and runs the recorded executable: a PID the kernel
+    gave to someone else after a reboot, or a record edited to name another process, is not taken for it. Without
+    a recorded start time nothing tells it apart, so it is not taken either.
     """
     if process is not None:
         return process.poll() is None
-    fields = _stat(pid)
-    if fields is None or fields[0] == "Z":
+    if pid <= 1 or start_time is None:
         return False
-    if start_time is not None and fields[19] != str(start_time):
+    fields = _stat(pid)
+    if fields is None or fields[0] == "Z" or fields[2] != str(pid):
+        return False
+    if fields[19] != str(start_time):
         return False
     if _uid(pid) != os.geteuid():
         return False
@@ -113,6 +117,8 @@ def _group_alive(pgid: int, process: subprocess.Popen[bytes] | None) -> bool:
 
 
 def _signal_group(pid: int, signum: signal.Signals) -> None:
+    if pid <= 1:  # killpg(1) is kill(-1): every process we may signal. Never, whatever a record says.
+        return
     try:
         os.killpg(pid, signum)
     except ProcessLookupError:

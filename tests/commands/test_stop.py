@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 from pathlib import Path
 
+from provisioner import server
 from tests.conftest import TOKEN, CallbackServer, cli_env, jupyter_pids, read_state, run_cli
 
 
@@ -39,3 +42,36 @@ def test_stop_is_recorded_as_a_step_and_keeps_undelivered_callbacks(
     assert resumed.returncode == 0, resumed.stderr
     assert len(jupyter_pids(reap)) == 1
     assert read_state(reap)["outcome"] == "ready"
+
+
+def test_stop_signals_only_a_process_proven_to_be_the_recorded_server(tmp_path: Path, reap: Path) -> None:
+    """The record is the account's to edit: pid 1 (killpg(1) is kill(-1), every process), a process that is not
+    the leader of its own group, or one with no recorded start time is never signalled."""
+    out = reap / ".jupyter"
+    out.mkdir(mode=0o700)
+    bystander = subprocess.Popen(["sleep", "60"])  # in our process group: killpg(its pid) would miss, or hit us
+    leader = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        records = {
+            "init": {"pid": 1, "start_time": server.start_time(1)},
+            "not a group leader": {"pid": bystander.pid, "start_time": server.start_time(bystander.pid)},
+            "no start time": {"pid": leader.pid},
+        }
+        for what, recorded in records.items():
+            record = {"schema": 2, "state": "ready", "outcome": "ready", "history": [], "server": recorded}
+            (out / "provisioner-state.json").write_text(json.dumps(record))
+            stopped = run_cli(["stop", "--grace", "1"], cli_env(reap))
+            assert stopped.returncode == 0, (what, stopped.stderr)
+            assert "stopped the server" not in stopped.stdout, what
+            assert bystander.poll() is None and leader.poll() is None, what
+        # The control: the same leader, with its start time, is the recorded server and is stopped.
+        recorded = {"pid": leader.pid, "start_time": server.start_time(leader.pid)}
+        record = {"schema": 2, "state": "ready", "outcome": "ready", "history": [], "server": recorded}
+        (out / "provisioner-state.json").write_text(json.dumps(record))
+        stopped = run_cli(["stop", "--grace", "1"], cli_env(reap))
+        assert f"stopped the server (pid {leader.pid})" in stopped.stdout, stopped.stderr
+        assert leader.wait(timeout=5) == -signal.SIGTERM
+    finally:
+        for process in (bystander, leader):
+            process.kill()
+            process.wait()
