@@ -63,8 +63,8 @@ def run(settings: Settings, definition: Definition, started: float) -> int:
                 return provision(settings, definition, None, started, start)
             start = _adopt_or_replace(previous, settings, definition, store)
         unkept = None
-        if settings.token is not None and settings.token.reveal():
-            unkept = store.save_token(settings.token)
+        if settings.token is not None and token_problem(settings.token) is None:  # one validating will refuse is
+            unkept = store.save_token(settings.token)  # not kept (it may not even be text a file can hold)
         unkept = unkept or store.save_endpoints(settings.urls())
         return provision(settings, definition, store, started, start, unrecordable=unkept)
     finally:

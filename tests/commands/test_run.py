@@ -9,6 +9,8 @@ import hmac
 import json
 import signal
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -229,3 +231,20 @@ def test_sigkill_in_any_state_then_resume_or_run_leaves_one_server_and_every_cal
     else:  # a new run: it tells the platform again, about the one server
         assert statuses(callbacks, "/complete")[-1] == "init_completed"
         assert callbacks.forms("/complete")[-1]["pid"] == str(pid)
+
+
+def test_a_token_that_is_not_text_is_no_token_and_never_kept(callbacks: CallbackServer, reap: Path) -> None:
+    """Bytes that are not UTF-8, in the environment or the argument: refused as any unusable token, and not kept."""
+    env = {key.encode(): value.encode() for key, value in cli_env(reap).items()}
+    command = [sys.executable.encode(), b"-m", b"provisioner", b"run", b"--module", b"", b"--start-url"]
+    for token_in_env, argv in (
+        (True, [*command, callbacks.url("/start").encode()]),
+        (False, [*command, callbacks.url("/start").encode(), b"--", b"abc\xffdef"]),
+    ):
+        environment = {**env, b"JUPYTER_TOKEN": b"abc\xffdef"} if token_in_env else env
+        run = subprocess.run(argv, env=environment, capture_output=True, check=False)
+        err = run.stderr.decode(errors="replace")
+        assert run.returncode == 10, err
+        assert "Traceback" not in err
+        assert not (reap / ".jupyter" / "provisioner-token").exists()
+    assert [r.form["reason"] for r in callbacks.received] == ["no_token", "no_token"]
