@@ -29,6 +29,9 @@ SCHEMA = 1
 OK = "ok"
 ENDPOINTS = ("start", "complete")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+# What `transitions` (and its GraphMachine) puts on the model besides one method per trigger.
+_MODEL_NAMES = frozenset({"state", "trigger", "get_graph"})
+_MODEL_PREFIXES = ("is_", "may_", "to_")
 
 
 def default_path() -> Path:
@@ -276,6 +279,9 @@ class _Checker:
             path = f"reasons.{reason}"
             if not _NAME.match(reason):
                 self.problem(path, "a reason is lower case letters, digits and _")
+            elif reason in _MODEL_NAMES or reason.startswith(_MODEL_PREFIXES):
+                # A reason is a trigger, and `transitions` makes each trigger a method of the model, beside these.
+                self.problem(path, f"{shown(reason)} is a name the state machine keeps for itself")
             if isinstance(code, bool) or not isinstance(code, int) or not 5 <= code <= 127:
                 self.problem(
                     path, "exit code must be a whole number from 5 to 127 (0-4 are reserved, 128+ are signals)"
@@ -453,6 +459,7 @@ class _Checker:
                         f"action {shown(state.action)} can fail with {shown(reason)} but {shown(state.name)} has no "
                         "such transition",
                     )
+        self.no_cycle(states, transitions)
         if initial not in states:
             return
         reached = {initial}
@@ -468,6 +475,36 @@ class _Checker:
                 self.problem(
                     f"states[{self.index[name]}]", f"state {shown(name)} cannot be reached from {shown(initial)}"
                 )
+
+    def no_cycle(self, states: Mapping[str, StateDef], transitions: list[TransitionDef]) -> None:
+        """A run moves on with every transition: one that can lead back to a state it left could go round forever
+        (a step that fails again and again, or none that fails at all). Trying again is what `retry` is for."""
+        following: dict[str, set[str]] = {name: set() for name in states}
+        for transition in transitions:
+            for source in transition.sources:
+                if source in following and transition.dest in states:
+                    following[source].add(transition.dest)
+        done: set[str] = set()
+        for start in states:
+            path: list[str] = []
+            stack = [(start, iter(sorted(following[start])))]
+            on_path = {start}
+            path.append(start)
+            while stack:
+                name, nexts = stack[-1]
+                step = next(nexts, None)
+                if step is None:
+                    stack.pop()
+                    on_path.discard(path.pop())
+                    done.add(name)
+                elif step in on_path:
+                    loop = " -> ".join([*path[path.index(step) :], step])
+                    self.problem(f"states[{self.index[step]}]", f"a run could go round forever: {loop}")
+                    return  # one is enough to say: the others usually go through it
+                elif step not in done:
+                    stack.append((step, iter(sorted(following[step]))))
+                    on_path.add(step)
+                    path.append(step)
 
 
 def _kind_name(kinds: tuple[type, ...]) -> str:

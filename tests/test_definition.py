@@ -210,6 +210,23 @@ class TestValidation:
         data["states"][3]["retry"]["on"] = [{"a": 1}, 5]
         assert paths(data) == ["states[3].retry.on", "states[3].retry.on"]
 
+    @pytest.mark.parametrize("name", ["state", "trigger", "get_graph", "is_idle", "may_ok", "to_ready"])
+    def test_a_reason_may_not_take_a_name_the_machine_keeps(self, name: str) -> None:
+        data = shipped_data()
+        data["reasons"][name] = 20
+        data["transitions"].append({"trigger": name, "source": "loading", "dest": "failed"})
+        message = f"{name!r} is a name the state machine keeps for itself"
+        assert Problem(f"reasons.{name}", message) in problems(data)
+
+    def test_a_machine_that_can_go_round_forever_is_refused(self) -> None:
+        data = shipped_data()
+        data["transitions"].append({"trigger": "port_in_use", "source": "starting", "dest": "loading"})
+        loop = "a run could go round forever: loading -> port_check -> starting -> loading"
+        assert problems(data) == [Problem("states[2]", loop)]
+        alone = {"schema": 1, "initial": "idle", "callbacks": data["callbacks"], "reasons": {}}
+        alone |= {"states": [{"name": "idle"}], "transitions": [{"trigger": "ok", "source": "idle", "dest": "idle"}]}
+        assert problems(alone) == [Problem("states[0]", "a run could go round forever: idle -> idle")]
+
     def test_a_huge_value_is_quoted_short(self) -> None:
         data = shipped_data()
         data["transitions"][0]["dest"] = "x" * 100_000
