@@ -115,7 +115,9 @@ def run(system: ModuleSystem, args: Sequence[str], environ: Mapping[str, str]) -
             env=dict(environ),
             stdin=subprocess.DEVNULL,
             capture_output=True,
-            text=True,
+            # Bytes that are not UTF-8 (in a module file) must reach apply(), which refuses them, not the decoder.
+            encoding="utf-8",
+            errors="surrogateescape",
             timeout=COMMAND_TIMEOUT,
             check=False,
         )
@@ -124,7 +126,7 @@ def run(system: ModuleSystem, args: Sequence[str], environ: Mapping[str, str]) -
     result = dict(environ)
     try:
         status = apply(completed.stdout, result)
-    except (ValueError, SyntaxError, RecursionError, MemoryError) as exc:
+    except (ValueError, SyntaxError, RecursionError, MemoryError) as exc:  # UnicodeError is a ValueError
         # What it prints comes from module files the account may write (~/.modulerc.lua): data, never a traceback.
         raise ModuleError(f"{system.describe()} printed output we cannot read ({type(exc).__name__})") from None
     if not status or completed.returncode != 0:

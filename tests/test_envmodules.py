@@ -123,3 +123,12 @@ def test_output_is_parsed_not_executed() -> None:
 
 def test_mlstatus_false_is_a_failure_even_with_exit_code_zero() -> None:
     assert envmodules.apply("_mlstatus = False\n", {}) is False
+
+
+def test_a_module_value_that_is_not_utf8_is_a_failure_not_a_traceback(
+    lmod: envmodules.ModuleSystem, tmp_path: Path
+) -> None:
+    """A module file is the site's (or, with ~/.modulerc, the account's): bytes that are not text are data too."""
+    (tmp_path / "Odd.lua").write_bytes(b'setenv("ODD_PATH", "/opt/caf\\xe9")\n')
+    with pytest.raises(envmodules.ModuleError, match="printed output we cannot read"):
+        envmodules.purge_and_load(lmod, "Odd", {**BASE, "MODULEPATH": str(tmp_path)})
