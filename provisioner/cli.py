@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import re
 import select
@@ -24,7 +25,9 @@ if TYPE_CHECKING:
 TOKEN_ENV = "JUPYTER_TOKEN"  # noqa: S105 - the variable's name; settings.TOKEN_ENV, without importing settings
 
 EXIT_PIPE = 128 + 13  # stdout closed early (`provisioner state | head -1`): as a shell reports a SIGPIPE death
-COMMON_CODES = "1 internal error; 2 usage error; 3 invalid definition"
+EXIT_OUTPUT = 74  # stdout could not be written (a full disk): sysexits' EX_IOERR
+OUTPUT_CODES = "74 the output could not be written; 130 Ctrl-C; 141 the output's reader closed it"
+COMMON_CODES = f"1 internal error; 2 usage error; 3 invalid definition; {OUTPUT_CODES}"
 LOCKED_CODE = "4 another run holds the output directory"
 
 
@@ -45,6 +48,17 @@ def _state_codes() -> str:
 
     statuses = "; ".join(f"{code} {status}" for status, code in STATUS_EXIT.items())
     return f"Exit codes, by the recorded run's status: {statuses}. As for every verb: {COMMON_CODES}."
+
+
+def _check_codes() -> str:
+    return (
+        "Exit codes: 0 valid; 1 internal error; 2 usage error, or --states refused as root's input; 3 invalid or "
+        f"unreadable; {OUTPUT_CODES}."
+    )
+
+
+def _graph_codes() -> str:
+    return f"Exit codes: 0 drawn; {COMMON_CODES}."
 
 
 def _stop_codes() -> str:
@@ -198,6 +212,7 @@ def _add_graph(subparsers: Any) -> None:
         help="mermaid (default: GitHub and GitLab draw it in Markdown) or dot (Graphviz)",
     )
     parser.add_argument("--current", action="store_true", help="mark the state the recorded run is in")
+    parser.epilog_from = _graph_codes
     parser.add_argument("--states", type=Path, metavar="FILE", help="definition to draw (default: the shipped one)")
     _add_output_dir(parser)
     parser.set_defaults(func=_graph)
@@ -224,8 +239,9 @@ def _add_check(subparsers: Any) -> None:
         help="validate a states.toml without running it",
         description="Validate a definition whole, as `run` does before it starts, and list every problem, one per "
         "line, with where it is. Only the file is judged, not this machine (whether a [settings] user or "
-        "directory exists is for the run). Exit 0 valid, 3 invalid, 2 unreadable as --states.",
+        "directory exists is for the run).",
     )
+    parser.epilog_from = _check_codes
     parser.add_argument("--states", type=Path, metavar="FILE", help="definition to check (default: the shipped one)")
     parser.set_defaults(func=_check)
 
@@ -310,12 +326,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "json_log", False):
             output.setup(json_log=True)
         code: int = args.func(args, started)
-        sys.stdout.flush()  # here, not at exit: a reader that went away is a line and a code, not a traceback
+        if sys.stdout is not None:  # None: started with stdout closed (`>&-`), and print() wrote nowhere
+            sys.stdout.flush()  # here, not at exit: a reader that went away is a line and a code, not a traceback
         return code
     except BrokenPipeError:
         if not _stdout_closed():
             raise
-        return _reader_gone()
+        _drop_stdout()
+        return EXIT_PIPE
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
+            raise
+        # Only the output can meet these here (the record's and the files' own are failures of the run): a full
+        # disk or a broken device behind stdout, `provisioner state > /dev/full`.
+        _drop_stdout()
+        output.error(f"cannot write the output: {exc.strerror}")
+        return EXIT_OUTPUT
     except ConfigError as exc:
         output.error(f"{exc.source} is not a valid definition:")
         for problem in exc.problems:
@@ -339,13 +365,11 @@ def _stdout_closed() -> bool:
         return False
 
 
-def _reader_gone() -> int:
-    """stdout's reader closed it (`| head`): stop quietly, as the shell's own tools do, and let nothing retry the
-    write at exit."""
+def _drop_stdout() -> None:
+    """stdout cannot be written (its reader closed it, its disk is full): let nothing retry the write at exit."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
-    return EXIT_PIPE
 
 
 def jupyter_init() -> int:

@@ -24,10 +24,10 @@ RESERVED_EXIT_CODES = frozenset({0, EXIT_INTERNAL, EXIT_USAGE, EXIT_CONFIG, EXIT
 
 
 def shown(value: object) -> str:
-    """A value quoted for a message: short, since a mistyped command line may hold the token in the wrong place and
-    a hostile file may hold a megabyte where a name should be."""
+    """A value quoted for a message, whole or not at all: a mistyped command line may hold the token in the wrong
+    place, and the redactor masks the whole token, not a part of it; a hostile file may hold a megabyte there."""
     text = repr(value)
-    return text if len(text) <= 40 else text[:36] + "..." + text[-1]
+    return text if len(text) <= 32 else f"(a value of {len(str(value))} characters)"
 
 
 class ProvisionError(Exception):

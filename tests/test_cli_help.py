@@ -105,3 +105,19 @@ def test_the_readmes_option_table_shows_the_defaults_the_run_uses() -> None:
     for name in shown:
         cell = rows[name.replace("_", "-")].strip().strip("`")
         assert cell.split(" ")[0] == shown_default(name), (name, cell)
+
+
+def test_an_output_that_cannot_be_written_is_one_line_and_74(reap: Path) -> None:
+    with open("/dev/full", "w") as full:
+        run = subprocess.run(
+            [sys.executable, "-m", "provisioner", "state", "--json"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env(reap),
+            check=False,
+        )
+    assert (run.returncode, run.stderr) == (
+        74,
+        "provisioner: error: cannot write the output: No space left on device\n",
+    )

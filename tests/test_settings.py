@@ -111,3 +111,12 @@ def test_the_token_never_shows_in_a_repr_or_the_public_view() -> None:
     assert "s3cret-value" not in repr(settings)
     assert "s3cret-value" not in str(settings.public())
     assert settings.token is not None and settings.token.reveal() == "s3cret-value"
+
+
+@pytest.mark.parametrize("name", ["port", "ip", "timeout", "idle_timeout", "user", "launcher"])
+def test_a_token_given_as_another_option_shows_in_no_part(name: str) -> None:
+    token = "k3Jd9sLq0pXz7VbN2mWc4RtY6uEa8GhF1oIy5TnS"  # 40 characters, as a token given in the wrong place
+    with pytest.raises(UsageError) as caught:
+        resolve({name: token}, {"HOME": "/home/r"}, {}, None)
+    message = caught.value.message
+    assert not [token[i : i + 8] for i in range(len(token) - 7) if token[i : i + 8] in message], message
