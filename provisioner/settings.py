@@ -11,7 +11,7 @@ import ipaddress
 import os
 import pwd
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -343,10 +343,14 @@ def resolve(
     environ: Mapping[str, str],
     definition_settings: Mapping[str, Any],
     token: Secret | None,
+    only: Collection[str] | None = None,
 ) -> Settings:
-    """Build Settings from the layers; `cli` holds only the options given (None means not given)."""
+    """Build Settings from the layers; `cli` holds only the options given (None means not given). `only`: resolve
+    just these settings (the others keep their defaults), for a verb that needs no more."""
     values: dict[str, Any] = {}
     for name, option in OPTIONS.items():
+        if only is not None and name not in only:
+            continue
         env_name = ENV_PREFIX + name.upper()
         if cli.get(name) is not None:
             given, source = cli[name], "--" + name.replace("_", "-")

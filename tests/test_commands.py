@@ -115,3 +115,13 @@ class TestCheck:
             "  transitions[9].trigger: must be 'ok' or a declared reason (found 'port_in_use')",
             "  transitions[9].notify[0].reason: 'port_in_use' is not a declared reason",
         ]
+
+
+def test_the_read_only_verbs_judge_only_the_settings_that_place_the_output(reap: Path) -> None:
+    """A PROVISIONER_* variable meant for a run (a port, a timeout) is not for `state`, `stop` or `graph` to refuse."""
+    env = cli_env(reap, PROVISIONER_PORT="x", PROVISIONER_TIMEOUT="0", PROVISIONER_NOTEBOOK_DIR="/no/such/dir")
+    assert run_cli(["state"], env).returncode == STATUS_EXIT["never_run"]
+    assert run_cli(["stop"], env).returncode == 0
+    assert run_cli(["graph", "--current"], env).returncode == 0
+    refused = run_cli(["state"], {**env, "PROVISIONER_OUTPUT_DIR": "~no-such-account-here/x"})
+    assert refused.returncode == 2 and refused.stderr.startswith("provisioner: error: PROVISIONER_OUTPUT_DIR: ")

@@ -15,6 +15,7 @@ from provisioner.settings import DEFINITION_SETTINGS, resolve
 from provisioner.store import Store
 
 # Seconds a verb's worker may take as root's delegate before the monitor kills it (privsep.act_for).
+OUTPUT_DIR = ("output_dir", "user")  # the settings that say where the output directory is
 READ_DEADLINE = 60.0  # state, graph: read a record
 RESUME_DEADLINE = 900.0  # a resume's module load (up to 3 module commands), server start and callbacks
 
@@ -28,7 +29,8 @@ def load_definition(path: Path | None) -> Definition:
 
 def output_dir(option: str | None, states: Path | None) -> Path:
     """The output directory as `run` would choose it: --output-dir, $PROVISIONER_OUTPUT_DIR, states.toml, ~/.jupyter."""
-    return resolve({"output_dir": option}, os.environ, load_definition(states).settings, None).out
+    # Only what decides where it is: a PROVISIONER_PORT meant for a run is not this verb's to judge.
+    return resolve({"output_dir": option}, os.environ, load_definition(states).settings, None, OUTPUT_DIR).out
 
 
 def act_as_owner(out: Path, deadline: float = READ_DEADLINE, grants: frozenset[str] = frozenset()) -> None:
