@@ -89,8 +89,8 @@ class Store:
             text = read_regular(self.path).decode("utf-8", "replace")
         except FileNotFoundError:
             return None
-        except OSError as exc:
-            log.warning("warning: cannot read %s: %s", self.path, exc.strerror or exc)
+        except OSError as exc:  # too large, a FIFO, a link: set aside as any record we cannot use, never overwritten
+            self._set_aside(f"cannot read it ({exc.strerror or exc})")
             return None
         try:
             return Record.from_json(json.loads(text), _settings_ok)

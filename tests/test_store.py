@@ -102,6 +102,19 @@ def test_a_schema_1_record_is_read_with_its_callbacks_delivered_or_not(store: St
     assert json.loads(store.path.read_text())["schema"] == SCHEMA == 2
 
 
+def test_a_record_too_large_to_read_is_moved_aside_not_overwritten(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    huge = b"{" + b" " * (2 * 1024 * 1024) + b"}"
+    store.path.write_bytes(huge)
+    assert store.load() is None
+    [aside] = [p for p in store.out.iterdir() if p.name.startswith(f"{STATE_FILE}.unreadable-")]
+    assert aside.read_bytes() == huge
+    assert "cannot read it" in caplog.text
+    store.save(Record(state="idle"))
+    assert aside.read_bytes() == huge
+
+
 @pytest.mark.parametrize(
     ("change", "problem"),
     [
