@@ -343,9 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         output.error(f"cannot write the output: {exc.strerror}")
         return EXIT_OUTPUT
     except ConfigError as exc:
-        output.error(f"{exc.source} is not a valid definition:")
-        for problem in exc.problems:
-            log.error("%s", problem, extra={"event": "problem"})
+        _say_invalid(exc)
         return exc.exit_code
     except ProvisionError as exc:
         output.error(exc.message)
@@ -353,6 +351,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C outside a run (a run turns it into Interrupted)
         output.error("interrupted")
         return 130
+
+
+def _say_invalid(exc: ConfigError) -> None:
+    """One line for a file that cannot be read or parsed at all; else a line, then one per problem."""
+    if len(exc.problems) == 1 and not exc.problems[0].path:
+        output.error(f"{exc.source}: {exc.problems[0].message}")
+        return
+    output.error(f"{exc.source} is not a valid definition:")
+    for problem in exc.problems:
+        log.error("%s", problem, extra={"event": "problem"})
 
 
 def _stdout_closed() -> bool:
