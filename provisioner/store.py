@@ -31,6 +31,7 @@ STATE_FILE = "provisioner-state.json"
 TOKEN_FILE = "provisioner-token"  # noqa: S105 - a file name
 LOCK_FILE = "provisioner.lock"
 ENDPOINTS_FILE = "provisioner-endpoints.json"
+LOCK_PATIENCE = 0.25  # seconds a run waits for the lock before it says another run holds it
 TOKEN_LIMIT = 64 * 1024  # a token is a word: a token file larger than this is not one
 
 
@@ -52,7 +53,7 @@ class Store:
             self.out.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = open_regular(self.out / LOCK_FILE, os.O_RDWR | os.O_CREAT)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _flock_soon(fd)
         except BlockingIOError:
             holder = os.read(fd, 32).decode(errors="replace").strip()
             holder = holder if holder.isdigit() else "unknown"  # what is in the file is not ours to print
@@ -188,6 +189,20 @@ def _rewrite(path: Path, text: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _flock_soon(fd: int) -> None:
+    """The lock, if it is free within a moment: `state` takes it for an instant to see whether a run holds it, and a
+    run that starts in that instant must not take it for another run's. BlockingIOError if it stays held."""
+    give_up = time.monotonic() + LOCK_PATIENCE
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= give_up:
+                raise
+            time.sleep(0.01)
 
 
 def _settings_ok(settings: Mapping[str, Any]) -> bool:

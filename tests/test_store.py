@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -30,6 +33,18 @@ def test_the_lock_creates_a_private_directory_and_admits_one_holder(store: Store
     store.unlock()
     other.lock()
     other.unlock()
+
+
+def test_a_lock_held_for_an_instant_is_waited_for_not_taken_for_a_run(tmp_path: Path) -> None:
+    """`provisioner state` takes the lock for an instant to see whether a run holds it."""
+    out = tmp_path / "out"
+    out.mkdir()
+    glance = os.open(out / "provisioner.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(glance, fcntl.LOCK_EX)
+    threading.Timer(0.05, os.close, [glance]).start()
+    store = Store(out)
+    store.lock()  # no LockedError: the glance was over in 50 ms
+    store.unlock()
 
 
 def test_a_record_round_trips_privately(store: Store) -> None:
