@@ -373,6 +373,10 @@ def _kill(pid: int, account: Account, why: str) -> int:
     return EXIT_INTERNAL
 
 
+# The option of root's command line that grants each service beyond answering, for the message that refuses it.
+GRANTED_BY = {"launch": "--launcher systemd"}
+
+
 def _serve(account: Account, line: bytes, grants: frozenset[str] = frozenset()) -> dict[str, Any]:
     """One request, whatever the worker sent: an answer or an error, never an exception out of the monitor."""
     try:
@@ -382,7 +386,8 @@ def _serve(account: Account, line: bytes, grants: frozenset[str] = frozenset()) 
     except Exception:  # the worker's bytes are data: nested too deep, not JSON, not an object, an unknown op...
         return {"error": "the monitor does not understand that request"}
     if op not in grants and op not in _SERVICES_ALWAYS:
-        return {"error": f"root was not asked to {op} for {account.name} (give it on root's command line)"}
+        asked_by = GRANTED_BY.get(op, "it")
+        return {"error": f"root was not asked to {op} for {account.name} (give {asked_by} on root's command line)"}
     try:
         return service(account, request)
     except Exception as exc:

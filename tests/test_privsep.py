@@ -926,5 +926,5 @@ def test_a_recorded_launcher_of_systemd_starts_no_unit_unless_root_says_so(user:
     user.edit_record(settings__launcher="systemd", settings__module="")
     resumed = as_root(["resume", "--output-dir", str(user.out)], reap)
     assert resumed.returncode == 14, resumed.stderr
-    assert "root was not asked to launch" in resumed.stderr
+    assert "root was not asked to launch" in resumed.stderr and "give --launcher systemd on root" in resumed.stderr
     assert servers_of(user) == []
