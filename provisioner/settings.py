@@ -135,9 +135,13 @@ def parse_port(value: object) -> int | None:
 
 def parse_ip(value: object) -> str:
     try:
-        return str(ipaddress.ip_address(str(value).strip()))
+        address = ipaddress.ip_address(str(value).strip())
     except ValueError:
         raise BadValue(f"{shown(value)} is not an IP address") from None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        # A zone (fe80::1%eth0) has no place in a URL a browser opens: the reported address could not be used.
+        raise BadValue(f"{shown(value)}: an address with a zone (%...) cannot be reported in a URL")
+    return str(address)
 
 
 def parse_timeout(value: object) -> float:

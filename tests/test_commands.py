@@ -83,8 +83,8 @@ class TestGraph:
     def test_dot_lists_every_state_and_transition(self, reap: Path) -> None:
         dot = run_cli(["graph", "--format", "dot"], cli_env(reap)).stdout
         assert dot.startswith("digraph provisioner {")
-        assert 'port_check -> failed [label="port_in_use | failed_to_start"];' in dot
-        assert "ready [peripheries=2];" in dot
+        assert '"port_check" -> "failed" [label="port_in_use | failed_to_start"];' in dot
+        assert '"ready" [peripheries=2];' in dot
 
     def test_current_marks_the_recorded_state(self, callbacks: CallbackServer, reap: Path) -> None:
         run_cli(["run", "--module", "", "", callbacks.url("/start")], cli_env(reap))

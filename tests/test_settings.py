@@ -50,6 +50,8 @@ def test_a_callback_url_is_http_or_https_with_a_host() -> None:
         ("user", "no-such-account-here"),
         ("user", "a b"),
         ("ip", "::1%"),
+        ("ip", "fe80::1%eth0"),
+        ("ip", "fe80::1%\x1b[31m"),
     ],
 )
 def test_a_value_no_run_could_use_is_one_line_naming_its_option(name: str, bad: str) -> None:

@@ -43,12 +43,13 @@ def _dot(definition: Definition, current: str | None) -> str:
         attributes = ["peripheries=2"] if state.final else []
         if state.name == current:
             attributes.append('style="rounded,filled", fillcolor=darksalmon')
-        lines.append(f"  {state.name}" + (f" [{', '.join(attributes)}]" if attributes else "") + ";")
+        # Quoted: a state may be named like a keyword of dot's (node, edge, graph).
+        lines.append(f'  "{state.name}"' + (f" [{', '.join(attributes)}]" if attributes else "") + ";")
     edges: dict[tuple[str, str], list[str]] = {}
     for transition in definition.transitions:
         for source in transition.sources:
             edges.setdefault((source, transition.dest), []).append(transition.trigger)
     for (source, dest), triggers in edges.items():
-        lines.append(f'  {source} -> {dest} [label="{" | ".join(triggers)}"];')
+        lines.append(f'  "{source}" -> "{dest}" [label="{" | ".join(triggers)}"];')
     lines.append("}")
     return "\n".join(lines) + "\n"
