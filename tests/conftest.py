@@ -400,7 +400,8 @@ def _traced_exit(trace: Path, deadline: float) -> int:
         text = trace.read_text() if trace.exists() else ""
         if "\n" in text:
             pid = text.split(maxsplit=1)[0]  # each line starts with its process's PID; the first is the CLI's
-            ended = re.search(rf"^{pid} \+\+\+ (?:exited with (\d+)|killed by SIG(\w+))", text, re.MULTILINE)
+            # strace pads a PID to five columns: "1967  +++ exited with 0 +++", "12345 +++ exited with 0 +++".
+            ended = re.search(rf"^{pid} +\+\+\+ (?:exited with (\d+)|killed by SIG(\w+))", text, re.MULTILINE)
             if ended:
                 return int(ended[1]) if ended[1] else -getattr(signal, f"SIG{ended[2]}")
         time.sleep(0.02)
