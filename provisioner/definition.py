@@ -126,7 +126,7 @@ class Definition:
 # settings may be given defaults here, with the check of each one's shape (raising ValueError with the reason).
 # Passed in so that this module imports neither.
 ActionReasons = Mapping[str, tuple[str, ...]]
-SettingChecks = Mapping[str, Callable[[object], object]]
+SettingChecks = Mapping[str, tuple[tuple[type, ...], Callable[[object], object]]]
 
 
 @dataclass(frozen=True)
@@ -424,8 +424,11 @@ class _Checker:
             if key not in self.setting_checks:
                 self.problem(f"settings.{key}", f"unknown setting (known: {', '.join(sorted(self.setting_checks))})")
                 continue
+            kinds, check = self.setting_checks[key]
+            if self.typed(table, key, kinds, f"settings.{key}", None) is None:  # TOML has no null: a wrong kind
+                continue
             try:
-                self.setting_checks[key](value)
+                check(value)
             except ValueError as exc:
                 self.problem(f"settings.{key}", str(exc))
                 continue
@@ -486,6 +489,8 @@ class _Checker:
                     following[source].add(transition.dest)
         done: set[str] = set()
         for start in states:
+            if start in done:
+                continue
             path: list[str] = []
             stack = [(start, iter(sorted(following[start])))]
             on_path = {start}

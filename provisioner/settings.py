@@ -272,18 +272,11 @@ class Option:
     metavar: str | None = None
     locate: Callable[[Any], Any] | None = None
 
-    def check(self, value: object) -> object:
-        """A definition's value, checked for shape only; BadValue if it is wrong."""
-        if (isinstance(value, bool) and bool not in self.kinds) or not isinstance(value, self.kinds):
-            raise BadValue(f"must be {' or '.join(_KIND_NAMES[kind] for kind in self.kinds)}")
-        return self.parse(value)
-
     def value(self, given: object) -> Any:
         shaped = self.parse(given)
         return self.locate(shaped) if self.locate is not None else shaped
 
 
-_KIND_NAMES = {str: "a string", int: "a whole number", float: "a number"}
 DAY = 86400
 YEAR = 365 * DAY
 
@@ -336,8 +329,11 @@ def help_text(name: str) -> str:
     return OPTIONS[name].help.format(default=shown_default(name))
 
 
-# What a definition's [settings] may hold, each with its shape check (definition.py takes this, not the module).
-DEFINITION_SETTINGS: Mapping[str, Callable[[object], object]] = {name: option.check for name, option in OPTIONS.items()}
+# What a definition's [settings] may hold: each one's TOML kinds and its shape check (definition.py takes this, not
+# the module, and checks the kind as it checks every other value of the file).
+DEFINITION_SETTINGS: Mapping[str, tuple[tuple[type, ...], Callable[[object], object]]] = {
+    name: (option.kinds, option.parse) for name, option in OPTIONS.items()
+}
 
 _URLS = ("start_url", "complete_url", "progress_url")
 

@@ -6,8 +6,21 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.errors import UsageError
-from provisioner.settings import OPTIONS, BadValue, Secret, Settings, help_text, parse_port, parse_url, resolve
+from provisioner import actions
+from provisioner import definition as definitions
+from provisioner.errors import ConfigError, UsageError
+from provisioner.settings import (
+    DEFINITION_SETTINGS,
+    OPTIONS,
+    BadValue,
+    Secret,
+    Settings,
+    help_text,
+    parse_port,
+    parse_url,
+    resolve,
+)
+from tests.conftest import shipped_definition
 
 
 def test_a_port_is_a_number_in_range_or_auto() -> None:
@@ -69,11 +82,15 @@ def test_a_home_with_a_nul_is_refused() -> None:
 
 def test_a_definitions_settings_are_checked_for_form_only_so_any_machine_agrees() -> None:
     # An account or a directory of the machine the definition is meant for, absent here: only the run may say so.
-    assert OPTIONS["user"].check("no-such-account-here") == "no-such-account-here"
-    assert OPTIONS["notebook_dir"].check("/no/such/directory/here") == "/no/such/directory/here"
+    assert OPTIONS["user"].parse("no-such-account-here") == "no-such-account-here"
+    assert OPTIONS["notebook_dir"].parse("/no/such/directory/here") == "/no/such/directory/here"
+    data = shipped_definition()
     for name, wrong in (("port", True), ("module", ["JupyterNotebook"]), ("timeout", "60"), ("user", 1000)):
-        with pytest.raises(BadValue, match=r"^must be "):
-            OPTIONS[name].check(wrong)
+        data["settings"] = {name: wrong}
+        with pytest.raises(ConfigError) as caught:
+            definitions.parse(data, actions.reasons(), DEFINITION_SETTINGS, source="test")
+        [problem] = caught.value.problems
+        assert (problem.path, problem.message.startswith("must be ")) == (f"settings.{name}", True)
 
 
 def test_every_default_in_the_help_is_the_one_the_run_uses() -> None:
