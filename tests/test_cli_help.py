@@ -121,3 +121,9 @@ def test_an_output_that_cannot_be_written_is_one_line_and_74(reap: Path) -> None
         74,
         "provisioner: error: cannot write the output: No space left on device\n",
     )
+
+
+def test_the_readmes_state_codes_are_the_ones_state_exits_with() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    rows = dict(re.findall(r"^  \| (\d+) \| `(\w+)`", readme, flags=re.M))
+    assert {status: int(code) for code, status in rows.items()} == STATUS_EXIT

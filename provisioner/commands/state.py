@@ -13,7 +13,8 @@ from provisioner.record import Outcome
 from provisioner.store import Store
 
 # The exit code of each status: none of them 1-4, which are the command's own errors (as for every verb), so that a
-# script can tell "the run failed" from "`state` could not say". `state --help` and the README list them from here.
+# script can tell "the run failed" from "`state` could not say". `state --help` lists them from here; a test holds
+# the README's table to it.
 STATUS_EXIT = {
     "ready": 0,  # the run ended ready and its server is up
     "running": 5,  # a run holds the output directory now
