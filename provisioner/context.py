@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from provisioner import envmodules, netinfo, server
-from provisioner.settings import TOKEN_ENV, Settings
+from provisioner.settings import APPS, TOKEN_ENV, Settings
 
-JUPYTER = "jupyter-notebook"  # the program a module must put on PATH
-BESIDE = Path(sys.executable).parent  # a venv's scripts directory, where the `notebook` extra puts JUPYTER
+BESIDE = Path(sys.executable).parent  # a venv's scripts directory, where the `notebook` extra puts Jupyter
 LOG_NAME = "jupyter.log"
 INFO_TXT = "jupyter_info.txt"
 INFO_JSON = "jupyter_info.json"
@@ -96,15 +95,20 @@ def base_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
-def find_jupyter(env: Mapping[str, str], module: str) -> Path | None:
+def program(settings: Settings) -> str:
+    """The program a module must put on PATH for the chosen front end: jupyter-notebook or jupyter-lab."""
+    return APPS[settings.app]
+
+
+def find_jupyter(env: Mapping[str, str], module: str, name: str) -> Path | None:
     """jupyter-notebook on the PATH the module gave; with no module, on PATH and then beside our own interpreter.
 
     Installed with the `notebook` extra in a venv and run by its full path (as cloud-init's runcmd runs it, without
     activating the venv), the venv's own jupyter-notebook is beside the interpreter, not on PATH.
     """
-    found = envmodules.which(JUPYTER, env)
-    if found is None and not module and os.access(BESIDE / JUPYTER, os.X_OK):
-        found = BESIDE / JUPYTER
+    found = envmodules.which(name, env)
+    if found is None and not module and os.access(BESIDE / name, os.X_OK):
+        found = BESIDE / name
     if found is not None:
         log.info("using %s", found)
     return found

@@ -81,6 +81,7 @@ class Settings:
     base_url: str = "/"  # behind a reverse proxy, the path the proxy serves the server under
     idle_timeout: int = 0  # seconds without activity before Jupyter culls kernels and shuts down; 0: never
     launcher: str = "process"  # process: detached in its own session; systemd: a transient systemd unit
+    app: str = "notebook"  # the front end: notebook (jupyter-notebook) or lab (jupyter-lab)
     init_script: Path | None = None
     user: Account | None = None
     home: Path = field(default_factory=Path.home)
@@ -110,6 +111,7 @@ class Settings:
             "base_url": self.base_url,
             "idle_timeout": self.idle_timeout,
             "launcher": self.launcher,
+            "app": self.app,
             "init_script": str(self.init_script) if self.init_script else None,
             "user": self.user.name if self.user else None,
             "home": str(self.home),
@@ -173,12 +175,20 @@ def parse_idle_timeout(value: object) -> int:
 
 
 LAUNCHERS = ("process", "systemd")
+APPS = {"notebook": "jupyter-notebook", "lab": "jupyter-lab"}  # each front end and the program that serves it
 
 
 def parse_launcher(value: object) -> str:
     text = str(value).strip()
     if text not in LAUNCHERS:
         raise BadValue(f"must be one of {', '.join(LAUNCHERS)}")
+    return text
+
+
+def parse_app(value: object) -> str:
+    text = str(value).strip()
+    if text not in APPS:
+        raise BadValue(f"must be one of {', '.join(APPS)}")
     return text
 
 
@@ -321,6 +331,13 @@ OPTIONS: Mapping[str, Option] = {
         "transient systemd unit",
         (str,),
         "{" + ",".join(LAUNCHERS) + "}",
+    ),
+    "app": Option(
+        parse_app,
+        "the front end (default {default}): notebook, Jupyter Notebook (jupyter-notebook); lab, JupyterLab "
+        "(jupyter-lab), with the same token, options and checks",
+        (str,),
+        "{" + ",".join(APPS) + "}",
     ),
 }
 

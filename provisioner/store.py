@@ -209,7 +209,7 @@ def _settings_ok(settings: Mapping[str, Any]) -> bool:
     """The recorded settings that `stop`, `state` and a repeated `run` use before any are resolved again. A run
     records each of them with a value: one there as null was not written by a run."""
     try:
-        for name in ("ip", "port", "base_url", "timeout", "module", "launcher", "idle_timeout"):
+        for name in ("ip", "port", "base_url", "timeout", "module", "launcher", "idle_timeout", "app"):
             if name in settings:
                 OPTIONS[name].parse(settings[name])
     except (BadValue, TypeError):

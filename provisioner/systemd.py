@@ -101,6 +101,7 @@ def write_env_file(unit: Unit) -> None:
             continue  # systemd could not read it back; such a variable (a shell function's export) is not the server's
         lines.append(f"{key}={_quote(value)}\n")
     # For examples/systemd/jupyter-notebook@.service, which starts the same server at boot from this file.
+    lines.append(f"PROVISIONER_JUPYTER={_quote(os.path.basename(unit.argv[0]))}\n")  # jupyter-notebook or -lab
     lines.append(f"PROVISIONER_JUPYTER_ARGS={_quote(' '.join(unit.argv[1:]))}\n")
     lines.append(f"PROVISIONER_LOG={_quote(str(unit.log))}\n")
     unit.env_file.unlink(missing_ok=True)  # a 0400 file cannot be rewritten in place

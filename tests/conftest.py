@@ -336,7 +336,8 @@ def jupyter_pids(home: Path) -> list[int]:
             with contextlib.suppress(OSError):
                 cmdline = (proc / "cmdline").read_bytes()
                 environ = (proc / "environ").read_bytes().split(b"\0")
-                if b"jupyter-notebook" in cmdline and f"HOME={home}".encode() in environ:
+                serves = b"jupyter-notebook" in cmdline or b"jupyter-lab" in cmdline
+                if serves and f"HOME={home}".encode() in environ:
                     pids.append(int(proc.name))
     return pids
 

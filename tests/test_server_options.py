@@ -12,7 +12,7 @@ import pytest
 from provisioner.actions import starting
 from provisioner.context import RunContext
 from provisioner.settings import BadValue, Secret, Settings, parse_base_url, parse_idle_timeout
-from tests.conftest import REAL_JUPYTER, TOKEN, CallbackServer, cli_env, run_cli
+from tests.conftest import REAL_JUPYTER, TOKEN, CallbackServer, cli_env, jupyter_pids, run_cli, write_module
 
 
 def test_base_urls_are_normalised_and_checked() -> None:
@@ -80,3 +80,45 @@ def test_a_notebook_dir_that_does_not_exist_is_a_usage_error(reap: Path) -> None
     run = run_cli(["run", "--notebook-dir", str(reap / "nowhere"), TOKEN], cli_env(reap))
     assert run.returncode == 2
     assert "is not a directory" in run.stderr
+
+
+def test_jupyterlab_comes_up_with_the_same_token_options_and_checks(callbacks: CallbackServer, reap: Path) -> None:
+    env = cli_env(reap, path=f"{REAL_JUPYTER.parent}:/usr/bin:/bin", JUPYTER_TOKEN=TOKEN)
+    args = ["run", "--app", "lab", "--module", "", "--port", "auto", "--base-url", "/user/alice/"]
+    run = run_cli([*args, "--complete-url", callbacks.url("/c")], env)
+    assert run.returncode == 0, run.stderr
+    info = json.loads((reap / ".jupyter" / "jupyter_info.json").read_text())
+    [pid] = jupyter_pids(reap)
+    assert Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[1].endswith(b"/jupyter-lab")
+    assert [c["status"] for c in callbacks.wait_for(1, "/c")] == ["init_completed"]
+
+    def status(path: str, token: str | None) -> int:
+        connection = http.client.HTTPConnection("127.0.0.1", info["port"], timeout=5)
+        try:
+            headers = {"Authorization": f"token {token}"} if token else {}
+            connection.request("GET", path, headers=headers)
+            return connection.getresponse().status
+        finally:
+            connection.close()
+
+    assert status("/user/alice/lab", TOKEN) == 200  # JupyterLab's own page, behind the proxy path
+    assert status("/user/alice/api/contents", None) == 403
+    assert json.loads(run_cli(["state", "--json"], cli_env(reap)).stdout)["settings"]["app"] == "lab"
+
+
+def test_a_module_without_jupyterlab_names_the_program_that_is_missing(tmp_path: Path, reap: Path) -> None:
+    only_notebook = tmp_path / "bin"
+    only_notebook.mkdir()
+    (only_notebook / "jupyter-notebook").symlink_to(REAL_JUPYTER)
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    write_module(modules, "JupyterNotebook", f'prepend_path("PATH", "{only_notebook}")\n')
+    run = run_cli(["run", "--app", "lab"], cli_env(reap, modules, JUPYTER_TOKEN=TOKEN))
+    assert run.returncode == 12, run.stderr
+    assert "jupyter-lab is not on PATH after module load JupyterNotebook" in run.stderr
+    assert jupyter_pids(reap) == []
+
+
+def test_an_unknown_app_is_a_usage_error(reap: Path) -> None:
+    run = run_cli(["run", "--app", "voila", TOKEN], cli_env(reap))
+    assert (run.returncode, run.stderr) == (2, "provisioner: error: --app: must be one of notebook, lab\n")

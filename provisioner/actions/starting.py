@@ -8,7 +8,7 @@ import time
 from datetime import datetime, timezone
 
 from provisioner import files, netinfo, server, systemd
-from provisioner.context import BESIDE, JUPYTER, RunContext, base_environment, find_jupyter, log
+from provisioner.context import BESIDE, RunContext, base_environment, find_jupyter, log, program
 from provisioner.errors import StepFailed
 
 REASONS = ("failed_to_start", "output_unwritable")
@@ -46,9 +46,9 @@ def _prerequisites(ctx: RunContext) -> None:
     """What loading and port_check find, for a definition that leaves them out: the PATH's Jupyter, the given port."""
     if ctx.jupyter is None:
         ctx.env = ctx.env or base_environment(ctx.settings)
-        ctx.jupyter = find_jupyter(ctx.env, "")
+        ctx.jupyter = find_jupyter(ctx.env, "", program(ctx.settings))
         if ctx.jupyter is None:
-            raise StepFailed("failed_to_start", f"{JUPYTER} is not on PATH nor in {BESIDE}")
+            raise StepFailed("failed_to_start", f"{program(ctx.settings)} is not on PATH nor in {BESIDE}")
     if ctx.port is None:
         ctx.port = ctx.settings.port or netinfo.pick_free_port(ctx.settings.ip)
 
@@ -69,7 +69,7 @@ def run(ctx: RunContext) -> None:
     try:
         os.fchmod(fd, 0o600)
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        os.write(fd, f"--- provisioner: starting jupyter-notebook on port {ctx.port} at {stamp}\n".encode())
+        os.write(fd, f"--- provisioner: starting {program(ctx.settings)} on port {ctx.port} at {stamp}\n".encode())
     except OSError as exc:
         os.close(fd)
         raise StepFailed("output_unwritable", f"cannot write {ctx.log_path}: {exc.strerror or exc}") from None

@@ -9,7 +9,7 @@ import time
 from urllib.parse import quote
 
 from provisioner import files, netinfo, server
-from provisioner.context import RunContext
+from provisioner.context import RunContext, program
 from provisioner.errors import StepFailed
 
 REASONS = ("failed_to_start", "port_in_use")
@@ -88,7 +88,7 @@ def _exited(ctx: RunContext) -> StepFailed:
     if any("is not available" in line or "is already in use" in line for line in tail):
         return StepFailed("port_in_use", f"port {ctx.port} was taken before the server could bind it")
     status = f" with code {code}" if code is not None else ""
-    return StepFailed("failed_to_start", f"jupyter-notebook exited{status}{_log_tail(ctx)}")
+    return StepFailed("failed_to_start", f"{program(ctx.settings)} exited{status}{_log_tail(ctx)}")
 
 
 def _log_tail(ctx: RunContext) -> str:

@@ -24,7 +24,8 @@ from provisioner.store import Store
 
 STOP_GRACE = 10.0  # seconds a replaced server gets to stop before SIGKILL
 # What a server is started with: a run asking for other values asks for another server.
-SERVER_SETTINGS = ("ip", "module", "notebook_dir", "base_url", "idle_timeout", "launcher", "init_script", "user")
+SERVER_SETTINGS = ("ip", "module", "notebook_dir", "base_url", "idle_timeout", "launcher", "init_script", "user", "app")
+UNRECORDED = {"app": "notebook"}  # settings added since records were first written, as every run before had them
 
 
 def run_deadline(settings: Settings, definition: Definition) -> float:
@@ -89,7 +90,12 @@ def _adopt_or_replace(previous: Record, settings: Settings, definition: Definiti
 def differences_from(previous: Record, settings: Settings, store: Store) -> list[str]:
     """What this run asks for that the recorded server was not started with, in words; empty when it is the same."""
     asked, recorded = settings.public(), previous.settings
-    found = [f"another {name.replace('_', ' ')}" for name in SERVER_SETTINGS if asked.get(name) != recorded.get(name)]
+    # A setting a record from an older version does not have was its default then.
+    found = [
+        f"another {name.replace('_', ' ')}"
+        for name in SERVER_SETTINGS
+        if asked.get(name) != recorded.get(name, UNRECORDED.get(name))
+    ]
     port = previous.server.port if previous.server is not None else None
     if settings.port is not None and settings.port != port:
         found.append(f"port {settings.port} asked for, the server has {port}")

@@ -19,7 +19,11 @@ from urllib.error import HTTPError
 import pytest
 
 from provisioner import netinfo
+from provisioner.commands.run import differences_from
+from provisioner.record import Record, Server
 from provisioner.reporter import SIGNATURE_HEADER, sign
+from provisioner.settings import Secret, resolve
+from provisioner.store import Store
 from tests.conftest import (
     REAL_JUPYTER,
     TOKEN,
@@ -248,3 +252,17 @@ def test_a_token_that_is_not_text_is_no_token_and_never_kept(callbacks: Callback
         assert "Traceback" not in err
         assert not (reap / ".jupyter" / "provisioner-token").exists()
     assert [r.form["reason"] for r in callbacks.received] == ["no_token", "no_token"]
+
+
+def test_another_front_end_is_another_server_and_an_older_record_was_notebook(tmp_path: Path) -> None:
+    store = Store(tmp_path / "out")
+    store.lock()
+    store.save_token(Secret(TOKEN))
+    settings = resolve({"app": "lab"}, {"HOME": str(tmp_path)}, {}, Secret(TOKEN))
+    server = Server(pid=2, start_time=1, started="", port=8008)
+    recorded = Record(settings={**settings.public(), "app": "notebook"}, server=server)
+    assert differences_from(recorded, settings, store) == ["another app"]
+    older = Record(settings={k: v for k, v in settings.public().items() if k != "app"}, server=server)
+    assert differences_from(older, settings, store) == ["another app"]
+    notebook = resolve({}, {"HOME": str(tmp_path)}, {}, Secret(TOKEN))
+    assert differences_from(older, notebook, store) == []
