@@ -12,6 +12,7 @@ from pathlib import Path
 
 from provisioner import envmodules, netinfo, server
 from provisioner.settings import APPS, TOKEN_ENV, Settings
+from provisioner.tls import Certificate
 
 BESIDE = Path(sys.executable).parent  # a venv's scripts directory, where the `notebook` extra puts Jupyter
 LOG_NAME = "jupyter.log"
@@ -40,6 +41,7 @@ class RunContext:
     vm_ip: str | None = None
     # True once the server belongs to the user (ready): from then on nothing we do may stop it.
     handed_over: bool = False
+    certificate: Certificate | None = None  # with TLS: the one the server shows, and the pin it is checked with
     unrecordable: str | None = None  # why the run cannot be recorded: validating fails it before any server starts
     # Saves the record now, returning why it could not be saved: the journal's, once the run has one.
     record: Callable[[], str | None] = field(default=lambda: None, repr=False)
@@ -58,7 +60,8 @@ class RunContext:
 
     def url(self) -> str:
         """The server's URL without the token: one that reaches it (netinfo.server_url)."""
-        return netinfo.server_url(self.settings.ip, self.port, self.settings.base_url, self.vm_ip)
+        scheme = "https" if self.settings.tls != "off" or self.settings.certfile is not None else "http"
+        return netinfo.server_url(self.settings.ip, self.port, self.settings.base_url, self.vm_ip, scheme)
 
     def stop_unfinished_server(self) -> bool:
         """Stop the server this provisioning started, unless it was handed over; True if one was stopped.

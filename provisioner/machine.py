@@ -155,6 +155,8 @@ class Runner:
             extras["pid"] = str(ctx.pid)
         if ctx.handed_over:
             extras["url"] = ctx.url()
+            if ctx.certificate is not None:  # for the platform or its proxy to pin
+                extras["fingerprint"] = ctx.certificate.fingerprint
         if error is not None:
             extras["message"] = error.message
         return extras

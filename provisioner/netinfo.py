@@ -112,13 +112,13 @@ def local_host(ip: str) -> str:
     return ip
 
 
-def server_url(bind: str, port: int | None, base_url: str, vm_ip: str | None) -> str:
+def server_url(bind: str, port: int | None, base_url: str, vm_ip: str | None, scheme: str = "http") -> str:
     """The URL (without the token) that reaches a server bound to `bind`: that address when it is a specific one;
     for a wildcard (0.0.0.0, ::), the VM's address `vm_ip`, or this machine's loopback when the VM has none."""
     host = bind
     if ipaddress.ip_address(bind).is_unspecified:
         host = vm_ip or local_host(bind)
-    return f"http://{url_host(host)}:{port}{base_url}"
+    return f"{scheme}://{url_host(host)}:{port}{base_url}"
 
 
 def url_host(host: str) -> str:

@@ -82,6 +82,9 @@ class Settings:
     idle_timeout: int = 0  # seconds without activity before Jupyter culls kernels and shuts down; 0: never
     launcher: str = "process"  # process: detached in its own session; systemd: a transient systemd unit
     app: str = "notebook"  # the front end: notebook (jupyter-notebook) or lab (jupyter-lab)
+    tls: str = "off"  # off: plain HTTP, or the platform's certificate (certfile, keyfile); self-signed: one made here
+    certfile: Path | None = None
+    keyfile: Path | None = None
     init_script: Path | None = None
     user: Account | None = None
     home: Path = field(default_factory=Path.home)
@@ -112,6 +115,9 @@ class Settings:
             "idle_timeout": self.idle_timeout,
             "launcher": self.launcher,
             "app": self.app,
+            "tls": self.tls,
+            "certfile": str(self.certfile) if self.certfile else None,
+            "keyfile": str(self.keyfile) if self.keyfile else None,
             "init_script": str(self.init_script) if self.init_script else None,
             "user": self.user.name if self.user else None,
             "home": str(self.home),
@@ -189,6 +195,16 @@ def parse_app(value: object) -> str:
     text = str(value).strip()
     if text not in APPS:
         raise BadValue(f"must be one of {', '.join(APPS)}")
+    return text
+
+
+TLS_MODES = ("off", "self-signed")
+
+
+def parse_tls(value: object) -> str:
+    text = str(value).strip()
+    if text not in TLS_MODES:
+        raise BadValue(f"must be one of {', '.join(TLS_MODES)} (or give --certfile and --keyfile)")
     return text
 
 
@@ -339,6 +355,21 @@ OPTIONS: Mapping[str, Option] = {
         (str,),
         "{" + ",".join(APPS) + "}",
     ),
+    "tls": Option(
+        parse_tls,
+        "HTTPS (default {default}): self-signed makes a key and a certificate for this VM; for the platform's own, "
+        "give --certfile and --keyfile instead",
+        (str,),
+        "{" + ",".join(TLS_MODES) + "}",
+    ),
+    "certfile": Option(
+        parse_path,
+        "the server's certificate (PEM), e.g. for a DNS name the platform gives the VM",
+        (str,),
+        "PATH",
+        locate_path,
+    ),
+    "keyfile": Option(parse_path, "the key of --certfile (PEM)", (str,), "PATH", locate_path),
 }
 
 
@@ -381,6 +412,7 @@ def resolve(
     for name in _URLS:
         if cli.get(name) is not None:
             values[name] = _checked(parse_url, cli[name], name.upper())
+    _check_tls(values)
     home = environ.get("HOME")
     if values.get("user") is not None:
         values["home"] = values["user"].home
@@ -389,6 +421,13 @@ def resolve(
             raise UsageError("HOME: not a path")
         values["home"] = Path(home)
     return Settings(token=token, **values)
+
+
+def _check_tls(values: Mapping[str, Any]) -> None:
+    if (values.get("certfile") is None) != (values.get("keyfile") is None):
+        raise UsageError("--certfile and --keyfile go together")
+    if values.get("certfile") is not None and values.get("tls", "off") != "off":
+        raise UsageError("--tls self-signed and --certfile: one certificate or the other")
 
 
 def _checked(parse: Callable[[Any], Any], given: object, source: str) -> Any:

@@ -31,6 +31,7 @@ def info(ctx: RunContext) -> dict[str, Any]:
         "port": ctx.port,
         "token": token,
         "url": f"{url}?token={token}",
+        "fingerprint": ctx.certificate.fingerprint if ctx.certificate is not None else None,
         "pid": ctx.pid,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "log": str(ctx.log_path),
@@ -77,6 +78,8 @@ def render_text(data: dict[str, Any]) -> str:
         f"Log:       {data['log']}",
         f"Notebooks: {data['notebook_dir']}",
     ]
+    if data.get("fingerprint"):
+        lines.append(f"TLS:       certificate SHA-256 {data['fingerprint']}")
     if data["idle_timeout"]:
         lines.append(f"Idle stop: the server shuts down after {data['idle_timeout']} s without activity")
     if _loopback(data["ip"]):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 import time
 from datetime import datetime, timezone
 
-from provisioner import files, netinfo, server, systemd
+from provisioner import files, netinfo, server, systemd, tls
 from provisioner.context import BESIDE, RunContext, base_environment, find_jupyter, log, program
 from provisioner.errors import StepFailed
 
@@ -37,6 +38,11 @@ def command(ctx: RunContext) -> list[str]:
             f"--MappingKernelManager.cull_idle_timeout={settings.idle_timeout}",
             f"--MappingKernelManager.cull_interval={min(60, settings.idle_timeout)}",
         ]
+    if ctx.certificate is not None:
+        argv += [
+            f"--ServerApp.certfile={ctx.certificate.certfile}",
+            f"--ServerApp.keyfile={ctx.certificate.keyfile}",
+        ]
     if ctx.server_runs_as_root:
         argv.append("--allow-root")
     return argv
@@ -51,6 +57,17 @@ def _prerequisites(ctx: RunContext) -> None:
             raise StepFailed("failed_to_start", f"{program(ctx.settings)} is not on PATH nor in {BESIDE}")
     if ctx.port is None:
         ctx.port = ctx.settings.port or netinfo.pick_free_port(ctx.settings.ip)
+    settings = ctx.settings
+    try:
+        if settings.tls == "self-signed":
+            addresses = [address for address in (ctx.vm_ip, netinfo.local_host(settings.ip)) if address]
+            if not ipaddress.ip_address(settings.ip).is_unspecified:
+                addresses.append(settings.ip)
+            ctx.certificate = tls.self_signed(settings.out, addresses)
+        elif settings.certfile is not None and settings.keyfile is not None:
+            ctx.certificate = tls.load(settings.certfile, settings.keyfile)
+    except tls.TLSError as exc:
+        raise StepFailed("failed_to_start", str(exc)) from None
 
 
 def run(ctx: RunContext) -> None:

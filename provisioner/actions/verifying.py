@@ -8,7 +8,7 @@ import subprocess
 import time
 from urllib.parse import quote
 
-from provisioner import files, netinfo, server
+from provisioner import files, netinfo, server, tls
 from provisioner.context import RunContext, program
 from provisioner.errors import StepFailed
 
@@ -18,11 +18,20 @@ MAX_INTERVAL = 0.025  # the port opens a few ms before the first 200: a late pol
 REQUEST_TIMEOUT = 2.0
 
 
-def probe(host: str, port: int, token: str | None, base_url: str = "/", timeout: float = REQUEST_TIMEOUT) -> int | None:
+def probe(
+    host: str,
+    port: int,
+    token: str | None,
+    base_url: str = "/",
+    *,
+    timeout: float = REQUEST_TIMEOUT,
+    pin: bytes | None = None,
+) -> int | None:
     """GET {base_url}api/status; the HTTP status, or None when nothing answers in `timeout` seconds all told.
 
     A few lines of HTTP over a socket, with one deadline for the whole exchange: http.client's timeout is per read,
-    and a server that sends its answer a byte a second would hold us for days.
+    and a server that sends its answer a byte a second would hold us for days. With `pin` (a certificate, DER), over
+    TLS to a server that shows exactly that certificate, or not at all.
     """
     deadline = time.monotonic() + timeout
     path = quote(f"{base_url}api/status", safe="/")
@@ -32,7 +41,13 @@ def probe(host: str, port: int, token: str | None, base_url: str = "/", timeout:
         request += f"Authorization: token {token}\r\n"
     answer = b""
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
+        with contextlib.ExitStack() as stack:
+            sock = stack.enter_context(socket.create_connection((host, port), timeout=timeout))
+            if pin is not None:
+                wrapped = tls.pinned(sock, host, pin, max(0.001, deadline - time.monotonic()))
+                if wrapped is None:
+                    return None
+                sock = stack.enter_context(wrapped)
             sock.sendall((request + "\r\n").encode("ascii"))
             while b"\r\n" not in answer and len(answer) < 1024:
                 sock.settimeout(max(0.001, deadline - time.monotonic()))
@@ -51,13 +66,15 @@ def run(ctx: RunContext) -> None:
         raise StepFailed("failed_to_start", "there is no server to verify: no state before verifying started one")
     host = netinfo.local_host(ctx.settings.ip)
     token = ctx.settings.token.reveal() if ctx.settings.token is not None else None
+    pin = ctx.certificate.der if ctx.certificate is not None else None
     deadline = (ctx.server_started or time.monotonic()) + ctx.settings.timeout
     interval = FIRST_INTERVAL
     while True:
         if not server.alive(ctx.pid, ctx.process, ctx.pid_start):
             raise _exited(ctx)
         # The token goes only to our own server: another account could listen on the port before Jupyter does.
-        if netinfo.listens(ctx.pid, ctx.port) and probe(host, ctx.port, token, ctx.settings.base_url) == 200:
+        answered = netinfo.listens(ctx.pid, ctx.port) and probe(host, ctx.port, token, ctx.settings.base_url, pin=pin)
+        if answered == 200:
             ctx.pid_exe = server.executable(ctx.pid)
             break
         if time.monotonic() >= deadline:
@@ -66,7 +83,7 @@ def run(ctx: RunContext) -> None:
             )
         _wait(ctx, min(interval, max(0.0, deadline - time.monotonic())))
         interval = min(interval * 1.5, MAX_INTERVAL)
-    refused = probe(host, ctx.port, None, ctx.settings.base_url)
+    refused = probe(host, ctx.port, None, ctx.settings.base_url, pin=pin)
     if refused != 403:
         raise StepFailed(
             "failed_to_start", f"the server answered {refused} without the token instead of 403: authentication is off"
