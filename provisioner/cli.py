@@ -110,7 +110,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token-file", type=Path, metavar="PATH", help="read the token from this file")
     # Every setting is an option of the same name, its help and default from settings.OPTIONS.
     for name, option in OPTIONS.items():
-        parser.add_argument("--" + name.replace("_", "-"), metavar=option.metavar, help=help_text(name))
+        if option.flag:
+            parser.add_argument("--" + name.replace("_", "-"), action="store_const", const=True, help=help_text(name))
+        else:
+            parser.add_argument("--" + name.replace("_", "-"), metavar=option.metavar, help=help_text(name))
     parser.add_argument(
         "--states", type=Path, metavar="FILE", help="state machine definition (default: the shipped one)"
     )

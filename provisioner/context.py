@@ -9,10 +9,14 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from provisioner import envmodules, netinfo, server
 from provisioner.settings import APPS, TOKEN_ENV, Settings
 from provisioner.tls import Certificate
+
+if TYPE_CHECKING:
+    from provisioner.page import ProgressPage  # imported only by a run that shows it
 
 BESIDE = Path(sys.executable).parent  # a venv's scripts directory, where the `notebook` extra puts Jupyter
 LOG_NAME = "jupyter.log"
@@ -42,6 +46,7 @@ class RunContext:
     # True once the server belongs to the user (ready): from then on nothing we do may stop it.
     handed_over: bool = False
     certificate: Certificate | None = None  # with TLS: the one the server shows, and the pin it is checked with
+    page: ProgressPage | None = None  # --progress-page, while it holds the port
     unrecordable: str | None = None  # why the run cannot be recorded: validating fails it before any server starts
     # Saves the record now, returning why it could not be saved: the journal's, once the run has one.
     record: Callable[[], str | None] = field(default=lambda: None, repr=False)

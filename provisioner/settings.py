@@ -85,6 +85,7 @@ class Settings:
     tls: str = "off"  # off: plain HTTP, or the platform's certificate (certfile, keyfile); self-signed: one made here
     certfile: Path | None = None
     keyfile: Path | None = None
+    progress_page: bool = False  # the port shows the run's progress (503) until the server takes it
     init_script: Path | None = None
     user: Account | None = None
     home: Path = field(default_factory=Path.home)
@@ -118,6 +119,7 @@ class Settings:
             "tls": self.tls,
             "certfile": str(self.certfile) if self.certfile else None,
             "keyfile": str(self.keyfile) if self.keyfile else None,
+            "progress_page": self.progress_page,
             "init_script": str(self.init_script) if self.init_script else None,
             "user": self.user.name if self.user else None,
             "home": str(self.home),
@@ -206,6 +208,19 @@ def parse_tls(value: object) -> str:
     if text not in TLS_MODES:
         raise BadValue(f"must be one of {', '.join(TLS_MODES)} (or give --certfile and --keyfile)")
     return text
+
+
+FLAG_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+def parse_flag(value: object) -> bool:
+    """A switch: given on the command line, true in TOML, or one of FLAG_WORDS in the environment."""
+    if isinstance(value, bool):
+        return value
+    word = FLAG_WORDS.get(str(value).strip().lower())
+    if word is None:
+        raise BadValue("must be one of " + ", ".join(FLAG_WORDS))
+    return word
 
 
 def parse_url(value: object) -> str | None:
@@ -297,6 +312,7 @@ class Option:
     kinds: tuple[type, ...]  # what a TOML value in [settings] may be
     metavar: str | None = None
     locate: Callable[[Any], Any] | None = None
+    flag: bool = False  # a switch: --NAME takes no value on the command line
 
     def value(self, given: object) -> Any:
         shaped = self.parse(given)
@@ -314,6 +330,8 @@ def default(name: str) -> Any:
 
 def shown_default(name: str) -> str:
     value = default(name)
+    if isinstance(value, bool):
+        return "on" if value else "off"
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -370,6 +388,13 @@ OPTIONS: Mapping[str, Option] = {
         locate_path,
     ),
     "keyfile": Option(parse_path, "the key of --certfile (PEM)", (str,), "PATH", locate_path),
+    "progress_page": Option(
+        parse_flag,
+        "until the server listens, its port answers with a page (503) that shows the run's progress and loads the "
+        "server once it answers (default {default}; needs a fixed --port)",
+        (bool,),
+        flag=True,
+    ),
 }
 
 
@@ -413,6 +438,8 @@ def resolve(
         if cli.get(name) is not None:
             values[name] = _checked(parse_url, cli[name], name.upper())
     _check_tls(values)
+    if values.get("progress_page") and "port" in values and values["port"] is None:
+        raise UsageError("--progress-page needs a fixed --port: with 'auto' no one knows the address to open")
     home = environ.get("HOME")
     if values.get("user") is not None:
         values["home"] = values["user"].home

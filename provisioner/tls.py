@@ -17,7 +17,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from provisioner import files
+from provisioner import files, netinfo
+from provisioner.settings import Settings
 
 TLS_DIR = "provisioner-tls"
 OPENSSL_TIMEOUT = 30.0
@@ -65,8 +66,11 @@ def self_signed(out: Path, addresses: list[str]) -> Certificate:
     if openssl is None:
         raise TLSError("--tls self-signed needs the system's openssl, which is not installed")
     directory = out / TLS_DIR
-    directory.mkdir(mode=0o700, exist_ok=True)
-    os.chmod(directory, 0o700)
+    try:
+        directory.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
+    except OSError as exc:
+        raise TLSError(f"cannot make {directory}: {exc.strerror or exc}") from None
     keyfile, certfile = directory / "key.pem", directory / "cert.pem"
     host = socket.gethostname()
     names = [f"DNS:{host}", "DNS:localhost"] + [f"IP:{ipaddress.ip_address(address)}" for address in addresses]
@@ -89,6 +93,18 @@ def self_signed(out: Path, addresses: list[str]) -> Certificate:
     if made.returncode != 0:
         raise TLSError(f"openssl could not make a certificate: {' '.join(made.stderr.split())[:200]}")
     return load(certfile, keyfile)
+
+
+def of_run(settings: Settings, vm_ip: str | None) -> Certificate | None:
+    """The certificate a run's settings ask for (None: plain HTTP): made for this VM, or the platform's."""
+    if settings.tls == "self-signed":
+        addresses = [address for address in (vm_ip, netinfo.local_host(settings.ip)) if address]
+        if not ipaddress.ip_address(settings.ip).is_unspecified:
+            addresses.append(settings.ip)
+        return self_signed(settings.out, addresses)
+    if settings.certfile is not None and settings.keyfile is not None:
+        return load(settings.certfile, settings.keyfile)
+    return None
 
 
 def pinned(sock: socket.socket, host: str, der: bytes, timeout: float) -> ssl.SSLSocket | None:

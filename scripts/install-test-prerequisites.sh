@@ -9,7 +9,7 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 
-packages=(lmod tcl procps curl iproute2 cloud-init systemd python3-venv util-linux acl strace)
+packages=(lmod tcl procps curl iproute2 cloud-init systemd python3-venv util-linux acl strace chromium)
 # Everything already here (CI ran this before the README's test command runs it again): nothing to fetch.
 if dpkg -s "${packages[@]}" >/dev/null 2>&1 && ! dpkg -s environment-modules >/dev/null 2>&1 \
     && compgen -G "/opt/environment-modules/usr/lib/*/modulecmd.tcl" >/dev/null; then
@@ -23,7 +23,8 @@ if dpkg -s environment-modules >/dev/null 2>&1; then apt-get purge -y -qq enviro
 # tcl: Environment Modules' modulecmd.tcl; cloud-init and systemd: their validators check the examples, and
 # cloud-init boots each cloud-init example for real (util-linux's unshare; the examples' python3 -m venv);
 # acl: setfacl, for the test that root will not act as root in a directory an ACL opens to an account;
-# strace: records every program a run executes, with its whole argv, for the test that the token is on none.
+# strace: records every program a run executes, with its whole argv, for the test that the token is on none;
+# chromium: the real browser (headless) that opens the progress page early and must end on Jupyter's file browser.
 apt-get install -y -qq "${packages[@]}" >/dev/null
 
 # Environment Modules is tested too, but its package conflicts with lmod: unpack it instead of installing it.

@@ -16,6 +16,9 @@ def run(ctx: RunContext) -> None:
             ctx.port = netinfo.pick_free_port(ip)
             return
         port = ctx.settings.port
+        if ctx.page is not None and ctx.page.holds(ip, port):
+            ctx.port = port  # the progress page holds it for the server, and lets go of it just before it starts
+            return
         free = netinfo.port_free(ip, port)
     except OSError as exc:
         raise StepFailed("failed_to_start", f"cannot bind {ip}: {exc.strerror or exc}") from None

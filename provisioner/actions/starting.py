@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import subprocess
 import time
@@ -57,17 +56,11 @@ def _prerequisites(ctx: RunContext) -> None:
             raise StepFailed("failed_to_start", f"{program(ctx.settings)} is not on PATH nor in {BESIDE}")
     if ctx.port is None:
         ctx.port = ctx.settings.port or netinfo.pick_free_port(ctx.settings.ip)
-    settings = ctx.settings
-    try:
-        if settings.tls == "self-signed":
-            addresses = [address for address in (ctx.vm_ip, netinfo.local_host(settings.ip)) if address]
-            if not ipaddress.ip_address(settings.ip).is_unspecified:
-                addresses.append(settings.ip)
-            ctx.certificate = tls.self_signed(settings.out, addresses)
-        elif settings.certfile is not None and settings.keyfile is not None:
-            ctx.certificate = tls.load(settings.certfile, settings.keyfile)
-    except tls.TLSError as exc:
-        raise StepFailed("failed_to_start", str(exc)) from None
+    if ctx.certificate is None:  # the progress page may have made it already: the server shows the same one
+        try:
+            ctx.certificate = tls.of_run(ctx.settings, ctx.vm_ip)
+        except tls.TLSError as exc:
+            raise StepFailed("failed_to_start", str(exc)) from None
 
 
 def run(ctx: RunContext) -> None:
@@ -90,6 +83,8 @@ def run(ctx: RunContext) -> None:
     except OSError as exc:
         os.close(fd)
         raise StepFailed("output_unwritable", f"cannot write {ctx.log_path}: {exc.strerror or exc}") from None
+    if ctx.page is not None:
+        ctx.page.close()  # the port is the server's from here: the page's script polls through the gap
     try:
         if ctx.settings.launcher == "systemd":
             ctx.pid = systemd.launch(ctx, argv)

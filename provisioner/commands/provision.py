@@ -80,28 +80,64 @@ def provision(
             reporter.resend(callback, url)
     outcome: Outcome | None = None
     interrupted: Interrupted | None = None
-    with _signals_interrupt():
-        try:
-            if start.plan.start is None:
-                outcome = Outcome(str(journal.record.state), 0)
-            else:
-                outcome = Runner(definition, ctx, reporter, journal, started).run(start.plan.start, start.plan.skip)
-        except MachineError as exc:
-            # Only a record's history can lead the machine where the definition has no way (it was edited).
-            raise UsageError(f"the recorded run cannot be resumed ({exc.value}); start afresh") from None
-        except Interrupted as exc:
-            interrupted = exc
-            journal.interrupted(exc.message)
-            _abandon(ctx, exc)
-        finally:
-            interrupted = _close(reporter, definition, interrupted)
-            journal.finish(_final_outcome(outcome, interrupted))
+    if settings.progress_page and ctx.pid is None and start.plan.start is not None:
+        _show_progress(ctx, started)
+    try:
+        with _signals_interrupt():
+            outcome, interrupted = _machine(definition, ctx, reporter, journal, started=started, start=start)
+        if ctx.page is not None and interrupted is None:
+            ctx.page.linger()  # a failure stays shown a moment, for a tab that polls it
+    finally:
+        if ctx.page is not None:
+            ctx.page.close()
     if interrupted is not None:
         raise interrupted
     assert outcome is not None
     if outcome.exit_code == 0:
         log.info("connection details: %s", ctx.out / INFO_TXT)
     return outcome.exit_code
+
+
+def _machine(
+    definition: Definition, ctx: RunContext, reporter: Reporter, journal: Journal, *, started: float, start: Start
+) -> tuple[Outcome | None, Interrupted | None]:
+    """Run the machine, recording how it ended: its outcome, or the signal that cut it short."""
+    outcome: Outcome | None = None
+    interrupted: Interrupted | None = None
+    try:
+        if start.plan.start is None:
+            outcome = Outcome(str(journal.record.state), 0)
+        else:
+            outcome = Runner(definition, ctx, reporter, journal, started).run(start.plan.start, start.plan.skip)
+    except MachineError as exc:
+        # Only a record's history can lead the machine where the definition has no way (it was edited).
+        raise UsageError(f"the recorded run cannot be resumed ({exc.value}); start afresh") from None
+    except Interrupted as exc:
+        interrupted = exc
+        journal.interrupted(exc.message)
+        _abandon(ctx, exc)
+    finally:
+        interrupted = _close(reporter, definition, interrupted)
+        journal.finish(_final_outcome(outcome, interrupted))
+    return outcome, interrupted
+
+
+def _show_progress(ctx: RunContext, started: float) -> None:
+    """Serve the progress page on the server's port until the server starts; a run goes on without it."""
+    from provisioner import page, tls
+
+    settings = ctx.settings
+    assert settings.port is not None, "settings refuse --progress-page with --port auto"
+    try:
+        ctx.certificate = tls.of_run(settings, ctx.vm_ip)
+    except tls.TLSError:
+        return  # starting fails the run on it, with its callback
+    shown = page.ProgressPage(settings.ip, settings.port, ctx.certificate, started, redact)
+    problem = shown.start()
+    if problem is not None:
+        log.warning("warning: no progress page on port %d: %s", settings.port, problem)
+        return
+    ctx.page = shown
 
 
 def _close(reporter: Reporter, definition: Definition, interrupted: Interrupted | None) -> Interrupted | None:

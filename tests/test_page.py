@@ -1,0 +1,342 @@
+"""The progress page: a real listener on a real port, a real run with a slow real Lmod module and a real Jupyter, and
+a real browser (headless chromium) that opens the address early and ends on Jupyter's file browser."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from provisioner import netinfo, page, tls
+from provisioner.actions import port_check
+from provisioner.context import RunContext
+from provisioner.errors import StepFailed
+from provisioner.output import Redactor
+from provisioner.settings import Secret, Settings
+from tests.browser import Tab
+from tests.conftest import (
+    REAL_JUPYTER,
+    TOKEN,
+    CallbackServer,
+    cli_env,
+    free_port,
+    make_bin,
+    run_cli,
+    start_cli,
+    write_module,
+)
+from tests.test_tls import fingerprint, served_certificate
+
+MODULE_SECONDS = "SLOW_MODULE_SECONDS"  # how long the Slow modules take to load, from the run's environment
+
+
+@pytest.fixture(scope="module")
+def slow_modules(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Lmod modules that take a while, as a module on a cold network file system does (EESSI over CernVM-FS)."""
+    root = tmp_path_factory.mktemp("slow-modules")
+    jupyter_bin = make_bin(root.parent / "slow-jupyter-bin", {"jupyter-notebook": REAL_JUPYTER})
+    wait = f'os.execute("sleep " .. (os.getenv("{MODULE_SECONDS}") or "3"))\n'
+    write_module(root, "Slow", f'{wait}prepend_path("PATH", "{jupyter_bin}")\n')
+    write_module(root, "SlowBroken", f'{wait}LmodError("this module is broken on purpose")\n')
+    return root
+
+
+def get(
+    port: int, path: str = "/", accept: str | None = None, context: ssl.SSLContext | None = None
+) -> tuple[int, http.client.HTTPMessage, bytes]:
+    """One request, whatever the status; ConnectionError when nothing listens."""
+    if context is None:
+        connection: http.client.HTTPConnection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    else:
+        connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=context)
+    try:
+        connection.request("GET", path, headers={"Accept": accept} if accept else {})
+        answer = connection.getresponse()
+        return answer.status, answer.headers, answer.read()
+    finally:
+        connection.close()
+
+
+def trusting(certificate: tls.Certificate) -> ssl.SSLContext:
+    """A client that trusts exactly this certificate (the test knows it; its name is the VM's)."""
+    context = ssl.create_default_context(cafile=str(certificate.certfile))
+    context.check_hostname = False
+    return context
+
+
+def progress(port: int, context: ssl.SSLContext | None = None) -> dict[str, Any] | None:
+    """What the page says (its JSON form), or None when what answers is not the page (or nothing does)."""
+    try:
+        status, headers, body = get(port, f"/tree?token={TOKEN}", "application/json", context)
+    except OSError:
+        return None
+    if headers.get(page.MARK) is None:
+        return None
+    assert status == 503
+    shown: dict[str, Any] = json.loads(body)
+    return shown
+
+
+def wait_for_progress(
+    port: int, until: str, timeout: float = 30, context: ssl.SSLContext | None = None
+) -> dict[str, Any]:
+    """The page's JSON once its last step is `until`."""
+    deadline = time.monotonic() + timeout
+    seen = None
+    while time.monotonic() < deadline:
+        seen = progress(port, context)
+        if seen is not None and seen["steps"] and seen["steps"][-1]["state"] == until:
+            return seen
+        time.sleep(0.05)
+    pytest.fail(f"the page never showed {until!r} in {timeout} s; last seen: {seen}")
+
+
+@pytest.fixture
+def shown() -> Iterator[page.ProgressPage]:
+    redact = Redactor()
+    redact.add(Secret(TOKEN))
+    served = page.ProgressPage("127.0.0.1", free_port(), None, time.monotonic(), redact)
+    assert served.start() is None
+    yield served
+    served.close()
+
+
+class TestThePage:
+    def test_it_answers_503_and_never_echoes_the_address_it_was_asked_for(self, shown: page.ProgressPage) -> None:
+        shown.enter("idle")
+        shown.enter("loading")
+        status, headers, body = get(shown.port, f"/user/alice/tree?token={TOKEN}")
+        text = body.decode()
+        assert status == 503
+        assert headers["Retry-After"] == "1"
+        assert headers["Cache-Control"] == "no-store"
+        assert headers["Referrer-Policy"] == "no-referrer"
+        assert headers[page.MARK] == "1"
+        assert "<li class=current>loading" in text
+        assert TOKEN not in text
+        assert "alice" not in text
+        assert f'<meta http-equiv="refresh" content="{page.REFRESH}">' in text
+
+    def test_a_failure_shows_its_reason_and_message_escaped_and_without_the_token(
+        self, shown: page.ProgressPage
+    ) -> None:
+        shown.enter("loading")
+        shown.enter("failed", "module_load_failed", f"<script>alert(1)</script> {TOKEN}")
+        text = get(shown.port)[2].decode()
+        assert "Failed (module_load_failed): &lt;script&gt;alert(1)&lt;/script&gt; ***" in text
+        assert "<script>alert" not in text
+        assert TOKEN not in text
+        shown_json = json.loads(get(shown.port, accept="application/json")[2])
+        assert shown_json["failure"] == {"reason": "module_load_failed", "message": "<script>alert(1)</script> ***"}
+        assert [step["state"] for step in shown_json["steps"]] == ["loading", "failed"]
+
+    def test_only_its_own_script_may_run(self, shown: page.ProgressPage) -> None:
+        policy = get(shown.port)[1]["Content-Security-Policy"]
+        assert "default-src 'none'" in policy
+        assert f"script-src 'sha256-{page._SCRIPT_HASH}'" in policy
+        assert page.SCRIPT in get(shown.port)[2].decode()
+
+    def test_closing_lets_go_of_the_port_even_with_a_connection_open(self, shown: page.ProgressPage) -> None:
+        held = socket.create_connection(("127.0.0.1", shown.port))  # a client that sends nothing
+        try:
+            assert get(shown.port)[0] == 503  # a silent client holds no one else up
+            assert shown.holds("127.0.0.1", shown.port)
+            assert not netinfo.port_free("127.0.0.1", shown.port)
+            shown.close()
+            assert not shown.holds("127.0.0.1", shown.port)
+            assert netinfo.port_free("127.0.0.1", shown.port)  # as Jupyter binds: it can have the port now
+            with pytest.raises(ConnectionRefusedError):
+                get(shown.port)
+        finally:
+            held.close()
+
+    def test_a_port_in_use_is_reported_and_left_alone(self) -> None:
+        with socket.socket() as other:
+            other.bind(("127.0.0.1", 0))
+            other.listen()
+            port = other.getsockname()[1]
+            served = page.ProgressPage("127.0.0.1", port, None, time.monotonic(), Redactor())
+            assert served.start() == f"port {port} is in use"
+            assert not served.open
+
+    def test_with_a_certificate_it_is_served_over_tls_only(self, tmp_path: Path) -> None:
+        certificate = tls.self_signed(tmp_path, ["127.0.0.1"])
+        served = page.ProgressPage("127.0.0.1", free_port(), certificate, time.monotonic(), Redactor())
+        assert served.start() is None
+        try:
+            served.enter("loading")
+            assert served_certificate(served.port) == certificate.der
+            status, headers, _ = get(served.port, context=trusting(certificate))
+            assert (status, headers[page.MARK]) == (503, "1")
+            with pytest.raises((http.client.HTTPException, OSError)):
+                get(served.port)  # plain HTTP: no page, no status
+        finally:
+            served.close()
+
+    def test_the_port_check_counts_the_port_the_page_holds_as_the_servers(
+        self, shown: page.ProgressPage, tmp_path: Path
+    ) -> None:
+        ctx = RunContext(Settings(port=shown.port, ip="127.0.0.1", home=tmp_path), page=shown)
+        port_check.run(ctx)
+        assert ctx.port == shown.port
+        ctx = RunContext(Settings(port=shown.port, ip="127.0.0.1", home=tmp_path))  # the same port, not ours
+        with pytest.raises(StepFailed, match=f"port {shown.port} is already in use"):
+            port_check.run(ctx)
+
+
+def run_args(port: int, module: str, *extra: str) -> list[str]:
+    return ["run", "--module", module, "--port", str(port), "--ip", "127.0.0.1", *extra]
+
+
+class TestARun:
+    def test_the_port_shows_the_page_while_a_slow_module_loads_then_the_server(
+        self, slow_modules: Path, reap: Path
+    ) -> None:
+        port = free_port()
+        env = cli_env(reap, slow_modules, JUPYTER_TOKEN=TOKEN)
+        process = start_cli(run_args(port, "Slow", "--progress-page"), env)
+        shown = wait_for_progress(port, "loading")
+        assert [step["state"] for step in shown["steps"]] == ["idle", "validating", "loading"]
+        assert shown["failure"] is None
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr
+        assert "progress page" not in stderr
+        status, headers, _ = get(port, f"/tree?token={TOKEN}")
+        assert headers.get(page.MARK) is None  # Jupyter's own answer
+        assert status == 200
+
+    def test_without_the_option_the_port_stays_closed_until_the_server_listens(
+        self, slow_modules: Path, reap: Path
+    ) -> None:
+        port = free_port()
+        process = start_cli(run_args(port, "Slow"), cli_env(reap, slow_modules, JUPYTER_TOKEN=TOKEN))
+        try:
+            time.sleep(1.5)  # well into the module's 3 s
+            assert process.poll() is None
+            with pytest.raises(ConnectionRefusedError):
+                get(port)
+        finally:
+            _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr
+
+    def test_a_failure_is_shown_with_its_reason_then_the_port_is_let_go(self, slow_modules: Path, reap: Path) -> None:
+        port = free_port()
+        process = start_cli(
+            run_args(port, "SlowBroken", "--progress-page"), cli_env(reap, slow_modules, JUPYTER_TOKEN=TOKEN)
+        )
+        shown = wait_for_progress(port, "failed")
+        assert shown["failure"]["reason"] == "module_load_failed"
+        assert "broken on purpose" in shown["failure"]["message"]
+        process.communicate(timeout=60)
+        assert process.returncode == 11
+        with pytest.raises(ConnectionRefusedError):
+            get(port)
+
+    def test_a_server_that_fails_after_the_page_let_go_is_shown_failed_again(self, tmp_path: Path, reap: Path) -> None:
+        fake = make_bin(tmp_path / "fake", {"jupyter-notebook": "#!/bin/sh\nsleep 1\nexit 1\n"})
+        port = free_port()
+        env = cli_env(reap, path=f"{fake}:/usr/bin:/bin", JUPYTER_TOKEN=TOKEN)
+        process = start_cli(run_args(port, "", "--progress-page"), env)
+        shown = wait_for_progress(port, "failed")
+        assert shown["failure"]["reason"] == "failed_to_start"
+        assert "starting" in [step["state"] for step in shown["steps"]]
+        process.communicate(timeout=60)
+        assert process.returncode == 14
+
+    def test_a_port_someone_else_holds_fails_as_before_with_a_warning(self, reap: Path) -> None:
+        with socket.socket() as other:
+            other.bind(("127.0.0.1", 0))
+            other.listen()
+            port = other.getsockname()[1]
+            run = run_cli(run_args(port, "", "--progress-page"), cli_env(reap, JUPYTER_TOKEN=TOKEN))
+        assert run.returncode == 13
+        assert f"warning: no progress page on port {port}: port {port} is in use" in run.stderr
+
+    def test_it_needs_a_fixed_port(self, reap: Path) -> None:
+        run = run_cli(["run", "--progress-page", "--port", "auto"], cli_env(reap, JUPYTER_TOKEN=TOKEN))
+        assert run.returncode == 2
+        assert run.stderr.strip().splitlines() == [
+            "provisioner: error: --progress-page needs a fixed --port: with 'auto' no one knows the address to open"
+        ]
+
+    def test_with_tls_the_page_shows_the_certificate_the_server_will_show(
+        self, slow_modules: Path, reap: Path, callbacks: CallbackServer
+    ) -> None:
+        port = free_port()
+        env = cli_env(reap, slow_modules, JUPYTER_TOKEN=TOKEN)
+        args = run_args(port, "Slow", "--progress-page", "--tls", "self-signed", "--complete-url", callbacks.url("/c"))
+        process = start_cli(args, env)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                early = served_certificate(port)
+                break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            pytest.fail("the page never served TLS")
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr
+        [completed] = callbacks.wait_for(1, "/c")
+        assert completed["fingerprint"] == fingerprint(early) == fingerprint(served_certificate(port))
+
+
+class TestInABrowser:
+    def test_the_tab_shows_progress_while_the_module_loads_and_ends_on_jupyters_file_browser(
+        self, slow_modules: Path, reap: Path, tmp_path: Path
+    ) -> None:
+        port = free_port()
+        env = cli_env(reap, slow_modules, JUPYTER_TOKEN=TOKEN, **{MODULE_SECONDS: "6"})
+        process = start_cli(run_args(port, "Slow", "--progress-page"), env)
+        tab = Tab(tmp_path / "profile")
+        try:
+            wait_for_progress(port, "loading")
+            address = f"http://127.0.0.1:{port}/?token={TOKEN}"
+            tab.navigate(address)
+            current = tab.wait_for("document.querySelector('li.current')?.textContent", timeout=10)
+            assert current.startswith("loading")
+            picture = tab.screenshot(tmp_path / "progress.png")
+            assert picture.startswith(b"\x89PNG\r\n\x1a\n")
+            text = tab.evaluate("document.body.innerText")
+            assert "Jupyter is being set up" in text
+            assert TOKEN not in text
+            assert process.poll() is None  # still loading: the screenshot is of the page, not of Jupyter
+            # The same tab, through the gap and the server's start, on Jupyter's file browser, let in by the token.
+            tab.wait_for("document.querySelector('.jp-DirListing-content') !== null", timeout=90)
+            assert tab.evaluate("location.pathname") == "/tree"
+            tab.screenshot(tmp_path / "jupyter.png")
+        finally:
+            tab.close()
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 0, stderr
+
+    def test_without_javascript_a_meta_refresh_loads_the_address_again(
+        self, slow_modules: Path, reap: Path, tmp_path: Path
+    ) -> None:
+        port = free_port()
+        env = cli_env(reap, slow_modules, JUPYTER_TOKEN=TOKEN, **{MODULE_SECONDS: str(3 * page.REFRESH)})
+        process = start_cli(run_args(port, "Slow", "--progress-page"), env)
+        tab = Tab(tmp_path / "profile")
+        try:
+            wait_for_progress(port, "loading")
+            tab.send("Emulation.setScriptExecutionDisabled", value=True)
+            address = f"http://127.0.0.1:{port}/?token={TOKEN}"
+            tab.navigate(address)
+            first = tab.wait_for("document.querySelector('li.current') && performance.timeOrigin", timeout=10)
+            again = tab.wait_for(
+                f"performance.timeOrigin !== {first} && document.querySelector('li.current') && performance.timeOrigin",
+                timeout=3 * page.REFRESH,
+            )
+            assert again > first
+            assert tab.evaluate("location.href") == address  # the address opened, token and all
+        finally:
+            tab.close()
+            process.terminate()
+            process.communicate(timeout=60)
