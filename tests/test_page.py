@@ -259,6 +259,16 @@ class TestARun:
         assert run.returncode == 13
         assert f"warning: no progress page on port {port}: port {port} is in use" in run.stderr
 
+    def test_a_run_that_adopts_the_live_server_shows_no_page(self, reap: Path) -> None:
+        port = free_port()
+        env = cli_env(reap, path=f"{REAL_JUPYTER.parent}:/usr/bin:/bin", JUPYTER_TOKEN=TOKEN)
+        first = run_cli(run_args(port, "", "--progress-page"), env)
+        assert first.returncode == 0, first.stderr
+        again = run_cli(run_args(port, "", "--progress-page"), env)
+        assert again.returncode == 0, again.stderr
+        assert "adopting it" in again.stderr
+        assert "progress page" not in again.stderr  # it did not even try the port the server holds
+
     def test_it_needs_a_fixed_port(self, reap: Path) -> None:
         run = run_cli(["run", "--progress-page", "--port", "auto"], cli_env(reap, JUPYTER_TOKEN=TOKEN))
         assert run.returncode == 2

@@ -928,3 +928,35 @@ def test_a_recorded_launcher_of_systemd_starts_no_unit_unless_root_says_so(user:
     assert resumed.returncode == 14, resumed.stderr
     assert "root was not asked to launch" in resumed.stderr and "give --launcher systemd on root" in resumed.stderr
     assert servers_of(user) == []
+
+
+def listener_uid(port: int) -> int | None:
+    """The uid of the socket listening on 127.0.0.1:`port`, as the kernel records it (/proc/net/tcp)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, state, uid = fields[1], fields[3], fields[7]
+        if local == f"0100007F:{port:04X}" and state == "0A":  # 127.0.0.1, LISTEN
+            return int(uid)
+    return None
+
+
+def test_the_progress_page_is_served_by_the_account_not_root(user: Researcher, reap: Path) -> None:
+    modules = Path(tempfile.mkdtemp(prefix="modules-"))
+    try:
+        modules.chmod(0o755)
+        write_module(modules, "Slow", f'os.execute("sleep 3")\nprepend_path("PATH", "{REAL_JUPYTER.parent}")\n')
+        (modules / "Slow.lua").chmod(0o644)
+        port = free_port()
+        args = ["run", "--user", user.account.pw_name, "--module", "Slow", "--port", str(port), "--ip", "127.0.0.1"]
+        env = cli_env(reap, path=f"{REAL_JUPYTER.parent}:{SYSTEM_PATH}", JUPYTER_TOKEN=TOKEN, MODULEPATH=str(modules))
+        process = start_cli([*args, "--progress-page"], env)
+        deadline = time.monotonic() + 30
+        while listener_uid(port) is None and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.02)
+        assert process.poll() is None
+        assert listener_uid(port) == user.account.pw_uid  # the page, while the module loads
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 0, stderr
+        assert listener_uid(port) == user.account.pw_uid  # and then Jupyter
+    finally:
+        shutil.rmtree(modules)
