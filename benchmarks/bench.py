@@ -2,6 +2,7 @@
 
     python3 benchmarks/bench.py            # 5 interleaved runs of each, medians, ratios and the targets
     python3 benchmarks/bench.py --quick    # one run of each, no targets (CI runs this so that it cannot rot)
+    python3 benchmarks/bench.py --against ../other-checkout   # the plain run of another checkout beside this one
 
 Needs Lmod (Debian's `lmod`), curl and iproute2 (the old script uses them) and Jupyter in this Python.
 Everything runs on loopback with a private HOME per run; every server started is stopped.
@@ -137,12 +138,18 @@ def bare(modules: Path) -> dict[str, float]:
         return {"ready": ready}
 
 
-def provisioner(modules: Path) -> dict[str, float]:
-    """`jupyter-init TOKEN START COMPLETE`, loading the module with real Lmod: to init_completed, and to its exit."""
+def provisioner(
+    modules: Path, options: tuple[str, ...] = ("--port", "auto"), code: Path | None = None
+) -> dict[str, float]:
+    """`jupyter-init TOKEN START COMPLETE`, loading the module with real Lmod: to init_completed, and to its exit.
+
+    `code`: another checkout's provisioner, run with this Python (its PYTHONPATH goes before our own install)."""
     token = secrets.token_hex(24)
     receiver = Receiver()
     with sandbox(modules) as (home, env):
-        argv = [str(JUPYTER_INIT), token, receiver.url("/start"), receiver.url("/complete"), "--port", "auto"]
+        argv = [str(JUPYTER_INIT), token, receiver.url("/start"), receiver.url("/complete"), *options]
+        if code is not None:
+            env["PYTHONPATH"] = str(code)
         wall, started = time.time(), time.monotonic()
         process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         completed = receiver.wait_for("init_completed") - wall
@@ -218,6 +225,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one run of each, no targets")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--against", type=Path, metavar="CHECKOUT", help="also run another checkout's provisioner")
     args = parser.parse_args()
     runs = 1 if args.quick else args.runs
 
@@ -233,11 +241,17 @@ def main() -> int:
         scenarios: dict[str, Callable[[Path], dict[str, float]]] = {
             "bare": bare,
             "provisioner": provisioner,
+            # The options of issue 13, each alone: what they add when used (a run without them is "provisioner").
+            "page": lambda modules: provisioner(modules, ("--port", str(free_port()), "--progress-page")),
+            "tls": lambda modules: provisioner(modules, ("--port", "auto", "--tls", "self-signed")),
             "old": old_script,
             "crash": crash_detection,
             "help": help_time,
             "modules": module_time,
         }
+        if args.against is not None:
+            against = args.against.resolve()
+            scenarios["against"] = lambda modules: provisioner(modules, code=against)
         results: dict[str, list[dict[str, float]]] = {name: [] for name in scenarios}
         for run in range(runs):  # interleaved, so that a slow moment of the machine hits every scenario alike
             for name, scenario in scenarios.items():
@@ -247,17 +261,20 @@ def main() -> int:
     def median(name: str, key: str) -> float:
         return statistics.median(result[key] for result in results[name])
 
+    def added(name: str) -> float:
+        """What a provisioner adds to its own server's start: the same run on both sides, so Jupyter's noise
+        cancels."""
+        return statistics.median(result["completed"] - result["verifying"] for result in results[name])
+
     bare_ready = median("bare", "ready")
     rows = [
         ("bare server: start to first 200 (s)", bare_ready),
         ("provisioner: start to init_completed (s)", median("provisioner", "completed")),
         ("provisioner: start to exit (s)", median("provisioner", "exited")),
         ("provisioner: its server's start to first 200 (s)", median("provisioner", "verifying")),
-        # What the provisioner adds to its own server's start: the same run on both sides, so Jupyter's noise cancels.
-        (
-            "provisioner: added to its server's start (s)",
-            statistics.median(result["completed"] - result["verifying"] for result in results["provisioner"]),
-        ),
+        ("provisioner: added to its server's start (s)", added("provisioner")),
+        ("  with --progress-page: added (s)", added("page")),
+        ("  with --tls self-signed: added (s)", added("tls")),
         ("old script: start to init_completed (s)", median("old", "completed")),
         ("provisioner / bare", median("provisioner", "completed") / bare_ready),
         # Jupyter's own start varies by a second from run to run here; the difference within a round cancels that.
@@ -274,6 +291,11 @@ def main() -> int:
         ("module load, provisioner (ms)", median("modules", "provisioner") * 1000),
         ("module load, bash -lc (ms)", median("modules", "login_shell") * 1000),
     ]
+    if args.against is not None:
+        rows += [
+            (f"{args.against}: added to its server's start (s)", added("against")),
+            (f"{args.against}: peak RSS (MB)", median("against", "rss_mb")),
+        ]
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}")
     versions = {name: metadata.version(name) for name in ("jupyter-init", "notebook", "jupyter_server")}
     print(

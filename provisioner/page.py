@@ -92,10 +92,11 @@ async function poll() {
     base = await answer.json(); since = performance.now();
     document.getElementById("gap").hidden = true;
   } catch (e) {
-    // Nothing listens for a moment: the page let go of the port and Jupyter is starting.
-    document.getElementById("gap").hidden = false;
+    // Nothing listens for a moment: the page let go of the port and Jupyter is starting; or, after a failure, the
+    // run is over (a run started again would serve the page again, and Jupyter after it: keep asking, less often).
+    document.getElementById("gap").hidden = Boolean(base.failure);
   }
-  setTimeout(poll, __POLL__);
+  setTimeout(poll, base.failure ? 5 * __POLL__ : __POLL__);
 }
 setInterval(draw, 100);
 draw();

@@ -370,3 +370,25 @@ class TestInABrowser:
             tab.close()
             process.terminate()
             process.communicate(timeout=60)
+
+    def test_a_failure_stays_in_the_tab_after_the_run_has_ended(
+        self, slow_modules: Path, reap: Path, tmp_path: Path
+    ) -> None:
+        port = free_port()
+        env = cli_env(reap, slow_modules, JUPYTER_TOKEN=TOKEN, **{MODULE_SECONDS: "2"})
+        process = start_cli(run_args(port, "SlowBroken", "--progress-page"), env)
+        tab = Tab(tmp_path / "profile")
+        try:
+            wait_for_progress(port, "loading")
+            tab.navigate(f"http://127.0.0.1:{port}/?token={TOKEN}")
+            shown = "document.getElementById('failure')"
+            failure = tab.wait_for(f"!{shown}.hidden && {shown}.textContent", timeout=20)
+            assert failure.startswith("Failed (module_load_failed): module load SlowBroken failed")
+            process.communicate(timeout=30)
+            assert process.returncode == 11
+            time.sleep(6 * page.POLL)  # past the slower polls after a failure: at least one found the port closed
+            assert tab.evaluate(f"{shown}.textContent") == failure
+            assert tab.evaluate("document.getElementById('gap').hidden") is True
+            assert tab.evaluate("location.href") == f"http://127.0.0.1:{port}/?token={TOKEN}"
+        finally:
+            tab.close()
