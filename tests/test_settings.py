@@ -139,3 +139,26 @@ def test_a_token_given_as_another_option_shows_in_no_part(name: str) -> None:
         resolve({name: token}, {"HOME": "/home/r"}, {}, None)
     message = caught.value.message
     assert not [token[i : i + 8] for i in range(len(token) - 7) if token[i : i + 8] in message], message
+
+
+def test_the_progress_page_is_a_switch_from_any_layer() -> None:
+    assert resolve({}, {}, {}, None).progress_page is False
+    assert resolve({"progress_page": True}, {}, {}, None).progress_page is True
+    for word, meant in (("1", True), ("yes", True), ("ON", True), ("0", False), ("off", False), ("false", False)):
+        assert resolve({}, {"PROVISIONER_PROGRESS_PAGE": word}, {}, None).progress_page is meant, word
+    assert resolve({}, {}, {"progress_page": True}, None).progress_page is True
+    with pytest.raises(UsageError, match=r"^PROVISIONER_PROGRESS_PAGE: must be one of 1, true, yes, on, 0, "):
+        resolve({}, {"PROVISIONER_PROGRESS_PAGE": "maybe"}, {}, None)
+    data = shipped_definition()
+    data["settings"] = {"progress_page": "yes"}  # TOML has booleans: a string is a mistake
+    with pytest.raises(ConfigError) as caught:
+        definitions.parse(data, actions.reasons(), DEFINITION_SETTINGS, source="test")
+    assert [(problem.path, problem.message) for problem in caught.value.problems] == [
+        ("settings.progress_page", "must be true or false")
+    ]
+
+
+def test_the_progress_page_needs_a_port_someone_can_know() -> None:
+    with pytest.raises(UsageError, match=r"^--progress-page needs a fixed --port"):
+        resolve({"progress_page": True}, {"PROVISIONER_PORT": "auto"}, {}, None)
+    assert resolve({"progress_page": True, "port": "8100"}, {}, {}, None).port == 8100
