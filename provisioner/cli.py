@@ -111,7 +111,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     # Every setting is an option of the same name, its help and default from settings.OPTIONS.
     for name, option in OPTIONS.items():
         if option.flag:
-            parser.add_argument("--" + name.replace("_", "-"), action="store_const", const=True, help=help_text(name))
+            # --no-NAME too: the command line beats a definition or an environment that turned it on.
+            action = argparse.BooleanOptionalAction
+            parser.add_argument("--" + name.replace("_", "-"), action=action, help=help_text(name))
         else:
             parser.add_argument("--" + name.replace("_", "-"), metavar=option.metavar, help=help_text(name))
     parser.add_argument(

@@ -63,10 +63,14 @@ class RunContext:
     def log_path(self) -> Path:
         return self.out / LOG_NAME
 
+    @property
+    def scheme(self) -> str:
+        """What the server speaks: https with the certificate it was started with (or an adopted one's), else http."""
+        return "https" if self.certificate is not None else "http"
+
     def url(self) -> str:
         """The server's URL without the token: one that reaches it (netinfo.server_url)."""
-        scheme = "https" if self.settings.tls != "off" or self.settings.certfile is not None else "http"
-        return netinfo.server_url(self.settings.ip, self.port, self.settings.base_url, self.vm_ip, scheme)
+        return netinfo.server_url(self.settings.ip, self.port, self.settings.base_url, self.vm_ip, self.scheme)
 
     def stop_unfinished_server(self) -> bool:
         """Stop the server this provisioning started, unless it was handed over; True if one was stopped.

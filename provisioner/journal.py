@@ -165,6 +165,9 @@ class Journal:
                     self.record.history[-1].started_server = True  # the state in progress started it
             recorded.port, recorded.unit, recorded.exe = ctx.port, ctx.unit, ctx.pid_exe
             recorded.url = ctx.url() if ctx.handed_over else None
+            if ctx.certificate is not None:
+                recorded.certfile, recorded.keyfile = str(ctx.certificate.certfile), str(ctx.certificate.keyfile)
+                recorded.fingerprint = ctx.certificate.fingerprint
             self.record.server = recorded
 
 

@@ -75,7 +75,7 @@ def vm_address(bind: str) -> str | None:
     return bind
 
 
-def _family(ip: str) -> socket.AddressFamily:
+def family(ip: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ipaddress.ip_address(ip).version == 6 else socket.AF_INET
 
 
@@ -85,7 +85,7 @@ def port_free(ip: str, port: int) -> bool:
     Bound the way Tornado binds (SO_REUSEADDR), so a socket lingering in TIME_WAIT does not count as in use while a
     listener on the same port, on this or any overlapping address, does.
     """
-    with socket.socket(_family(ip), socket.SOCK_STREAM) as sock:
+    with socket.socket(family(ip), socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((ip, port))
@@ -98,7 +98,7 @@ def port_free(ip: str, port: int) -> bool:
 
 def pick_free_port(ip: str) -> int:
     """A port the kernel considers free on `ip` now."""
-    with socket.socket(_family(ip), socket.SOCK_STREAM) as sock:
+    with socket.socket(family(ip), socket.SOCK_STREAM) as sock:
         sock.bind((ip, 0))
         port: int = sock.getsockname()[1]
         return port

@@ -30,7 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from provisioner.tls import Certificate
+from provisioner import netinfo
+from provisioner.tls import Certificate, TLSError
 
 MARK = "X-Provisioner-Progress"  # on every answer of the page: what the script tells apart from Jupyter's
 POLL = 1.0  # seconds between the script's polls
@@ -233,16 +234,26 @@ class ProgressPage:
     """The page on (ip, port) from open() until close(), showing the run's progress as `enter()` reports it."""
 
     def __init__(
-        self, ip: str, port: int, certificate: Certificate | None, started: float, redact: Callable[[str], str]
+        self,
+        ip: str,
+        port: int,
+        certificate: Certificate | None,
+        started: float,
+        redact: Callable[[str], str],
+        *,
+        make_certificate: Callable[[], Certificate | None] | None = None,
     ) -> None:
         self.ip, self.port = ip, port
         self.certificate = certificate
+        # Called once the port is ours, so that a run that cannot show the page makes no certificate for it.
+        self._make_certificate = make_certificate
         self.started = started
         self.redact = redact
         self.progress = Progress()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
-        self._failed_at: float | None = None
+        self._failed: bool = False
+        self._shown_since: float | None = None  # since when the page shows the failure
 
     @property
     def open(self) -> bool:
@@ -260,12 +271,19 @@ class ProgressPage:
             if exc.errno == errno.EADDRINUSE:
                 return f"port {self.port} is in use"
             return exc.strerror or str(exc)
+        if self._make_certificate is not None:
+            make, self._make_certificate = self._make_certificate, None
+            try:
+                self.certificate = make()
+            except TLSError as exc:
+                sock.close()
+                return str(exc)
         context = None
         if self.certificate is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.minimum_version = ssl.TLSVersion.TLSv1_2
             try:
-                context.load_cert_chain(self.certificate.certfile, self.certificate.keyfile)
+                context.load_cert_chain(self.certificate.certfile, self.certificate.keyfile, password=lambda: b"")
             except (OSError, ssl.SSLError) as exc:
                 sock.close()
                 return f"cannot use the certificate: {getattr(exc, 'strerror', None) or exc}"
@@ -283,7 +301,8 @@ class ProgressPage:
             self.progress.steps.append(_Step(state, elapsed))
             if reason is not None:
                 self.progress.failure = (reason, self.redact(message or ""))
-                self._failed_at = time.monotonic()
+                self._failed = True
+                self._shown_since = time.monotonic() if self.open else None
 
     def close(self) -> None:
         """Let go of the port (just before the server starts, and at the end of the run)."""
@@ -295,14 +314,16 @@ class ProgressPage:
         thread.join()
         server.server_close()
 
+    def show_failure(self) -> None:
+        """After a failure the page had let go of the port for (the server started, then failed and was stopped):
+        serve it again, if the port is free, while the run ends."""
+        if self._failed and not self.open and self.start() is None:
+            self._shown_since = time.monotonic()
+
     def linger(self) -> None:
-        """After a failure: show it (again, if the page had let go of the port) for LINGER seconds, then close."""
-        if self._failed_at is None:
-            self.close()
-            return
-        if not self.open and self.start() is not None:
-            return  # the port is someone else's now: nothing to show it on
-        time.sleep(max(0.0, LINGER - (time.monotonic() - self._failed_at)))
+        """After a failure: go on showing it until it was shown LINGER seconds in all, then close."""
+        if self._failed and self.open and self._shown_since is not None:
+            time.sleep(max(0.0, LINGER - (time.monotonic() - self._shown_since)))
         self.close()
 
     def _snapshot(self) -> dict[str, Any]:
@@ -311,7 +332,7 @@ class ProgressPage:
 
 def _listen(ip: str, port: int) -> socket.socket:
     """A listening socket bound as Jupyter (Tornado) binds: SO_REUSEADDR, and an IPv6 address for IPv6 alone."""
-    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    family = netinfo.family(ip)
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -121,6 +121,10 @@ class Server:
     port: int | None = None
     url: str | None = None  # without the token; set once the server is handed over
     stopped: str | None = None
+    # With TLS, the certificate it was started with: what an adopting or resumed run pins (tls.Certificate).
+    certfile: str | None = None
+    keyfile: str | None = None
+    fingerprint: str | None = None
 
 
 @dataclass
@@ -320,6 +324,9 @@ def _server(raw: _Object | None) -> Server | None:
         port=_port(raw.get("port", int), "server.port"),
         url=raw.get("url", str),
         stopped=raw.get("stopped", str),
+        certfile=raw.get("certfile", str),
+        keyfile=raw.get("keyfile", str),
+        fingerprint=raw.get("fingerprint", str),
     )
 
 

@@ -291,6 +291,23 @@ def locate_directory(text: str | None) -> Path | None:
     return path
 
 
+def locate_file(text: str | None) -> Path | None:
+    """An existing file, by its absolute path: the server reads it from another directory (the account's home)."""
+    path = locate_path(text)
+    if path is None:
+        return None
+    path = Path(os.path.abspath(path))
+    try:
+        is_file = stat.S_ISREG(path.stat().st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        raise BadValue(f"{path}: no such file") from None
+    except OSError as exc:
+        raise BadValue(f"{path}: {exc.strerror or exc}") from None
+    if not is_file:
+        raise BadValue(f"{path} is not a file")
+    return path
+
+
 def locate_user(name: str) -> Account:
     try:
         entry = pwd.getpwnam(name)
@@ -385,9 +402,9 @@ OPTIONS: Mapping[str, Option] = {
         "the server's certificate (PEM), e.g. for a DNS name the platform gives the VM",
         (str,),
         "PATH",
-        locate_path,
+        locate_file,
     ),
-    "keyfile": Option(parse_path, "the key of --certfile (PEM)", (str,), "PATH", locate_path),
+    "keyfile": Option(parse_path, "the key of --certfile (PEM)", (str,), "PATH", locate_file),
     "progress_page": Option(
         parse_flag,
         "until the server listens, its port answers with a page (503) that shows the run's progress and loads the "

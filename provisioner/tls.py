@@ -2,17 +2,22 @@
 and the pin that the readiness check and the platform hold it to: its SHA-256 fingerprint.
 
 A self-signed certificate is made by the system's `openssl`, never by code of ours: a fresh P-256 key, 0600 and the
-account's, in a 0700 directory; the VM's host name and addresses as subject alternative names.
+account's, in a 0700 directory; the VM's host name and addresses as subject alternative names. Each is made under
+names of its own and never overwritten: Jupyter reads its files again for every connection, so a file rewritten
+under a live server would change the certificate it shows, and the fingerprint the platform pinned would be wrong.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import os
+import secrets
 import shutil
 import socket
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +29,7 @@ if TYPE_CHECKING:
     import ssl  # imported where it is used: 8 ms at start-up that a run without TLS does not need
 
 TLS_DIR = "provisioner-tls"
+KEY_SUFFIX, CERT_SUFFIX = "-key.pem", "-cert.pem"
 OPENSSL_TIMEOUT = 30.0
 DAYS = 825  # the longest validity browsers accept for a certificate they are told to trust
 
@@ -36,17 +42,17 @@ class TLSError(Exception):
 class Certificate:
     certfile: Path
     keyfile: Path
-    der: bytes
+    fingerprint: str  # SHA-256 of the certificate, as browsers and `openssl x509 -fingerprint -sha256` show it
 
-    @property
-    def fingerprint(self) -> str:
-        """SHA-256 of the certificate, as browsers and `openssl x509 -fingerprint -sha256` show it."""
-        digest = hashlib.sha256(self.der).hexdigest().upper()
-        return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+
+def fingerprint(der: bytes) -> str:
+    digest = hashlib.sha256(der).hexdigest().upper()
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
 
 def load(certfile: Path, keyfile: Path) -> Certificate:
-    """The first certificate of a PEM file (a chain's leaf), read as data."""
+    """The first certificate of a PEM file (a chain's leaf), checked to go with `keyfile`, a key without a passphrase
+    (nothing can type one at boot)."""
     try:
         text = files.read_regular(certfile, follow=True).decode("ascii")
     except (OSError, UnicodeDecodeError) as exc:
@@ -62,11 +68,21 @@ def load(certfile: Path, keyfile: Path) -> Certificate:
         der = ssl.PEM_cert_to_DER_cert(text[start : stop + len(end)])
     except ValueError:
         raise TLSError(f"{certfile} holds no PEM certificate") from None
-    return Certificate(certfile, keyfile, der)
+    try:
+        # The empty passphrase makes an encrypted key fail here at once, instead of OpenSSL asking a terminal for one.
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(certfile, keyfile, password=lambda: b"")
+    except OSError as exc:  # ssl.SSLError is one
+        why = (
+            exc.strerror
+            if not isinstance(exc, ssl.SSLError)
+            else "it is not the certificate's key, or has a passphrase"
+        )
+        raise TLSError(f"cannot use the key {keyfile}: {why}") from None
+    return Certificate(certfile, keyfile, fingerprint(der))
 
 
 def self_signed(out: Path, addresses: list[str]) -> Certificate:
-    """A key and a certificate for this VM in `out`/provisioner-tls, made by openssl; made again on every run."""
+    """A key and a certificate for this VM in `out`/provisioner-tls under new names, made by openssl."""
     openssl = shutil.which("openssl")
     if openssl is None:
         raise TLSError("--tls self-signed needs the system's openssl, which is not installed")
@@ -76,14 +92,14 @@ def self_signed(out: Path, addresses: list[str]) -> Certificate:
         os.chmod(directory, 0o700)
     except OSError as exc:
         raise TLSError(f"cannot make {directory}: {exc.strerror or exc}") from None
-    keyfile, certfile = directory / "key.pem", directory / "cert.pem"
+    name = f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}"
+    keyfile, certfile = directory / f"{name}{KEY_SUFFIX}", directory / f"{name}{CERT_SUFFIX}"
     host = socket.gethostname()
     names = [f"DNS:{host}", "DNS:localhost"] + [f"IP:{ipaddress.ip_address(address)}" for address in addresses]
-    for stale in (keyfile, certfile):
-        stale.unlink(missing_ok=True)
     command = [
         openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-days", str(DAYS), "-subj", f"/CN={host}", "-addext", f"subjectAltName={','.join(dict.fromkeys(names))}",
+        # A common name holds 64 characters at most; the names that count are the alternative ones.
+        "-days", str(DAYS), "-subj", f"/CN={host[:64]}", "-addext", f"subjectAltName={','.join(dict.fromkeys(names))}",
         "-keyout", str(keyfile), "-out", str(certfile),
     ]  # fmt: skip
     old_umask = os.umask(0o077)  # the key is 0600 from its first byte
@@ -100,6 +116,18 @@ def self_signed(out: Path, addresses: list[str]) -> Certificate:
     return load(certfile, keyfile)
 
 
+def forget_others(out: Path, kept: Certificate) -> None:
+    """Remove the self-signed certificates and keys made before `kept`: no server that runs now uses them (a run
+    starts one only once the recorded one is stopped)."""
+    directory = out / TLS_DIR
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(directory):
+            made_here = entry.name.endswith((KEY_SUFFIX, CERT_SUFFIX))
+            if made_here and directory / entry.name not in (kept.certfile, kept.keyfile):
+                with contextlib.suppress(OSError):
+                    os.unlink(directory / entry.name)
+
+
 def of_run(settings: Settings, vm_ip: str | None) -> Certificate | None:
     """The certificate a run's settings ask for (None: plain HTTP): made for this VM, or the platform's."""
     if settings.tls == "self-signed":
@@ -112,8 +140,9 @@ def of_run(settings: Settings, vm_ip: str | None) -> Certificate | None:
     return None
 
 
-def pinned(sock: socket.socket, host: str, der: bytes, timeout: float) -> ssl.SSLSocket | None:
-    """`sock` over TLS if the server shows exactly the certificate `der`; None (and closed) otherwise.
+def pinned(sock: socket.socket, host: str, pin: str, timeout: float) -> ssl.SSLSocket | None:
+    """`sock` over TLS if the server shows exactly the certificate whose fingerprint is `pin`; None (and closed)
+    otherwise.
 
     Not "verify off": the chain and the name are not what is trusted here, the one certificate is. A server that
     shows any other, however well signed, gets nothing from us, least of all the token.
@@ -130,7 +159,8 @@ def pinned(sock: socket.socket, host: str, der: bytes, timeout: float) -> ssl.SS
     except (OSError, ssl.SSLError):
         sock.close()
         return None
-    if wrapped.getpeercert(binary_form=True) != der:
+    shown = wrapped.getpeercert(binary_form=True)
+    if shown is None or fingerprint(shown) != pin:
         wrapped.close()
         return None
     return wrapped

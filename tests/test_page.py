@@ -73,6 +73,14 @@ def trusting(certificate: tls.Certificate) -> ssl.SSLContext:
     return context
 
 
+def unverified() -> ssl.SSLContext:
+    """A client that takes any certificate: for a test that then checks the certificate's fingerprint itself."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 def progress(port: int, context: ssl.SSLContext | None = None) -> dict[str, Any] | None:
     """What the page says (its JSON form), or None when what answers is not the page (or nothing does)."""
     try:
@@ -174,7 +182,7 @@ class TestThePage:
         assert served.start() is None
         try:
             served.enter("loading")
-            assert served_certificate(served.port) == certificate.der
+            assert fingerprint(served_certificate(served.port)) == certificate.fingerprint
             status, headers, _ = get(served.port, context=trusting(certificate))
             assert (status, headers[page.MARK]) == (503, "1")
             with pytest.raises((http.client.HTTPException, OSError)):
@@ -263,11 +271,15 @@ class TestARun:
         fake = make_bin(tmp_path / "fake", {"jupyter-notebook": "#!/bin/sh\nsleep 1\nexit 1\n"})
         port = free_port()
         env = cli_env(reap, path=f"{fake}:/usr/bin:/bin", JUPYTER_TOKEN=TOKEN)
-        process = start_cli(run_args(port, "", "--progress-page"), env)
+        # The failed callback cannot be delivered (nothing listens there) and is retried for seconds: the failure is
+        # shown meanwhile, not only once the callbacks gave up.
+        unreachable = f"http://127.0.0.1:{free_port()}/complete"
+        process = start_cli(run_args(port, "", "--progress-page", "--complete-url", unreachable), env)
         shown = wait_for_progress(port, "failed")
+        assert process.poll() is None
         assert shown["failure"]["reason"] == "failed_to_start"
         assert "starting" in [step["state"] for step in shown["steps"]]
-        process.communicate(timeout=60)
+        process.communicate(timeout=90)
         assert process.returncode == 14
 
     def test_a_port_someone_else_holds_fails_as_before_with_a_warning(self, reap: Path) -> None:
@@ -312,6 +324,8 @@ class TestARun:
                 time.sleep(0.05)
         else:
             pytest.fail("the page never served TLS")
+        page_then = progress(port, unverified())  # what showed that certificate was the page
+        assert page_then is not None and page_then["steps"][-1]["state"] == "loading"
         _, stderr = process.communicate(timeout=120)
         assert process.returncode == 0, stderr
         [completed] = callbacks.wait_for(1, "/c")
@@ -324,8 +338,8 @@ class TestInABrowser:
     ) -> None:
         port = free_port()
         env = cli_env(reap, slow_modules, JUPYTER_TOKEN=TOKEN, **{MODULE_SECONDS: "6"})
+        tab = Tab(tmp_path / "profile")  # before the run: chromium's start takes none of the module's time
         process = start_cli(run_args(port, "Slow", "--progress-page"), env)
-        tab = Tab(tmp_path / "profile")
         try:
             wait_for_progress(port, "loading")
             address = f"http://127.0.0.1:{port}/?token={TOKEN}"
@@ -352,8 +366,8 @@ class TestInABrowser:
     ) -> None:
         port = free_port()
         env = cli_env(reap, slow_modules, JUPYTER_TOKEN=TOKEN, **{MODULE_SECONDS: str(3 * page.REFRESH)})
+        tab = Tab(tmp_path / "profile")  # before the run: chromium's start takes none of the module's time
         process = start_cli(run_args(port, "Slow", "--progress-page"), env)
-        tab = Tab(tmp_path / "profile")
         try:
             wait_for_progress(port, "loading")
             tab.send("Emulation.setScriptExecutionDisabled", value=True)
@@ -376,8 +390,8 @@ class TestInABrowser:
     ) -> None:
         port = free_port()
         env = cli_env(reap, slow_modules, JUPYTER_TOKEN=TOKEN, **{MODULE_SECONDS: "2"})
+        tab = Tab(tmp_path / "profile")  # before the run: chromium's start takes none of the module's time
         process = start_cli(run_args(port, "SlowBroken", "--progress-page"), env)
-        tab = Tab(tmp_path / "profile")
         try:
             wait_for_progress(port, "loading")
             tab.navigate(f"http://127.0.0.1:{port}/?token={TOKEN}")

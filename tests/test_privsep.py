@@ -954,7 +954,11 @@ def test_the_progress_page_is_served_by_the_account_not_root(user: Researcher, r
         while listener_uid(port) is None and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.02)
         assert process.poll() is None
-        assert listener_uid(port) == user.account.pw_uid  # the page, while the module loads
+        assert listener_uid(port) == user.account.pw_uid  # the page, while the module loads:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+            connection.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            answer = connection.recv(65536)
+        assert answer.startswith(b"HTTP/1.0 503 ") and b"X-Provisioner-Progress: 1" in answer
         _, stderr = process.communicate(timeout=120)
         assert process.returncode == 0, stderr
         assert listener_uid(port) == user.account.pw_uid  # and then Jupyter

@@ -162,3 +162,18 @@ def test_the_progress_page_needs_a_port_someone_can_know() -> None:
     with pytest.raises(UsageError, match=r"^--progress-page needs a fixed --port"):
         resolve({"progress_page": True}, {"PROVISIONER_PORT": "auto"}, {}, None)
     assert resolve({"progress_page": True, "port": "8100"}, {}, {}, None).port == 8100
+
+
+def test_a_certificate_is_named_by_its_absolute_path_and_must_exist(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The server reads it from the account's home, not from where the command was typed.
+    (tmp_path / "vm.crt").write_text("")
+    (tmp_path / "vm.key").write_text("")
+    monkeypatch.chdir(tmp_path)
+    settings = resolve({"certfile": "vm.crt", "keyfile": "./vm.key"}, {"HOME": "/home/r"}, {}, None)
+    assert (settings.certfile, settings.keyfile) == (tmp_path / "vm.crt", tmp_path / "vm.key")
+    with pytest.raises(UsageError, match=rf"^--keyfile: {tmp_path}/nothing.key: no such file$"):
+        resolve({"certfile": "vm.crt", "keyfile": "nothing.key"}, {}, {}, None)
+    with pytest.raises(UsageError, match=rf"^--certfile: {tmp_path} is not a file$"):
+        resolve({"certfile": ".", "keyfile": "vm.key"}, {}, {}, None)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import socket
 import ssl
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,10 +16,21 @@ import pytest
 
 from provisioner import tls
 from provisioner.actions.verifying import probe
-from tests.conftest import REAL_JUPYTER, TOKEN, CallbackServer, cli_env, run_cli, serving, stop_servers
+from tests.conftest import (
+    REAL_JUPYTER,
+    TOKEN,
+    CallbackServer,
+    cli_env,
+    free_port,
+    read_state,
+    run_cli,
+    serving,
+    stop_servers,
+)
 
 
 def fingerprint(der: bytes) -> str:
+    """Worked out here, not by the code under test: `openssl x509 -fingerprint -sha256` shows the same."""
     digest = hashlib.sha256(der).hexdigest().upper()
     return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
@@ -33,14 +46,19 @@ def served_certificate(port: int) -> bytes:
     return der
 
 
+HTTPS_ARGS = ["run", "--tls", "self-signed", "--module", "", "--port", "auto", "--ip", "127.0.0.1"]
+
+
+def https_env(home: Path) -> dict[str, str]:
+    return cli_env(home, path=f"{REAL_JUPYTER.parent}:/usr/bin:/bin", JUPYTER_TOKEN=TOKEN)
+
+
 @pytest.fixture(scope="module")
 def https(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int, dict[str, str], dict[str, object]]]:
     home = tmp_path_factory.mktemp("tls") / "home"
     home.mkdir()
     with serving() as callbacks:
-        env = cli_env(home, path=f"{REAL_JUPYTER.parent}:/usr/bin:/bin", JUPYTER_TOKEN=TOKEN)
-        args = ["run", "--tls", "self-signed", "--module", "", "--port", "auto", "--ip", "127.0.0.1"]
-        run = run_cli([*args, "--complete-url", callbacks.url("/c")], env)
+        run = run_cli([*HTTPS_ARGS, "--complete-url", callbacks.url("/c")], https_env(home))
         assert run.returncode == 0, run.stderr
         [completed] = callbacks.wait_for(1, "/c")
         info = json.loads((home / ".jupyter" / "jupyter_info.json").read_text())
@@ -64,30 +82,85 @@ def test_a_client_pinning_the_certificate_gets_in_and_one_pinning_another_does_n
 ) -> None:
     _, port, _, _ = https
     served = served_certificate(port)
-    assert probe("127.0.0.1", port, TOKEN, pin=served) == 200
-    assert probe("127.0.0.1", port, None, pin=served) == 403
+    assert probe("127.0.0.1", port, TOKEN, pin=fingerprint(served)) == 200
+    assert probe("127.0.0.1", port, None, pin=fingerprint(served)) == 403
     other = tls.self_signed(tmp_path, ["127.0.0.1"])
-    assert other.der != served
-    assert probe("127.0.0.1", port, TOKEN, pin=other.der) is None
+    assert other.fingerprint != fingerprint(served)
+    assert probe("127.0.0.1", port, TOKEN, pin=other.fingerprint) is None
 
 
 def test_plain_http_to_the_port_gets_nothing_useful(
     https: tuple[Path, int, dict[str, str], dict[str, object]],
 ) -> None:
     _, port, _, _ = https
-    assert probe("127.0.0.1", port, TOKEN) != 200
+    assert served_certificate(port)  # it listens, over TLS
+    assert probe("127.0.0.1", port, TOKEN) is None  # plain HTTP: no status at all, the connection is closed
 
 
 def test_the_key_is_the_accounts_alone(https: tuple[Path, int, dict[str, str], dict[str, object]]) -> None:
     home, _, _, _ = https
     directory = home / ".jupyter" / tls.TLS_DIR
+    recorded = read_state(home)["server"]
+    keyfile, certfile = Path(recorded["keyfile"]), Path(recorded["certfile"])
+    assert (keyfile.parent, certfile.parent) == (directory, directory)
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
-    assert stat.S_IMODE((directory / "key.pem").stat().st_mode) == 0o600
-    assert TOKEN not in (directory / "cert.pem").read_text()
+    assert stat.S_IMODE(keyfile.stat().st_mode) == 0o600
+    assert keyfile.stat().st_uid == os.getuid()  # the run's account (privsep's tests run it as another)
+    assert "PRIVATE KEY" in keyfile.read_text()
+
+
+def test_the_certificate_names_the_vm(https: tuple[Path, int, dict[str, str], dict[str, object]]) -> None:
+    home, _, _, _ = https
+    certfile = read_state(home)["server"]["certfile"]
+    names = subprocess.run(
+        ["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", certfile],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert f"DNS:{socket.gethostname()}" in names
+    assert "DNS:localhost" in names
+    assert "IP Address:127.0.0.1" in names
+
+
+def test_the_info_file_says_https_and_the_fingerprint(
+    https: tuple[Path, int, dict[str, str], dict[str, object]],
+) -> None:
+    home, port, completed, _ = https
+    text = (home / ".jupyter" / "jupyter_info.txt").read_text()
+    assert f"TLS:       certificate SHA-256 {completed['fingerprint']}" in text
+    assert f"URL:       https://127.0.0.1:{port}/?token={TOKEN}" in text
+    assert f"and open https://localhost:{port}/?token=" in text
+    assert "http://" not in text
+
+
+def test_a_run_again_adopts_the_server_and_pins_its_certificate(
+    https: tuple[Path, int, dict[str, str], dict[str, object]],
+) -> None:
+    home, port, completed, _ = https
+    with serving() as callbacks:
+        again = run_cli([*HTTPS_ARGS, "--complete-url", callbacks.url("/c")], https_env(home))
+        assert again.returncode == 0, again.stderr
+        assert "adopting it" in again.stderr
+        [adopted] = callbacks.wait_for(1, "/c")
+    assert (adopted["status"], adopted["url"]) == ("init_completed", completed["url"])
+    assert adopted["fingerprint"] == completed["fingerprint"] == fingerprint(served_certificate(port))
+
+
+def test_a_failing_run_beside_the_server_leaves_its_certificate_alone(
+    https: tuple[Path, int, dict[str, str], dict[str, object]],
+) -> None:
+    """Jupyter reads its certificate's files for every connection: one rewritten under it would change what it
+    shows, and the platform's pin would no longer match."""
+    home, port, completed, _ = https
+    args = [*HTTPS_ARGS[:-4], "--ip", "127.0.0.1", "--port", str(free_port()), "--progress-page"]
+    failing = run_cli(args, https_env(home) | {"JUPYTER_TOKEN": "not a usable token"})
+    assert failing.returncode == 10, failing.stderr
+    assert fingerprint(served_certificate(port)) == completed["fingerprint"]
+    assert tls.load(Path(read_state(home)["server"]["certfile"]), Path(read_state(home)["server"]["keyfile"]))
 
 
 def test_certfile_and_keyfile_go_together(reap: Path, tmp_path: Path) -> None:
-    run = run_cli(["run", "--certfile", str(tmp_path / "c.pem"), TOKEN], cli_env(reap))
+    mine = tls.self_signed(tmp_path, ["127.0.0.1"])
+    run = run_cli(["run", "--certfile", str(mine.certfile), TOKEN], cli_env(reap))
     assert (run.returncode, run.stderr) == (2, "provisioner: error: --certfile and --keyfile go together\n")
 
 
@@ -100,4 +173,69 @@ def test_the_platforms_certificate_is_served_and_pinned(callbacks: CallbackServe
     [completed] = callbacks.wait_for(1, "/c")
     assert completed["fingerprint"] == mine.fingerprint
     port = int(completed["port"])
-    assert served_certificate(port) == mine.der
+    assert fingerprint(served_certificate(port)) == mine.fingerprint
+
+
+def test_a_run_asking_for_tls_replaces_a_plain_server_rather_than_call_it_https(
+    callbacks: CallbackServer, reap: Path
+) -> None:
+    plain = run_cli([*HTTPS_ARGS[:1], *HTTPS_ARGS[3:]], https_env(reap))
+    assert plain.returncode == 0, plain.stderr
+    run = run_cli([*HTTPS_ARGS, "--complete-url", callbacks.url("/c")], https_env(reap))
+    assert run.returncode == 0, run.stderr
+    assert "another tls" in run.stderr
+    [completed] = callbacks.wait_for(1, "/c")
+    port = int(completed["port"])
+    assert completed["url"] == f"https://127.0.0.1:{port}/"
+    assert completed["fingerprint"] == fingerprint(served_certificate(port))
+
+
+def test_a_renewed_platform_certificate_gets_a_new_server_that_shows_it(
+    callbacks: CallbackServer, reap: Path, tmp_path: Path
+) -> None:
+    mine = tls.self_signed(tmp_path, ["127.0.0.1"])
+    certfile, keyfile = tmp_path / "vm.crt", tmp_path / "vm.key"
+    certfile.write_bytes(mine.certfile.read_bytes())
+    keyfile.write_bytes(mine.keyfile.read_bytes())
+    args = ["run", "--certfile", str(certfile), "--keyfile", str(keyfile), "--module", "", "--ip", "127.0.0.1"]
+    first = run_cli([*args, "--port", "auto"], https_env(reap))
+    assert first.returncode == 0, first.stderr
+    renewed = tls.self_signed(tmp_path, ["127.0.0.1"])  # the platform puts a new one in the same place
+    certfile.write_bytes(renewed.certfile.read_bytes())
+    keyfile.write_bytes(renewed.keyfile.read_bytes())
+    again = run_cli([*args, "--port", "auto", "--complete-url", callbacks.url("/c")], https_env(reap))
+    assert again.returncode == 0, again.stderr
+    assert "another certificate in --certfile" in again.stderr
+    [completed] = callbacks.wait_for(1, "/c")
+    assert completed["fingerprint"] == renewed.fingerprint == fingerprint(served_certificate(int(completed["port"])))
+
+
+def test_a_key_with_a_passphrase_or_of_another_certificate_is_one_line(tmp_path: Path) -> None:
+    mine = tls.self_signed(tmp_path, ["127.0.0.1"])
+    other = tls.self_signed(tmp_path, ["127.0.0.1"])
+    with pytest.raises(tls.TLSError, match="is not the certificate's key, or has a passphrase"):
+        tls.load(mine.certfile, other.keyfile)
+    locked = tmp_path / "locked.key"
+    subprocess.run(
+        ["openssl", "pkey", "-in", str(mine.keyfile), "-out", str(locked), "-aes256", "-passout", "pass:secret"],
+        check=True, capture_output=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    with pytest.raises(tls.TLSError, match="is not the certificate's key, or has a passphrase"):
+        tls.load(mine.certfile, locked)
+
+
+def test_a_tls_directory_that_is_not_one_is_a_line_not_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / tls.TLS_DIR).write_text("planted")
+    with pytest.raises(tls.TLSError, match="cannot make"):
+        tls.self_signed(tmp_path, ["127.0.0.1"])
+
+
+def test_each_certificate_is_made_under_new_names(tmp_path: Path) -> None:
+    first = tls.self_signed(tmp_path, ["127.0.0.1"])
+    second = tls.self_signed(tmp_path, ["127.0.0.1"])
+    assert {first.certfile, first.keyfile}.isdisjoint({second.certfile, second.keyfile})
+    assert tls.load(first.certfile, first.keyfile).fingerprint == first.fingerprint  # untouched by the second
+    tls.forget_others(tmp_path, second)
+    assert sorted(path.name for path in (tmp_path / tls.TLS_DIR).iterdir()) == sorted(
+        [second.certfile.name, second.keyfile.name]
+    )

@@ -32,6 +32,8 @@ def info(ctx: RunContext) -> dict[str, Any]:
         "token": token,
         "url": f"{url}?token={token}",
         "fingerprint": ctx.certificate.fingerprint if ctx.certificate is not None else None,
+        "scheme": ctx.scheme,
+        "app": ctx.settings.app,
         "pid": ctx.pid,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "log": str(ctx.log_path),
@@ -66,9 +68,10 @@ def _where(ctx: RunContext) -> str:
 
 
 def render_text(data: dict[str, Any]) -> str:
+    title = {"lab": "JupyterLab server"}.get(data.get("app", ""), "Jupyter Notebook server")
     lines = [
-        "Jupyter Notebook server",
-        "=======================",
+        title,
+        "=" * len(title),
         f"VM IP:     {data['vm_ip']}",
         f"Port:      {data['port']}",
         f"Token:     {data['token']}",
@@ -94,7 +97,7 @@ def render_text(data: dict[str, Any]) -> str:
         "How to connect:",
         *how,
         f"    {data['tunnel']}",
-        f"  and open http://localhost:{data['port']}{data['base_url']}?token=<the token above>",
+        f"  and open {data['scheme']}://localhost:{data['port']}{data['base_url']}?token=<the token above>",
         "",
         "How to stop:",
         f"  {data['stop']}",

@@ -101,6 +101,8 @@ def run(ctx: RunContext) -> None:
     finally:
         os.close(fd)
     ctx.server_started = time.monotonic()
+    if ctx.settings.tls == "self-signed" and ctx.certificate is not None:
+        tls.forget_others(ctx.out, ctx.certificate)  # an earlier run's, whose server was stopped before this one
 
 
 # Reads one line from its stdin, a pipe from us, and becomes the server (stdin /dev/null) only if it is "go": if we

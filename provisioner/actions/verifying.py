@@ -25,13 +25,13 @@ def probe(
     base_url: str = "/",
     *,
     timeout: float = REQUEST_TIMEOUT,
-    pin: bytes | None = None,
+    pin: str | None = None,
 ) -> int | None:
     """GET {base_url}api/status; the HTTP status, or None when nothing answers in `timeout` seconds all told.
 
     A few lines of HTTP over a socket, with one deadline for the whole exchange: http.client's timeout is per read,
-    and a server that sends its answer a byte a second would hold us for days. With `pin` (a certificate, DER), over
-    TLS to a server that shows exactly that certificate, or not at all.
+    and a server that sends its answer a byte a second would hold us for days. With `pin` (a certificate's fingerprint),
+    over TLS to a server that shows exactly that certificate, or not at all.
     """
     deadline = time.monotonic() + timeout
     path = quote(f"{base_url}api/status", safe="/")
@@ -66,7 +66,7 @@ def run(ctx: RunContext) -> None:
         raise StepFailed("failed_to_start", "there is no server to verify: no state before verifying started one")
     host = netinfo.local_host(ctx.settings.ip)
     token = ctx.settings.token.reveal() if ctx.settings.token is not None else None
-    pin = ctx.certificate.der if ctx.certificate is not None else None
+    pin = ctx.certificate.fingerprint if ctx.certificate is not None else None
     deadline = (ctx.server_started or time.monotonic()) + ctx.settings.timeout
     interval = FIRST_INTERVAL
     while True:

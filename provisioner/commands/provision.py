@@ -11,6 +11,7 @@ import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from transitions import MachineError
 
@@ -26,6 +27,7 @@ from provisioner.record import Record
 from provisioner.reporter import Reporter
 from provisioner.settings import Settings
 from provisioner.store import Store
+from provisioner.tls import Certificate
 
 INTERRUPTED_GRACE = 3.0  # seconds callbacks get once a signal asked us to stop
 CAUGHT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -80,8 +82,6 @@ def provision(
             reporter.resend(callback, url)
     outcome: Outcome | None = None
     interrupted: Interrupted | None = None
-    if settings.progress_page and ctx.pid is None and start.plan.start is not None:
-        _show_progress(ctx, started)
     try:
         with _signals_interrupt():
             outcome, interrupted = _machine(definition, ctx, reporter, journal, started=started, start=start)
@@ -111,7 +111,11 @@ def _machine(
         if start.plan.start is None:
             outcome = Outcome(str(journal.record.state), 0)
         else:
+            if ctx.settings.progress_page and ctx.pid is None:  # not over a server taken over: it holds the port
+                _show_progress(ctx, started)
             outcome = Runner(definition, ctx, reporter, journal, started).run(start.plan.start, start.plan.skip)
+            if ctx.page is not None:
+                ctx.page.show_failure()  # while the callbacks go out
     except MachineError as exc:
         # Only a record's history can lead the machine where the definition has no way (it was edited).
         raise UsageError(f"the recorded run cannot be resumed ({exc.value}); start afresh") from None
@@ -131,13 +135,14 @@ def _show_progress(ctx: RunContext, started: float) -> None:
 
     settings = ctx.settings
     assert settings.port is not None, "settings refuse --progress-page with --port auto"
-    try:
-        ctx.certificate = tls.of_run(settings, ctx.vm_ip)
-    except tls.TLSError:
-        return  # starting fails the run on it, with its callback
-    shown = page.ProgressPage(settings.ip, settings.port, ctx.certificate, started, redact)
+
+    def certificate() -> tls.Certificate | None:
+        ctx.certificate = tls.of_run(settings, ctx.vm_ip)  # the one the server will show: starting keeps it
+        return ctx.certificate
+
+    shown = page.ProgressPage(settings.ip, settings.port, None, started, redact, make_certificate=certificate)
     problem = shown.start()
-    if problem is not None:
+    if problem is not None:  # a certificate that cannot be made or used fails the run in starting, with its callback
         log.warning("warning: no progress page on port %d: %s", settings.port, problem)
         return
     ctx.page = shown
@@ -194,3 +199,7 @@ def _restore(ctx: RunContext, record: Record, alive: bool) -> None:
         ctx.pid, ctx.pid_start, ctx.unit, ctx.pid_exe = recorded.pid, recorded.start_time, recorded.unit, recorded.exe
         ctx.server_started = time.monotonic()
         ctx.handed_over = record.outcome is RunOutcome.READY or bool(recorded.url)
+        if recorded.fingerprint is not None:
+            # The certificate it was started with: its fingerprint is the pin, whatever its files now hold.
+            paths = (Path(recorded.certfile or ""), Path(recorded.keyfile or ""))
+            ctx.certificate = Certificate(*paths, recorded.fingerprint)

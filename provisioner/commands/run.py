@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import os
 
-from provisioner import privsep, server
+from provisioner import privsep, server, tls
 from provisioner.actions.validating import token_problem
 from provisioner.commands.provision import Start, provision
 from provisioner.context import log
@@ -24,8 +24,12 @@ from provisioner.store import Store
 
 STOP_GRACE = 10.0  # seconds a replaced server gets to stop before SIGKILL
 # What a server is started with: a run asking for other values asks for another server.
-SERVER_SETTINGS = ("ip", "module", "notebook_dir", "base_url", "idle_timeout", "launcher", "init_script", "user", "app")
-UNRECORDED = {"app": "notebook"}  # settings added since records were first written, as every run before had them
+SERVER_SETTINGS = (
+    *("ip", "module", "notebook_dir", "base_url", "idle_timeout", "launcher", "init_script", "user", "app"),
+    *("tls", "certfile", "keyfile"),
+)
+# Settings added since records were first written, as every run before had them.
+UNRECORDED = {"app": "notebook", "tls": "off"}
 
 
 def run_deadline(settings: Settings, definition: Definition) -> float:
@@ -87,6 +91,24 @@ def _adopt_or_replace(previous: Record, settings: Settings, definition: Definiti
     return Start.afresh(definition)
 
 
+def _certificate_differences(previous: Record, settings: Settings) -> list[str]:
+    """With TLS, the server must show a certificate the record names (its pin); the platform's own must not have
+    been renewed since (its file now holds another, which a new server would show)."""
+    if settings.tls == "off" and settings.certfile is None:
+        return []
+    recorded = previous.server.fingerprint if previous.server is not None else None
+    if recorded is None:
+        return ["no recorded certificate"]
+    if settings.certfile is not None and settings.keyfile is not None:
+        try:
+            current = tls.load(settings.certfile, settings.keyfile).fingerprint
+        except tls.TLSError:
+            current = None
+        if current != recorded:
+            return ["another certificate in --certfile"]
+    return []
+
+
 def differences_from(previous: Record, settings: Settings, store: Store) -> list[str]:
     """What this run asks for that the recorded server was not started with, in words; empty when it is the same."""
     asked, recorded = settings.public(), previous.settings
@@ -99,6 +121,7 @@ def differences_from(previous: Record, settings: Settings, store: Store) -> list
     port = previous.server.port if previous.server is not None else None
     if settings.port is not None and settings.port != port:
         found.append(f"port {settings.port} asked for, the server has {port}")
+    found += _certificate_differences(previous, settings)
     try:
         kept = store.load_token().reveal()
     except (OSError, UnicodeDecodeError):
