@@ -67,6 +67,14 @@ def test_the_command_runs_the_server_as_the_user_with_the_token_only_in_the_envi
     assert 'ODD="a \\"\\$b\\" \\`c\\` \\\\d"' in text  # quoted as systemd reads it back
     assert 'PROVISIONER_JUPYTER_ARGS="--no-browser --ip=0.0.0.0 --port=8008"' in text
     assert f'PROVISIONER_LOG="{unit.log}"' in text
+    assert 'PROVISIONER_JUPYTER="jupyter-notebook"' in text  # what the shipped template starts
+
+
+def test_the_environment_file_names_the_front_end_the_template_starts(unit: systemd.Unit) -> None:
+    lab = dataclasses.replace(unit, argv=("/opt/jupyter/bin/jupyter-lab", *ARGV[1:]))
+    lab.env_file.parent.mkdir(mode=0o700)
+    systemd.write_env_file(lab)
+    assert 'PROVISIONER_JUPYTER="jupyter-lab"' in lab.env_file.read_text()
 
 
 def test_the_log_wrapper_appends_the_servers_output_as_the_shell_that_runs_it(tmp_path: Path) -> None:

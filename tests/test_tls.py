@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import socket
 import ssl
 import stat
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,9 +24,11 @@ from tests.conftest import (
     CallbackServer,
     cli_env,
     free_port,
+    jupyter_pids,
     read_state,
     run_cli,
     serving,
+    start_cli,
     stop_servers,
 )
 
@@ -239,3 +243,24 @@ def test_each_certificate_is_made_under_new_names(tmp_path: Path) -> None:
     assert sorted(path.name for path in (tmp_path / tls.TLS_DIR).iterdir()) == sorted(
         [second.certfile.name, second.keyfile.name]
     )
+
+
+def test_a_run_killed_while_verifying_resumes_pinning_the_recorded_certificate(
+    callbacks: CallbackServer, reap: Path
+) -> None:
+    process = start_cli([*HTTPS_ARGS, "--complete-url", callbacks.url("/c")], https_env(reap))
+    deadline = time.monotonic() + 60
+    while read_state(reap).get("state") != "verifying" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    [pid] = jupyter_pids(reap)
+    recorded = read_state(reap)["server"]
+    assert recorded["pid"] == pid and recorded["fingerprint"]
+    resumed = run_cli(["resume"], cli_env(reap, path=f"{REAL_JUPYTER.parent}:/usr/bin:/bin"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert jupyter_pids(reap) == [pid]  # adopted, over HTTPS, not started again
+    [completed] = callbacks.wait_for(1, "/c")
+    port = int(completed["port"])
+    assert completed["fingerprint"] == recorded["fingerprint"] == fingerprint(served_certificate(port))
+    assert completed["url"] == f"https://127.0.0.1:{port}/"
