@@ -104,6 +104,8 @@ def test_jupyterlab_comes_up_with_the_same_token_options_and_checks(callbacks: C
     assert status("/user/alice/lab", TOKEN) == 200  # JupyterLab's own page, behind the proxy path
     assert status("/user/alice/api/contents", None) == 403
     assert json.loads(run_cli(["state", "--json"], cli_env(reap)).stdout)["settings"]["app"] == "lab"
+    assert (reap / ".jupyter" / "jupyter_info.txt").read_text().startswith("JupyterLab server\n=================\n")
+    assert info["app"] == "lab"
 
 
 def test_a_module_without_jupyterlab_names_the_program_that_is_missing(tmp_path: Path, reap: Path) -> None:
