@@ -87,9 +87,12 @@ class StepFailed(ProvisionError):
     """An action failed; `reason` names the failure transition and its exit code in states.toml.
 
     Its message is made one line here, whatever it quotes (a tool's stderr, a log's tail): every failure is built
-    here, and its message becomes a callback's `message` field, the record's and a line on stderr.
+    here, and its message becomes a callback's `message` field, the record's and a line on stderr. `detail` is what
+    it quotes of the account's own (the server log's last lines): in those, not on the progress page, which anyone
+    who can reach the port may read; `summary` is the message without it.
     """
 
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(" ".join(message.split()))
+    def __init__(self, reason: str, message: str, detail: str = "") -> None:
+        self.summary = " ".join(message.split())
+        super().__init__(" ".join(f"{message}{detail}".split()))
         self.reason = reason

@@ -167,7 +167,7 @@ class Runner:
         fields = {"event": "state", "state": state, "elapsed": round(elapsed, 3)}
         log.info("[%6.2fs] %s%s", elapsed, state, detail, extra=fields | ({"reason": error.reason} if error else {}))
         if self.ctx.page is not None:
-            self.ctx.page.enter(state, *((error.reason, error.message) if error else ()))
+            self.ctx.page.enter(state, *((error.reason, error.summary) if error else ()))
 
     def _outcome(self, state: StateDef) -> Outcome:
         elapsed = time.monotonic() - self.started

@@ -16,10 +16,10 @@ would otherwise get.
 from __future__ import annotations
 
 import base64
+import contextlib
 import errno
 import hashlib
 import html
-import http.server
 import json
 import socket
 import socketserver
@@ -37,8 +37,11 @@ MARK = "X-Provisioner-Progress"  # on every answer of the page: what the script 
 POLL = 1.0  # seconds between the script's polls
 REFRESH = 3  # seconds between the meta refresh's reloads, without JavaScript
 LINGER = 2.5 * POLL  # seconds a failure stays shown after the run ended: two polls of an open tab see it
-CONNECTION_TIMEOUT = 10.0  # seconds a connection may take to send its request: a slow client holds no thread long
+CONNECTION_TIMEOUT = 5.0  # seconds a connection may wait for each of its reads
+CONNECTION_DEADLINE = 10.0  # seconds a connection may take in all: a client trickling bytes holds no thread longer
 MAX_CONNECTIONS = 32  # connections served at once; more are closed unanswered
+MAX_REQUEST = 8192  # bytes of a request's head that are read: the page needs none of it but `Accept`
+DRAIN_WAIT, DRAIN_LIMIT = 1.0, 1 << 20  # what is read and dropped of a request past its head before closing
 SHUTDOWN_POLL = 0.02  # seconds
 
 
@@ -157,43 +160,56 @@ def render(snapshot: dict[str, Any]) -> str:
 """
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+def answer(request: bytes, snapshot: dict[str, Any]) -> bytes:
+    """The whole answer to a request, whatever it asked: the page, or its JSON form for the page's own script. Only
+    `Accept` is read from the request; nothing of it is sent back."""
+    lines = request.split(b"\n")
+    method = lines[0].split(b" ", 1)[0]
+    accept = b"".join(line for line in lines[1:] if line[:7].lower() == b"accept:")
+    if b"application/json" in accept:
+        content, kind = json.dumps(snapshot), "application/json"
+    else:
+        content, kind = render(snapshot), "text/html; charset=utf-8"
+    payload = content.encode()
+    head = [
+        "HTTP/1.0 503 Service Unavailable",
+        "Server: provisioner",
+        f"Content-Type: {kind}",
+        f"Content-Length: {len(payload)}",
+        "Connection: close",
+        *(f"{name}: {value}" for name, value in HEADERS.items()),
+    ]
+    return "\r\n".join(head).encode() + b"\r\n\r\n" + (b"" if method == b"HEAD" else payload)
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    """Reads the request's head (at most MAX_REQUEST bytes, within the connection's deadline) and answers."""
+
     server: _Server
-    timeout = CONNECTION_TIMEOUT
 
-    def version_string(self) -> str:
-        return "provisioner"  # not Python's version: nothing for a scanner
-
-    def do_GET(self) -> None:
-        self._answer(body=True)
-
-    def do_HEAD(self) -> None:
-        self._answer(body=False)
-
-    def _answer(self, body: bool) -> None:
-        snapshot = self.server.snapshot()
-        if "application/json" in self.headers.get("Accept", ""):
-            content, kind = json.dumps(snapshot), "application/json"
-        else:
-            content, kind = render(snapshot), "text/html; charset=utf-8"
-        payload = content.encode()
-        self.send_response(503)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in HEADERS.items():
-            self.send_header(name, value)
-        self.end_headers()
-        if body:
-            self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Nothing is logged: a request line holds the token."""
-
-    def log_error(self, format: str, *args: Any) -> None:
-        """Nor its errors, which quote the request line."""
+    def handle(self) -> None:
+        connection: socket.socket = self.request
+        head = b""
+        while b"\r\n\r\n" not in head and b"\n\n" not in head and len(head) < MAX_REQUEST:
+            chunk = connection.recv(MAX_REQUEST - len(head))
+            if not chunk:
+                break
+            head += chunk
+        if not head:
+            return
+        connection.sendall(answer(head, self.server.snapshot()))
+        if not isinstance(connection, ssl.SSLSocket):
+            socket.socket.shutdown(connection, socket.SHUT_WR)  # the answer is whole: a client reading to the end stops
+        # What is left of a long request is read and dropped before closing: closed with it unread, the connection
+        # would be reset, and the client could lose the answer it has not read yet.
+        drained = 0
+        connection.settimeout(DRAIN_WAIT)
+        with contextlib.suppress(OSError):
+            while drained < DRAIN_LIMIT and (chunk := connection.recv(65536)):
+                drained += len(chunk)
 
 
-class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True  # a connection in progress never keeps the run from ending
     block_on_close = False
 
@@ -204,6 +220,8 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self.tls = context
         self.snapshot = snapshot
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._accepted: dict[socket.socket, float] = {}  # each connection in progress, and when it was accepted
+        self._lock = threading.Lock()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self.slots.acquire(blocking=False):
@@ -219,15 +237,34 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         request.settimeout(CONNECTION_TIMEOUT)
-        if self.tls is None:
-            super().finish_request(request, client_address)
-            return
-        # The handshake happens here, in the connection's own thread: a slow client holds up no other.
-        with self.tls.wrap_socket(request, server_side=True) as wrapped:
-            super().finish_request(wrapped, client_address)
+        connection = request
+        if self.tls is not None:
+            # The handshake happens here, in the connection's own thread, under its deadline.
+            connection = self.tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
+        with self._lock:
+            self._accepted[connection] = time.monotonic()
+        try:
+            if self.tls is not None:
+                connection.do_handshake()
+            super().finish_request(connection, client_address)
+        finally:
+            with self._lock:
+                del self._accepted[connection]
+            connection.close()
+
+    def service_actions(self) -> None:
+        """Between polls for connections: cut off every connection past its deadline, however it trickles."""
+        now = time.monotonic()
+        with self._lock:
+            late = [connection for connection, at in self._accepted.items() if now - at > CONNECTION_DEADLINE]
+        for connection in late:
+            with contextlib.suppress(OSError):
+                # The descriptor's own shutdown: the thread in recv() wakes to an end of file (a TLS socket's
+                # shutdown() would also unwrap it under that thread's feet).
+                socket.socket.shutdown(connection, socket.SHUT_RDWR)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that went away or spoke no TLS: nothing to tell anyone."""
+        """A client that went away, trickled past its deadline or spoke no TLS: nothing to tell anyone."""
 
 
 class ProgressPage:

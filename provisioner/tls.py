@@ -68,17 +68,34 @@ def load(certfile: Path, keyfile: Path) -> Certificate:
         der = ssl.PEM_cert_to_DER_cert(text[start : stop + len(end)])
     except ValueError:
         raise TLSError(f"{certfile} holds no PEM certificate") from None
+    certificate = Certificate(certfile, keyfile, fingerprint(der))
+    server_context(certificate)  # the key goes with it, and can be used without a passphrase
+    return certificate
+
+
+def server_context(certificate: Certificate) -> ssl.SSLContext:
+    """A TLS server context showing `certificate`. Its files are opened as regular files only (a FIFO planted as
+    the key would block the run for good) and then read by OpenSSL through the descriptors we checked."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    opened: list[int] = []
     try:
+        for path in (certificate.certfile, certificate.keyfile):
+            opened.append(files.open_regular(path, os.O_RDONLY, follow=True))
         # The empty passphrase makes an encrypted key fail here at once, instead of OpenSSL asking a terminal for one.
-        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(certfile, keyfile, password=lambda: b"")
-    except OSError as exc:  # ssl.SSLError is one
-        why = (
-            exc.strerror
-            if not isinstance(exc, ssl.SSLError)
-            else "it is not the certificate's key, or has a passphrase"
-        )
-        raise TLSError(f"cannot use the key {keyfile}: {why}") from None
-    return Certificate(certfile, keyfile, fingerprint(der))
+        cert_fd, key_fd = opened
+        context.load_cert_chain(f"/proc/self/fd/{cert_fd}", f"/proc/self/fd/{key_fd}", password=lambda: b"")
+    except ssl.SSLError:
+        why = "it is not the certificate's key, or has a passphrase"
+        raise TLSError(f"cannot use the key {certificate.keyfile}: {why}") from None
+    except OSError as exc:
+        raise TLSError(f"cannot use {exc.filename or certificate.keyfile}: {exc.strerror or exc}") from None
+    finally:
+        for fd in opened:
+            os.close(fd)
+    return context
 
 
 def self_signed(out: Path, addresses: list[str]) -> Certificate:

@@ -3,6 +3,7 @@ a real browser (headless chromium) that opens the address early and ends on Jupy
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import signal
@@ -190,6 +191,50 @@ class TestThePage:
         finally:
             served.close()
 
+    def test_any_request_gets_the_page_and_nothing_of_itself_back(self, shown: page.ProgressPage) -> None:
+        for request in (
+            f"POST /?token={TOKEN} HTTP/1.1\r\nContent-Length: 0\r\n\r\n".encode(),
+            f"\x16\x03\x01\x00\xff{TOKEN}\r\n\r\n".encode(),  # TLS spoken to a plain page
+            f"GET /{'x' * 70000}?token={TOKEN} HTTP/1.1\r\n\r\n".encode(),  # a head longer than is read
+            f"GET / HTTP/1.1\r\nX-Filler: {'y' * 65000}\r\nAccept: application/json\r\n\r\n".encode(),
+        ):
+            with socket.create_connection(("127.0.0.1", shown.port), timeout=10) as connection:
+                with contextlib.suppress(ConnectionResetError):  # it answers before reading all of a long head
+                    connection.sendall(request)
+                answer = b""
+                while chunk := connection.recv(65536):
+                    answer += chunk
+            assert answer.startswith(b"HTTP/1.0 503 Service Unavailable\r\n"), answer[:80]
+            assert f"{page.MARK}: 1".encode() in answer
+            assert TOKEN.encode() not in answer
+            assert b"x" * 100 not in answer and b"y" * 100 not in answer
+
+    def test_a_client_that_trickles_its_request_is_cut_off_at_the_deadline(
+        self, shown: page.ProgressPage, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(page, "CONNECTION_DEADLINE", 1.0)
+        with socket.create_connection(("127.0.0.1", shown.port), timeout=10) as connection:
+            connection.sendall(b"GET / HTTP/1.0\r\n")
+            cut_off = False
+            for _ in range(100):  # a header line every 0.1 s, each well within the per-read timeout, for 10 s
+                time.sleep(0.1)
+                try:
+                    connection.sendall(b"X-Slow: 1\r\n")
+                except OSError:
+                    cut_off = True
+                    break
+                connection.setblocking(False)
+                try:
+                    cut_off = connection.recv(1) == b""
+                except BlockingIOError:
+                    pass
+                finally:
+                    connection.setblocking(True)
+                if cut_off:
+                    break
+        assert cut_off
+        assert get(shown.port)[0] == 503  # and the page goes on for everyone else
+
     def test_the_port_check_counts_the_port_the_page_holds_as_the_servers(
         self, shown: page.ProgressPage, tmp_path: Path
     ) -> None:
@@ -268,7 +313,9 @@ class TestARun:
             get(port)
 
     def test_a_server_that_fails_after_the_page_let_go_is_shown_failed_again(self, tmp_path: Path, reap: Path) -> None:
-        fake = make_bin(tmp_path / "fake", {"jupyter-notebook": "#!/bin/sh\nsleep 1\nexit 1\n"})
+        fake = make_bin(
+            tmp_path / "fake", {"jupyter-notebook": "#!/bin/sh\necho the-accounts-own-words\nsleep 1\nexit 1\n"}
+        )
         port = free_port()
         env = cli_env(reap, path=f"{fake}:/usr/bin:/bin", JUPYTER_TOKEN=TOKEN)
         # The failed callback cannot be delivered (nothing listens there) and is retried for seconds: the failure is
@@ -278,9 +325,12 @@ class TestARun:
         shown = wait_for_progress(port, "failed")
         assert process.poll() is None
         assert shown["failure"]["reason"] == "failed_to_start"
+        assert shown["failure"]["message"] == "jupyter-notebook exited with code 1"
         assert "starting" in [step["state"] for step in shown["steps"]]
-        process.communicate(timeout=90)
+        _, stderr = process.communicate(timeout=90)
         assert process.returncode == 14
+        # The log's last lines are the account's own words: in the callback, the record and stderr, not on the page.
+        assert "the-accounts-own-words" in stderr
 
     def test_a_port_someone_else_holds_fails_as_before_with_a_warning(self, reap: Path) -> None:
         with socket.socket() as other:

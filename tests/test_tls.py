@@ -10,6 +10,7 @@ import socket
 import ssl
 import stat
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -264,3 +265,23 @@ def test_a_run_killed_while_verifying_resumes_pinning_the_recorded_certificate(
     port = int(completed["port"])
     assert completed["fingerprint"] == recorded["fingerprint"] == fingerprint(served_certificate(port))
     assert completed["url"] == f"https://127.0.0.1:{port}/"
+
+
+def test_a_fifo_planted_as_the_key_fails_at_once_instead_of_blocking(tmp_path: Path) -> None:
+    mine = tls.self_signed(tmp_path, ["127.0.0.1"])
+    planted = tmp_path / "planted.key"
+    os.mkfifo(planted)
+    outcome: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            tls.load(mine.certfile, planted)
+        except tls.TLSError as exc:
+            outcome.append(exc)
+
+    loading = threading.Thread(target=load)
+    loading.start()
+    loading.join(timeout=10)
+    assert not loading.is_alive(), "tls.load is blocked opening the FIFO"
+    [error] = outcome
+    assert str(error) == f"cannot use {planted}: it is not a regular file"

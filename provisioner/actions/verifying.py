@@ -79,7 +79,7 @@ def run(ctx: RunContext) -> None:
             break
         if time.monotonic() >= deadline:
             raise StepFailed(
-                "failed_to_start", f"no answer on port {ctx.port} within {ctx.settings.timeout:g}s{_log_tail(ctx)}"
+                "failed_to_start", f"no answer on port {ctx.port} within {ctx.settings.timeout:g}s", _log_tail(ctx)
             )
         _wait(ctx, min(interval, max(0.0, deadline - time.monotonic())))
         interval = min(interval * 1.5, MAX_INTERVAL)
@@ -105,7 +105,7 @@ def _exited(ctx: RunContext) -> StepFailed:
     if any("is not available" in line or "is already in use" in line for line in tail):
         return StepFailed("port_in_use", f"port {ctx.port} was taken before the server could bind it")
     status = f" with code {code}" if code is not None else ""
-    return StepFailed("failed_to_start", f"{program(ctx.settings)} exited{status}{_log_tail(ctx)}")
+    return StepFailed("failed_to_start", f"{program(ctx.settings)} exited{status}", _log_tail(ctx))
 
 
 def _log_tail(ctx: RunContext) -> str:
