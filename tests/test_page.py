@@ -235,6 +235,26 @@ class TestThePage:
         assert cut_off
         assert get(shown.port)[0] == 503  # and the page goes on for everyone else
 
+    def test_connections_past_the_limit_are_closed_unanswered(self, shown: page.ProgressPage) -> None:
+        silent = [socket.create_connection(("127.0.0.1", shown.port), timeout=10) for _ in range(page.MAX_CONNECTIONS)]
+        try:
+            time.sleep(0.2)  # every one of them accepted and waiting for its request
+            with socket.create_connection(("127.0.0.1", shown.port), timeout=10) as extra:
+                extra.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                with contextlib.suppress(ConnectionResetError):
+                    assert extra.recv(65536) == b""
+        finally:
+            for connection in silent:
+                connection.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the slots come back as their connections close
+            with contextlib.suppress(OSError):
+                if get(shown.port)[0] == 503:
+                    break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the page did not answer again once the connections were closed")
+
     def test_the_port_check_counts_the_port_the_page_holds_as_the_servers(
         self, shown: page.ProgressPage, tmp_path: Path
     ) -> None:
