@@ -9,6 +9,7 @@ import json
 import signal
 import socket
 import ssl
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -402,18 +403,32 @@ class TestARun:
         assert completed["fingerprint"] == fingerprint(early) == fingerprint(served_certificate(port))
 
 
+@contextlib.contextmanager
+def opened_early(
+    tmp_path: Path, env: dict[str, str], module: str, *, scripts: bool = True
+) -> Iterator[tuple[Tab, subprocess.Popen[str], str]]:
+    """A run with the progress page, and a headless chromium tab that opened its address (token and all) while the
+    module loads; the tab is closed at the end, the run is the test's to wait for."""
+    port = free_port()
+    tab = Tab(tmp_path / "profile")  # before the run: chromium's start takes none of the module's time
+    try:
+        process = start_cli(run_args(port, module, "--progress-page"), env)
+        wait_for_progress(port, "loading")
+        if not scripts:
+            tab.send("Emulation.setScriptExecutionDisabled", value=True)
+        address = f"http://127.0.0.1:{port}/?token={TOKEN}"
+        tab.navigate(address)
+        yield tab, process, address
+    finally:
+        tab.close()
+
+
 class TestInABrowser:
     def test_the_tab_shows_progress_while_the_module_loads_and_ends_on_jupyters_file_browser(
         self, slow_modules: Path, reap: Path, tmp_path: Path
     ) -> None:
-        port = free_port()
         env = cli_env(reap, slow_modules, JUPYTER_TOKEN=TOKEN, **{MODULE_SECONDS: "6"})
-        tab = Tab(tmp_path / "profile")  # before the run: chromium's start takes none of the module's time
-        process = start_cli(run_args(port, "Slow", "--progress-page"), env)
-        try:
-            wait_for_progress(port, "loading")
-            address = f"http://127.0.0.1:{port}/?token={TOKEN}"
-            tab.navigate(address)
+        with opened_early(tmp_path, env, "Slow") as (tab, process, _):
             current = tab.wait_for("document.querySelector('li.current')?.textContent", timeout=10)
             assert current.startswith("loading")
             picture = tab.screenshot(tmp_path / "progress.png")
@@ -426,45 +441,32 @@ class TestInABrowser:
             tab.wait_for("document.querySelector('.jp-DirListing-content') !== null", timeout=90)
             assert tab.evaluate("location.pathname") == "/tree"
             tab.screenshot(tmp_path / "jupyter.png")
-        finally:
-            tab.close()
         _, stderr = process.communicate(timeout=60)
         assert process.returncode == 0, stderr
 
     def test_without_javascript_a_meta_refresh_loads_the_address_again(
         self, slow_modules: Path, reap: Path, tmp_path: Path
     ) -> None:
-        port = free_port()
         env = cli_env(reap, slow_modules, JUPYTER_TOKEN=TOKEN, **{MODULE_SECONDS: str(3 * page.REFRESH)})
-        tab = Tab(tmp_path / "profile")  # before the run: chromium's start takes none of the module's time
-        process = start_cli(run_args(port, "Slow", "--progress-page"), env)
-        try:
-            wait_for_progress(port, "loading")
-            tab.send("Emulation.setScriptExecutionDisabled", value=True)
-            address = f"http://127.0.0.1:{port}/?token={TOKEN}"
-            tab.navigate(address)
-            first = tab.wait_for("document.querySelector('li.current') && performance.timeOrigin", timeout=10)
-            again = tab.wait_for(
-                f"performance.timeOrigin !== {first} && document.querySelector('li.current') && performance.timeOrigin",
-                timeout=3 * page.REFRESH,
-            )
-            assert again > first
-            assert tab.evaluate("location.href") == address  # the address opened, token and all
-        finally:
-            tab.close()
-            process.terminate()
-            process.communicate(timeout=60)
+        with opened_early(tmp_path, env, "Slow", scripts=False) as (tab, process, address):
+            try:
+                first = tab.wait_for("document.querySelector('li.current') && performance.timeOrigin", timeout=10)
+                again = tab.wait_for(
+                    f"performance.timeOrigin !== {first} && document.querySelector('li.current') && "
+                    "performance.timeOrigin",
+                    timeout=3 * page.REFRESH,
+                )
+                assert again > first
+                assert tab.evaluate("location.href") == address  # the address opened, token and all
+            finally:
+                process.terminate()
+                process.communicate(timeout=60)
 
     def test_a_failure_stays_in_the_tab_after_the_run_has_ended(
         self, slow_modules: Path, reap: Path, tmp_path: Path
     ) -> None:
-        port = free_port()
         env = cli_env(reap, slow_modules, JUPYTER_TOKEN=TOKEN, **{MODULE_SECONDS: "2"})
-        tab = Tab(tmp_path / "profile")  # before the run: chromium's start takes none of the module's time
-        process = start_cli(run_args(port, "SlowBroken", "--progress-page"), env)
-        try:
-            wait_for_progress(port, "loading")
-            tab.navigate(f"http://127.0.0.1:{port}/?token={TOKEN}")
+        with opened_early(tmp_path, env, "SlowBroken") as (tab, process, address):
             shown = "document.getElementById('failure')"
             failure = tab.wait_for(f"!{shown}.hidden && {shown}.textContent", timeout=20)
             assert failure.startswith("Failed (module_load_failed): module load SlowBroken failed")
@@ -473,6 +475,4 @@ class TestInABrowser:
             time.sleep(6 * page.POLL)  # past the slower polls after a failure: at least one found the port closed
             assert tab.evaluate(f"{shown}.textContent") == failure
             assert tab.evaluate("document.getElementById('gap').hidden") is True
-            assert tab.evaluate("location.href") == f"http://127.0.0.1:{port}/?token={TOKEN}"
-        finally:
-            tab.close()
+            assert tab.evaluate("location.href") == address
