@@ -20,8 +20,12 @@ import pytest
 import websocket
 
 CHROMIUM = "chromium"
-# As root (the tests are) chromium runs only without its sandbox; no GPU and no first-run chatter in a container.
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--window-size=1000,700")
+# As root (the tests are) chromium runs only without its sandbox; no GPU and no first-run chatter in a container;
+# none of its own traffic to Google's hosts, which a closed network (CI's) refuses or leaves hanging.
+FLAGS = (
+    *("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--window-size=1000,700"),
+    *("--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic"),
+)
 
 
 def chromium() -> str:
