@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from provisioner import netinfo
+from provisioner import netinfo, tls
 from provisioner.tls import Certificate, TLSError
 
 MARK = "X-Provisioner-Progress"  # on every answer of the page: what the script tells apart from Jupyter's
@@ -317,13 +317,11 @@ class ProgressPage:
                 return str(exc)
         context = None
         if self.certificate is not None:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.minimum_version = ssl.TLSVersion.TLSv1_2
             try:
-                context.load_cert_chain(self.certificate.certfile, self.certificate.keyfile, password=lambda: b"")
-            except (OSError, ssl.SSLError) as exc:
+                context = tls.server_context(self.certificate)  # (again, after a failure: the files may have changed)
+            except TLSError as exc:
                 sock.close()
-                return f"cannot use the certificate: {getattr(exc, 'strerror', None) or exc}"
+                return str(exc)
         self._server = _Server(sock, context, self._snapshot)
         # It checks for close() every SHUTDOWN_POLL seconds: what letting go of the port adds to the server's start.
         self._thread = threading.Thread(target=self._server.serve_forever, args=(SHUTDOWN_POLL,), name="progress-page")
