@@ -75,30 +75,40 @@ def vm_address(bind: str) -> str | None:
     return bind
 
 
-def family(ip: str) -> socket.AddressFamily:
+def _family(ip: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ipaddress.ip_address(ip).version == 6 else socket.AF_INET
 
 
-def port_free(ip: str, port: int) -> bool:
-    """Whether Jupyter could bind (ip, port) now.
-
-    Bound the way Tornado binds (SO_REUSEADDR), so a socket lingering in TIME_WAIT does not count as in use while a
-    listener on the same port, on this or any overlapping address, does.
-    """
-    with socket.socket(family(ip), socket.SOCK_STREAM) as sock:
+def bound(ip: str, port: int) -> socket.socket:
+    """A TCP socket bound to (ip, port) the way Jupyter's Tornado binds one: SO_REUSEADDR, so that a socket lingering
+    in TIME_WAIT does not stand in the way while a listener on this or an overlapping address does; and an IPv6
+    address for IPv6 alone (IPV6_V6ONLY), so that `::` and `0.0.0.0` are two ports."""
+    sock = socket.socket(_family(ip), socket.SOCK_STREAM)
+    try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((ip, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return False
-            raise  # not ours to bind at all (EACCES below 1024, EADDRNOTAVAIL for a foreign address)
+        if sock.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((ip, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def port_free(ip: str, port: int) -> bool:
+    """Whether Jupyter could bind (ip, port) now."""
+    try:
+        bound(ip, port).close()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return False
+        raise  # not ours to bind at all (EACCES below 1024, EADDRNOTAVAIL for a foreign address)
     return True
 
 
 def pick_free_port(ip: str) -> int:
     """A port the kernel considers free on `ip` now."""
-    with socket.socket(family(ip), socket.SOCK_STREAM) as sock:
+    with socket.socket(_family(ip), socket.SOCK_STREAM) as sock:
         sock.bind((ip, 0))
         port: int = sock.getsockname()[1]
         return port

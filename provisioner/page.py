@@ -366,14 +366,9 @@ class ProgressPage:
 
 
 def _listen(ip: str, port: int) -> socket.socket:
-    """A listening socket bound as Jupyter (Tornado) binds: SO_REUSEADDR, and an IPv6 address for IPv6 alone."""
-    family = netinfo.family(ip)
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    """The port, held the way Jupyter will hold it (netinfo.bound)."""
+    sock = netinfo.bound(ip, port)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind((ip, port))
         sock.listen(64)
     except OSError:
         sock.close()

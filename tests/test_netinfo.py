@@ -78,3 +78,16 @@ def test_the_vms_ipv6_address_is_its_first_global_one() -> None:
         ip for _, ip in listed if not (ipaddress.IPv6Address(ip).is_loopback or ipaddress.IPv6Address(ip).is_link_local)
     ]
     assert netinfo.vm_ipv6() == (reachable[0] if reachable else None)
+
+
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 on this machine")
+def test_ipv6_and_ipv4_wildcards_are_two_ports_as_jupyter_binds_them() -> None:
+    # Tornado binds `::` for IPv6 alone: a server on 0.0.0.0 does not keep Jupyter from `::`, nor the reverse.
+    with netinfo.bound("0.0.0.0", 0) as ipv4:
+        ipv4.listen()
+        port = ipv4.getsockname()[1]
+        assert not netinfo.port_free("0.0.0.0", port)
+        assert netinfo.port_free("::", port)
+        with netinfo.bound("::", port) as ipv6:
+            ipv6.listen()
+            assert not netinfo.port_free("::", port)
