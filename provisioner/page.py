@@ -289,7 +289,6 @@ class ProgressPage:
         self.progress = Progress()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
-        self._failed: bool = False
         self._shown_since: float | None = None  # since when the page shows the failure
 
     @property
@@ -336,7 +335,6 @@ class ProgressPage:
             self.progress.steps.append(_Step(state, elapsed))
             if reason is not None:
                 self.progress.failure = (reason, self.redact(message or ""))
-                self._failed = True
                 self._shown_since = time.monotonic() if self.open else None
 
     def close(self) -> None:
@@ -352,12 +350,12 @@ class ProgressPage:
     def show_failure(self) -> None:
         """After a failure the page had let go of the port for (the server started, then failed and was stopped):
         serve it again, if the port is free, while the run ends."""
-        if self._failed and not self.open and self.start() is None:
+        if self.progress.failure is not None and not self.open and self.start() is None:
             self._shown_since = time.monotonic()
 
     def linger(self) -> None:
         """After a failure: go on showing it until it was shown LINGER seconds in all, then close."""
-        if self._failed and self.open and self._shown_since is not None:
+        if self.open and self._shown_since is not None:  # set only once a failure is shown
             time.sleep(max(0.0, LINGER - (time.monotonic() - self._shown_since)))
         self.close()
 

@@ -7,6 +7,7 @@ import json
 import shlex
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import urlsplit
 
 from provisioner import netinfo
 from provisioner.context import INFO_JSON, INFO_TXT, RunContext, log
@@ -32,7 +33,6 @@ def info(ctx: RunContext) -> dict[str, Any]:
         "token": token,
         "url": f"{url}?token={token}",
         "fingerprint": ctx.certificate.fingerprint if ctx.certificate is not None else None,
-        "scheme": ctx.scheme,
         "app": ctx.settings.app,
         "pid": ctx.pid,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -69,6 +69,7 @@ def _where(ctx: RunContext) -> str:
 
 def render_text(data: dict[str, Any]) -> str:
     title = {"lab": "JupyterLab server"}.get(data.get("app", ""), "Jupyter Notebook server")
+    scheme = urlsplit(data["url"]).scheme  # https when the server shows a certificate
     lines = [
         title,
         "=" * len(title),
@@ -97,7 +98,7 @@ def render_text(data: dict[str, Any]) -> str:
         "How to connect:",
         *how,
         f"    {data['tunnel']}",
-        f"  and open {data['scheme']}://localhost:{data['port']}{data['base_url']}?token=<the token above>",
+        f"  and open {scheme}://localhost:{data['port']}{data['base_url']}?token=<the token above>",
         "",
         "How to stop:",
         f"  {data['stop']}",
