@@ -2,7 +2,7 @@
 
 Every problem in a definition is collected as a Problem (where, what) and raised together in one ConfigError, so a
 user fixes a definition in one pass. Nothing past this module sees the raw TOML. Only the file's shape is judged
-here, never this machine: a definition that `provisioner check` passes on one machine passes on every machine.
+here, never this machine: a definition that `jupyter-init check` passes on one machine passes on every machine.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from types import MappingProxyType
 from typing import Any
 
 from provisioner import files
-from provisioner.errors import RESERVED_EXIT_CODES, ConfigError, Problem, shown
+from provisioner.errors import ConfigError, Problem, shown
+from provisioner.exits import REASONS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -282,13 +283,14 @@ class _Checker:
             elif reason in _MODEL_NAMES or reason.startswith(_MODEL_PREFIXES):
                 # A reason is a trigger, and `transitions` makes each trigger a method of the model, beside these.
                 self.problem(path, f"{shown(reason)} is a name the state machine keeps for itself")
-            if isinstance(code, bool) or not isinstance(code, int) or not 5 <= code <= 127:
+            if isinstance(code, bool) or not isinstance(code, int) or code not in REASONS:
+                # The rest are the tool's own, one meaning each across every verb (provisioner/exits.py).
                 self.problem(
-                    path, "exit code must be a whole number from 5 to 127 (0-4 are reserved, 128+ are signals)"
+                    path,
+                    f"exit code must be a whole number from {REASONS.start} to {REASONS.stop - 1} (the band of a "
+                    "run's failures; every other code has a meaning of its own)",
                 )
                 continue
-            if code in RESERVED_EXIT_CODES:
-                self.problem(path, f"exit code {code} is reserved")
             if code in seen:
                 self.problem(path, f"exit code {code} is already used by {shown(seen[code])}")
             seen[code] = reason

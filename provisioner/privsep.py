@@ -35,7 +35,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-from provisioner.errors import EXIT_INTERNAL, UsageError
+from provisioner.errors import UsageError
+from provisioner.exits import ExitCode
 from provisioner.settings import Account
 
 # Root's environment variables the worker keeps (as sudo's env_reset keeps a few): the rest, root's secrets
@@ -261,7 +262,8 @@ def become(account: Account, *, deadline: float, grants: frozenset[str] = frozen
         _worker.channel = worker_end
         return
     worker_end.close()
-    code = 70  # EX_SOFTWARE, if the monitor itself fails: it must never fall through into the worker's path as root
+    # If the monitor itself fails: it must never fall through into the worker's path as root.
+    code: int = ExitCode.MONITOR
     try:
         code = _monitor(pid, monitor_end, account, time.monotonic() + deadline, grants)
     finally:
@@ -280,7 +282,7 @@ def _drop(account: Account) -> None:
     except PermissionError:
         pass
     else:  # pragma: no cover - the kernel let us back: never go on as root by mistake
-        os._exit(70)
+        os._exit(ExitCode.MONITOR)
     # A session of its own: no controlling terminal, so nothing of the account's (a module file, the init script)
     # can open root's terminal through /dev/tty and type into it. Signals reach it through the monitor.
     os.setsid()
@@ -369,8 +371,8 @@ def _kill(pid: int, account: Account, why: str) -> int:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
-    error(f"the provisioner's process running as {account.name} (pid {pid}) {why}; it was killed")
-    return EXIT_INTERNAL
+    error(f"jupyter-init's process running as {account.name} (pid {pid}) {why}; it was killed")
+    return ExitCode.INTERNAL
 
 
 # The option of root's command line that grants each service beyond answering, for the message that refuses it.

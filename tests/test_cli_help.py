@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import actions
+from provisioner import actions, exits
 from provisioner import definition as definitions
-from provisioner.commands.state import STATUS_EXIT
+from provisioner.exits import STATE_STATUS
 from provisioner.settings import DEFINITION_SETTINGS, OPTIONS, Settings, shown_default
 from tests.conftest import cli_env, run_cli
 
@@ -31,24 +31,22 @@ def test_every_verb_has_a_description_of_its_own(verb: str) -> None:
         [sys.executable, "-m", "provisioner", verb, "--help"], capture_output=True, text=True, check=True
     ).stdout
     usage, description, *_ = text.split("\n\n")  # argparse: usage, then the description, then the arguments
-    assert usage.startswith(f"usage: provisioner {verb}")
+    assert usage.startswith(f"usage: jupyter-init {verb}")
     assert re.match(r"[A-Z].+\.$", " ".join(description.split())), description
 
 
-def test_run_lists_every_exit_code_from_the_definition() -> None:
-    text = help_of("run")
+@pytest.mark.parametrize("verb", VERBS)
+def test_every_verbs_help_lists_its_exit_codes_from_the_one_table(verb: str) -> None:
     shipped = definitions.load(definitions.default_path(), actions.reasons(), DEFINITION_SETTINGS)
-    for code, meaning in ((0, "ready"), (1, "internal error"), (2, "usage error"), (4, "another run holds")):
-        assert f"{code} {meaning}" in text
-    assert shipped.reasons, "the shipped definition declares its failure reasons"
-    for reason, code in shipped.reasons.items():
-        assert f"{code} {reason}" in text
-
-
-def test_state_lists_the_code_of_every_status() -> None:
-    text = help_of("state")
-    for status, code in STATUS_EXIT.items():
-        assert f"{code} {status}" in text
+    text = help_of(verb)
+    assert " ".join(exits.epilog(verb, shipped.reasons).split()) in text
+    listed = dict(re.findall(r"(?:^|[:;]) (\d+) ([^;.]+)", text.split("Exit codes:")[1]))
+    expected = {str(int(code)) for code, (_, verbs) in exits._MEANINGS.items() if verb in verbs}
+    if verb in ("run", "resume"):
+        assert shipped.reasons, "the shipped definition declares its failure reasons"
+        expected |= {str(code) for code in shipped.reasons.values()}
+        assert all(listed[str(code)] == f"the run failed: `{reason}`" for reason, code in shipped.reasons.items())
+    assert set(listed) == expected
 
 
 def test_every_option_has_help_and_graph_format_says_its_choices() -> None:
@@ -120,11 +118,11 @@ def test_an_output_that_cannot_be_written_is_one_line_and_74(reap: Path) -> None
         )
     assert (run.returncode, run.stderr) == (
         74,
-        "provisioner: error: cannot write the output: No space left on device\n",
+        "jupyter-init: error: cannot write the output: No space left on device\n",
     )
 
 
 def test_the_readmes_state_codes_are_the_ones_state_exits_with() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     rows = dict(re.findall(r"^  \| (\d+) \| `(\w+)`", readme, flags=re.M))
-    assert {status: int(code) for code, status in rows.items()} == STATUS_EXIT
+    assert {status: int(code) for code, status in rows.items()} == STATE_STATUS

@@ -8,28 +8,32 @@ import socket
 from pathlib import Path
 
 from provisioner import actions
-from provisioner.commands.state import STATUS_EXIT
+from provisioner.exits import REASONS, STATE_STATUS
 from tests.conftest import TOKEN, CallbackServer, cli_env, free_port, jupyter_pids, run_cli
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 class TestState:
-    def test_never_run_is_exit_6(self, reap: Path) -> None:
+    def test_never_run_exits_with_its_own_code(self, reap: Path) -> None:
         run = run_cli(["state"], cli_env(reap))
-        assert run.returncode == 6
+        assert run.returncode == STATE_STATUS["never_run"] == 21
         assert "status:     never_run" in run.stdout
 
     def test_no_status_shares_a_code_with_an_error_of_the_command(self) -> None:
-        codes = list(STATUS_EXIT.values())
+        codes = list(STATE_STATUS.values())
         assert len(set(codes)) == len(codes)
         assert not set(codes) & {1, 2, 3, 4}
+        # Nor a run's failure: `state` exiting 10 says `gone`, never `no_token`.
+        assert not set(codes) & set(REASONS)
 
-    def test_a_failed_run_is_exit_7_with_its_reason_and_no_token(self, callbacks: CallbackServer, reap: Path) -> None:
+    def test_a_failed_run_exits_failed_with_its_reason_and_no_token(
+        self, callbacks: CallbackServer, reap: Path
+    ) -> None:
         env = cli_env(reap, JUPYTER_TOKEN=TOKEN)
         run_cli(["run", "--module", "NotThere", "--complete-url", callbacks.url("/complete")], env)
         table = run_cli(["state"], cli_env(reap))
-        assert table.returncode == 7
+        assert table.returncode == STATE_STATUS["failed"] == 22
         assert "failure:    module_load_failed in loading:" in table.stdout
         assert re.search(r"complete\s+failed/module_load_failed\s+delivered \(HTTP 200, 1 attempts\)", table.stdout)
         dump = run_cli(["state", "--json"], cli_env(reap))
@@ -55,7 +59,7 @@ class TestStop:
         with socket.socket() as sock:
             sock.bind(("0.0.0.0", port))
         state = run_cli(["state", "--json"], cli_env(reap))
-        assert state.returncode == 9
+        assert state.returncode == STATE_STATUS["stopped"] == 24
         assert json.loads(state.stdout)["status"] == "stopped"
 
         again = run_cli(["stop"], cli_env(reap))
@@ -120,7 +124,7 @@ class TestCheck:
 def test_the_read_only_verbs_judge_only_the_settings_that_place_the_output(reap: Path) -> None:
     """A PROVISIONER_* variable meant for a run (a port, a timeout) is not for `state`, `stop` or `graph` to refuse."""
     env = cli_env(reap, PROVISIONER_PORT="x", PROVISIONER_TIMEOUT="0", PROVISIONER_NOTEBOOK_DIR="/no/such/dir")
-    assert run_cli(["state"], env).returncode == STATUS_EXIT["never_run"]
+    assert run_cli(["state"], env).returncode == STATE_STATUS["never_run"]
     assert run_cli(["stop"], env).returncode == 0
     assert run_cli(["graph", "--current"], env).returncode == 0
     refused = run_cli(["state"], {**env, "PROVISIONER_OUTPUT_DIR": "~no-such-account-here/x"})

@@ -144,18 +144,22 @@ class TestValidation:
         assert Problem("states[0].colour", "unknown key") in found
         assert Problem("callbacks.attempts", "must be a whole number") in found
 
-    def test_reserved_and_repeated_exit_codes_are_refused(self) -> None:
+    def test_exit_codes_outside_the_failure_band_and_repeated_ones_are_refused(self) -> None:
+        band = (
+            "exit code must be a whole number from 10 to 19 (the band of a run's failures; every other code has a "
+            "meaning of its own)"
+        )
+        # 2 is a usage error, 22 `state`'s `failed`, 70 the monitor's: each number means one thing across the tool.
+        for taken in (2, 9, 20, 22, 70, 130):
+            data = shipped_data()
+            data["reasons"]["no_token"] = taken
+            assert problems(data)[0] == Problem("reasons.no_token", band), taken
         data = shipped_data()
-        data["reasons"]["no_token"] = 2
+        data["reasons"]["no_token"] = 19  # the band's edges are the definition's
+        data["reasons"]["module_load_failed"] = 10
+        assert parse(data).reasons["no_token"] == 19
         data["reasons"]["port_in_use"] = data["reasons"]["failed_to_start"]
-        found = problems(data)
-        assert found[:2] == [
-            Problem(
-                "reasons.no_token",
-                "exit code must be a whole number from 5 to 127 (0-4 are reserved, 128+ are signals)",
-            ),
-            Problem("reasons.failed_to_start", "exit code 14 is already used by 'port_in_use'"),
-        ]
+        assert problems(data) == [Problem("reasons.failed_to_start", "exit code 14 is already used by 'port_in_use'")]
 
     def test_settings_are_checked_by_the_same_rules_as_the_command_line(self) -> None:
         data = shipped_data()

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from provisioner import actions, cli, output
 from provisioner import definition as definitions_module
-from provisioner.commands.state import STATUS_EXIT
 from provisioner.errors import ConfigError
+from provisioner.exits import STATE_STATUS
 from provisioner.settings import DEFINITION_SETTINGS
 from tests.conftest import CallbackServer, jupyter_pids, serving, shipped_definition, to_toml
 
@@ -243,7 +243,7 @@ FLAGS = {"--json", "--current"}
 CODES = {
     "run": {2, 3, 10},  # no token is ever given: a run that gets that far fails no_token
     "resume": {2, 3},  # nothing is recorded in the private output directory
-    "state": {2, 3, *STATUS_EXIT.values()},
+    "state": {2, 3, *STATE_STATUS.values()},
     "stop": {0, 2, 3},
     "graph": {0, 2, 3},
     "check": {0, 2, 3},
@@ -275,6 +275,6 @@ def test_any_command_line_ends_in_a_documented_code_in_one_line(
     _, err = capsys.readouterr()
     assert "Traceback" not in err
     assert code in CODES[verb], (argv, err)
-    if code not in (0, *STATUS_EXIT.values()) and code != 3:
+    if code not in (0, *STATE_STATUS.values()) and code != 3:
         assert err.count("provisioner: error:") == 1, (argv, err)
     assert jupyter_pids(home) == []

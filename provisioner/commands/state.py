@@ -1,4 +1,4 @@
-"""`provisioner state`: the state dump, as a table or JSON. No secret is in the record, so none is in the dump."""
+"""`jupyter-init state`: the state dump, as a table or JSON. No secret is in the record, so none is in the dump."""
 
 from __future__ import annotations
 
@@ -7,23 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.commands.common import act_as_owner
+from provisioner.exits import STATE_STATUS
 from provisioner.journal import server_alive
 from provisioner.output import printable, redact
 from provisioner.record import Outcome
 from provisioner.store import Store
-
-# The exit code of each status: none of them 1-4, which are the command's own errors (as for every verb), so that a
-# script can tell "the run failed" from "`state` could not say". `state --help` lists them from here; a test holds
-# the README's table to it.
-STATUS_EXIT = {
-    "ready": 0,  # the run ended ready and its server is up
-    "running": 5,  # a run holds the output directory now
-    "never_run": 6,  # nothing recorded
-    "failed": 7,  # the run failed: `failure` says why
-    "interrupted": 8,  # a signal or a kill ended the run before it finished: `resume` continues it
-    "stopped": 9,  # `provisioner stop` stopped its server
-    "gone": 10,  # the run ended ready, but its server is no longer running
-}
 
 
 def describe(out: Path) -> dict[str, Any]:
@@ -52,13 +40,15 @@ def state(out: Path, as_json: bool) -> int:
     dump = describe(out)
     text = json.dumps(dump, indent=2) if as_json else "\n".join(map(printable, render_state(dump).splitlines()))
     print(redact(text))
-    return STATUS_EXIT[dump["status"]]
+    # Each status its own code, none of them one of the command's own errors: a script tells "the run failed"
+    # from "`state` could not say".
+    return STATE_STATUS[dump["status"]]
 
 
 def render_state(dump: dict[str, Any]) -> str:
     lines = [f"status:     {dump['status']}", f"output dir: {dump['output_dir']}"]
     if dump["status"] == "never_run":
-        return "\n".join([*lines, "no provisioner run is recorded here"])
+        return "\n".join([*lines, "no jupyter-init run is recorded here"])
     lines.append(f"state:      {dump.get('state')}")
     failure = dump.get("failure")
     if failure:
