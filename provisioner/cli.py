@@ -13,56 +13,31 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from provisioner import __version__, output
-from provisioner.errors import ConfigError, ProvisionError, UsageError
-from provisioner.output import log
+from provisioner import __version__, exits, output
+from provisioner.errors import TOKEN_MIN, ConfigError, ProvisionError, UsageError, shown_option, shown_path
+from provisioner.exits import VERBS, ExitCode
+from provisioner.output import PROG, log
 
 if TYPE_CHECKING:
     from provisioner.settings import Secret
 
 # The verbs' modules (commands, and through it the machine, the actions, requests...) are imported when a verb runs,
-# not at start-up: `provisioner --help` stays as fast as Python itself allows.
+# not at start-up: `jupyter-init --help` stays as fast as Python itself allows.
 TOKEN_ENV = "JUPYTER_TOKEN"  # noqa: S105 - the variable's name; settings.TOKEN_ENV, without importing settings
-
-EXIT_PIPE = 128 + 13  # stdout closed early (`provisioner state | head -1`): as a shell reports a SIGPIPE death
-EXIT_OUTPUT = 74  # stdout could not be written (a full disk): sysexits' EX_IOERR
-OUTPUT_CODES = "74 the output could not be written; 130 Ctrl-C; 141 the output's reader closed it"
-COMMON_CODES = f"1 internal error; 2 usage error; 3 invalid definition; {OUTPUT_CODES}"
-LOCKED_CODE = "4 another run holds the output directory"
+HELP_WORDS = ("-h", "--help", "--version")
+HELP = "help"  # `jupyter-init help [VERB]`, as git and pip take it: the help, never a verb or a token
 
 
-def _run_codes() -> str:
-    from provisioner.commands.common import load_definition
+def _epilog(verb: str) -> Callable[[], str]:
+    def made() -> str:
+        reasons: dict[str, int] = {}
+        if verb in ("run", "resume"):
+            from provisioner.commands.common import load_definition
 
-    reasons = "; ".join(
-        f"{code} {reason}" for reason, code in sorted(load_definition(None).reasons.items(), key=lambda item: item[1])
-    )
-    return (
-        f"Exit codes: 0 ready; {COMMON_CODES}; {LOCKED_CODE}; {reasons} (the failure reasons of the shipped "
-        "states.toml; another --states declares its own in [reasons]); 128+N interrupted by signal N."
-    )
+            reasons = dict(load_definition(None).reasons)
+        return exits.epilog(verb, reasons)
 
-
-def _state_codes() -> str:
-    from provisioner.commands.state import STATUS_EXIT
-
-    statuses = "; ".join(f"{code} {status}" for status, code in STATUS_EXIT.items())
-    return f"Exit codes, by the recorded run's status: {statuses}. As for every verb: {COMMON_CODES}."
-
-
-def _check_codes() -> str:
-    return (
-        "Exit codes: 0 valid; 1 internal error; 2 usage error, or --states refused as root's input; 3 invalid or "
-        f"unreadable; {OUTPUT_CODES}."
-    )
-
-
-def _graph_codes() -> str:
-    return f"Exit codes: 0 drawn; {COMMON_CODES}."
-
-
-def _stop_codes() -> str:
-    return f"Exit codes: 0 stopped, or nothing to stop; {COMMON_CODES}; {LOCKED_CODE}."
+    return made
 
 
 class _Parser(argparse.ArgumentParser):
@@ -78,10 +53,19 @@ class _Parser(argparse.ArgumentParser):
         return super().format_help()
 
     def error(self, message: str) -> NoReturn:
-        # A mistyped command line may hold the token in the wrong place: never echo long values.
-        message = re.sub(r"'[^'\s]{20,}'", "'<hidden>'", message)
-        message = re.sub(r"(unrecognized arguments:).*", r"\1 " + "<hidden>", message)
+        # A mistyped command line may hold the token in the wrong place: never echo a value that could be it.
+        message = re.sub(f"'[^']{{{TOKEN_MIN},}}'", "(a value hidden)", message)
+        message = re.sub(
+            r"(unrecognized arguments:)(.*)", lambda match: f"{match[1]} {_options_only(match[2])}", message
+        )
         raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _options_only(words: str) -> str:
+    """What argparse did not recognise, as far as it can be shown: option names, not values."""
+    named = [word for word in words.split() if re.fullmatch(r"--?[a-z][a-z0-9-]*", word)]
+    hidden = len(words.split()) - len(named)
+    return " ".join([*named, *([f"and {hidden} other word(s)"] if hidden else [])])
 
 
 def _add_run(subparsers: Any) -> None:
@@ -90,7 +74,7 @@ def _add_run(subparsers: Any) -> None:
         help="bring up a Jupyter server and report to the platform",
         description="Bring up a Jupyter Notebook server and report how it went to the platform's callback URLs.",
     )
-    parser.epilog_from = _run_codes
+    parser.epilog_from = _epilog("run")
     add_run_arguments(parser)
 
 
@@ -98,7 +82,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     from provisioner.settings import OPTIONS, help_text
 
     parser.add_argument(
-        "token", nargs="?", metavar="TOKEN", help="the server's token (prefer --token-file or $JUPYTER_TOKEN)"
+        "token",
+        nargs="?",
+        metavar="TOKEN",
+        help="the old call's three words, TOKEN START_URL COMPLETE_URL, all or none (better: --token-file or "
+        "$JUPYTER_TOKEN, and the URLs as options)",
     )
     parser.add_argument("start_url", nargs="?", metavar="START_URL", help="POSTed status=init_started, or a failure")
     parser.add_argument(
@@ -134,7 +122,7 @@ def _add_resume(subparsers: Any) -> None:
         description="Continue the run recorded in the output directory: re-run the state that failed or was "
         "interrupted, skip the ones that completed, deliver the callbacks that were not. Needs no token.",
     )
-    parser.epilog_from = _run_codes
+    parser.epilog_from = _epilog("resume")
     _add_output_dir(parser)
     parser.add_argument("--states", type=Path, metavar="FILE", help="definition (default: the recorded run's)")
     parser.add_argument(
@@ -158,7 +146,7 @@ def _add_state(subparsers: Any) -> None:
         description="Show the recorded run: its status, state, history, server and callbacks. The token is never "
         "shown.",
     )
-    parser.epilog_from = _state_codes
+    parser.epilog_from = _epilog("state")
     _add_output_dir(parser)
     parser.add_argument("--json", action="store_true", help="the same as JSON, for scripts")
     parser.set_defaults(func=_state)
@@ -178,7 +166,7 @@ def _add_stop(subparsers: Any) -> None:
         "grace time; wait until its port is free, and record it. The record keeps everything else, so that "
         "`resume` can start the server again.",
     )
-    parser.epilog_from = _stop_codes
+    parser.epilog_from = _epilog("stop")
     _add_output_dir(parser)
     parser.add_argument("--grace", type=_grace, default=10.0, metavar="S", help="seconds before SIGKILL (default 10)")
     parser.set_defaults(func=_stop)
@@ -217,7 +205,7 @@ def _add_graph(subparsers: Any) -> None:
         help="mermaid (default: GitHub and GitLab draw it in Markdown) or dot (Graphviz)",
     )
     parser.add_argument("--current", action="store_true", help="mark the state the recorded run is in")
-    parser.epilog_from = _graph_codes
+    parser.epilog_from = _epilog("graph")
     parser.add_argument("--states", type=Path, metavar="FILE", help="definition to draw (default: the shipped one)")
     _add_output_dir(parser)
     parser.set_defaults(func=_graph)
@@ -246,7 +234,7 @@ def _add_check(subparsers: Any) -> None:
         "line, with where it is. Only the file is judged, not this machine (whether a [settings] user or "
         "directory exists is for the run).",
     )
-    parser.epilog_from = _check_codes
+    parser.epilog_from = _epilog("check")
     parser.add_argument("--states", type=Path, metavar="FILE", help="definition to check (default: the shipped one)")
     parser.set_defaults(func=_check)
 
@@ -258,9 +246,15 @@ def _check(args: argparse.Namespace, started: float) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="provisioner", description="Bring up a Jupyter Notebook server on a VM at boot.")
-    parser.add_argument("--version", action="version", version=f"provisioner {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, required=True)
+    parser = _Parser(
+        prog=PROG,
+        description="Bring up a Jupyter server on a VM at boot and tell the platform how it went. A verb comes first; "
+        "no verb, or an option first, means `run`. The old call `jupyter-init TOKEN START_URL COMPLETE_URL` still "
+        "runs, in exactly that shape.",
+        epilog=f"`{PROG} VERB --help` lists a verb's options and exit codes.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="VERB", parser_class=_Parser, required=True)
     _add_run(subparsers)
     _add_resume(subparsers)
     _add_state(subparsers)
@@ -293,8 +287,9 @@ def _token(args: argparse.Namespace) -> Secret | None:
             # Root's own input, read as root: a FIFO, a device or a huge file is an error, not a hang.
             return Secret(read_regular(args.token_file, TOKEN_LIMIT, follow=True).decode("utf-8").rstrip("\r\n"))
         except (OSError, UnicodeDecodeError) as exc:
+            # A token given here by mistake must not be printed back: the path is shown only when it looks like one.
             raise UsageError(
-                f"--token-file: cannot read {args.token_file}: {getattr(exc, 'strerror', None) or exc}"
+                f"--token-file: cannot read {shown_path(args.token_file)}: {getattr(exc, 'strerror', None) or exc}"
             ) from None
     return Secret(from_env) if from_env is not None else None
 
@@ -304,6 +299,7 @@ def _run(args: argparse.Namespace, started: float) -> int:
     from provisioner.record import url_secrets
     from provisioner.settings import OPTIONS, Secret, resolve
 
+    _check_old_call(args)
     token = _token(args)
     output.redact.add(token)  # before anything can echo a value: a mistyped option may hold the token
     definition = common.load_definition(args.states)
@@ -322,12 +318,62 @@ def _run(args: argparse.Namespace, started: float) -> int:
     return run.run(settings, definition, started)
 
 
+def _with_verb(argv: Sequence[str]) -> list[str]:
+    """The command line with its verb first. No verb, or an option first, is `run`; so is the old call, in exactly its
+    shape. Any other first word is a usage error: a word is never taken as the token by accident."""
+    words = list(argv)
+    if words[:1] == [HELP]:
+        return [verb for verb in words[1:2] if verb in VERBS] + ["--help"]
+    if words and (words[0] in VERBS or words[0] in HELP_WORDS):
+        return words
+    if not words or words[0].startswith("-") or _is_old_call(words):
+        return ["run", *words]
+    raise UsageError(_not_a_verb(words[0]))
+
+
+def _is_old_call(words: Sequence[str]) -> bool:
+    """`TOKEN START_URL COMPLETE_URL`, the old script's arguments, options only after them."""
+    return len(words) >= 3 and _is_url(words[1]) and _is_url(words[2]) and (len(words) == 3 or words[3][:1] == "-")
+
+
+def _is_url(word: str | None) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(word or "")
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def _check_old_call(args: argparse.Namespace) -> None:
+    """`run`'s words are the old call's three or none: `jupyter-init --port 9000 stop` is not a token named stop."""
+    words = [word for word in (args.token, args.start_url, args.complete_url) if word is not None]
+    if words and not (len(words) == 3 and _is_url(args.start_url) and _is_url(args.complete_url)):
+        raise UsageError(_not_a_verb(words[0], after_run=True))
+
+
+def _not_a_verb(word: str, after_run: bool = False) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word.lower(), VERBS, n=1)
+    if after_run:
+        verb = f"a verb comes first ({PROG} {close[0]})" if close else "a verb comes first"
+        return (
+            f"run takes no word {shown_option(word)}: its words are the old call's TOKEN START_URL COMPLETE_URL, "
+            f"all three, or none; {verb} (see {PROG} --help)"
+        )
+    hint = f"did you mean {close[0]}? " if close else ""
+    return f"{shown_option(word)} is not a verb: {hint}the verbs are {', '.join(VERBS)} (see {PROG} --help)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """`jupyter-init` (and its second name, `provisioner`): the one entry point."""
     started = time.monotonic()
     output.redact.clear()  # each command redacts its own secrets (main runs more than once in one test process)
     output.setup()
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(_with_verb(sys.argv[1:] if argv is None else argv))
         if getattr(args, "json_log", False):
             output.setup(json_log=True)
         code: int = args.func(args, started)
@@ -338,15 +384,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not _stdout_closed():
             raise
         _drop_stdout()
-        return EXIT_PIPE
+        return ExitCode.PIPE
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
             raise
         # Only the output can meet these here (the record's and the files' own are failures of the run): a full
-        # disk or a broken device behind stdout, `provisioner state > /dev/full`.
+        # disk or a broken device behind stdout, `jupyter-init state > /dev/full`.
         _drop_stdout()
         output.error(f"cannot write the output: {exc.strerror}")
-        return EXIT_OUTPUT
+        return ExitCode.OUTPUT
     except ConfigError as exc:
         _say_invalid(exc)
         return exc.exit_code
@@ -355,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:  # Ctrl-C outside a run (a run turns it into Interrupted)
         output.error("interrupted")
-        return 130
+        return ExitCode.INTERRUPTED_BY_CTRL_C
 
 
 def _say_invalid(exc: ConfigError) -> None:
@@ -383,8 +429,3 @@ def _drop_stdout() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
-
-
-def jupyter_init() -> int:
-    """`jupyter-init TOKEN START_URL COMPLETE_URL`: the old script's name and arguments, same as `provisioner run`."""
-    return main(["run", *sys.argv[1:]])

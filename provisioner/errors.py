@@ -16,24 +16,37 @@ import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-EXIT_INTERNAL = 1
-EXIT_USAGE = 2
-EXIT_CONFIG = 3
-EXIT_LOCKED = 4
-RESERVED_EXIT_CODES = frozenset({0, EXIT_INTERNAL, EXIT_USAGE, EXIT_CONFIG, EXIT_LOCKED})
+from provisioner.exits import SIGNALS, ExitCode
+
+# The shortest token a server listening beyond loopback may have. A value this long on a command line could be the
+# token given in the wrong place: it is never quoted in a message.
+TOKEN_MIN = 16
 
 
-def shown(value: object) -> str:
-    """A value quoted for a message, whole or not at all: a mistyped command line may hold the token in the wrong
-    place, and the redactor masks the whole token, not a part of it; a hostile file may hold a megabyte there."""
-    text = repr(value)
-    return text if len(text) <= 32 else f"(a value of {len(str(value))} characters)"
+def shown(value: object, longest: int = 30) -> str:
+    """A value quoted for a message, whole or not at all: the redactor masks the whole token, not a part of it, and a
+    hostile file may hold a megabyte there. Values of options: `shown_option`."""
+    text = str(value)
+    return repr(value) if len(text) <= longest else f"(a value of {len(text)} characters)"
+
+
+def shown_option(value: object) -> str:
+    """An option's value quoted for a message only when it is too short to be a token: a mistyped command line may
+    hold the token in the wrong place, and the redactor knows only the token it was given."""
+    return shown(value, TOKEN_MIN - 1)
+
+
+def shown_path(path: object) -> str:
+    """A path option's value: quoted when it reads as a path (absolute, or ./ ../ ~), as an operator needs to see
+    which file it was; otherwise as any option's value, since a token given there by mistake is one word."""
+    text = str(path)
+    return shown(text, 4096) if text.startswith(("/", "./", "../", "~")) else shown_option(text)
 
 
 class ProvisionError(Exception):
     """Base of every error the provisioner reports to its user."""
 
-    exit_code: int = EXIT_INTERNAL
+    exit_code: int = ExitCode.INTERNAL
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -43,7 +56,7 @@ class ProvisionError(Exception):
 class UsageError(ProvisionError):
     """The command line asks for something impossible."""
 
-    exit_code = EXIT_USAGE
+    exit_code = ExitCode.USAGE
 
 
 @dataclass(frozen=True)
@@ -60,7 +73,7 @@ class Problem:
 class ConfigError(ProvisionError):
     """The definition is invalid; `problems` holds every problem found, in the order of the file."""
 
-    exit_code = EXIT_CONFIG
+    exit_code = ExitCode.CONFIG
 
     def __init__(self, source: str, problems: Sequence[Problem]) -> None:
         self.source = source
@@ -69,9 +82,9 @@ class ConfigError(ProvisionError):
 
 
 class LockedError(ProvisionError):
-    """Another provisioner run holds the output directory."""
+    """Another jupyter-init run holds the output directory."""
 
-    exit_code = EXIT_LOCKED
+    exit_code = ExitCode.LOCKED
 
 
 class Interrupted(ProvisionError):
@@ -79,7 +92,7 @@ class Interrupted(ProvisionError):
 
     def __init__(self, signum: int) -> None:
         self.signum = signum
-        self.exit_code = 128 + signum
+        self.exit_code = SIGNALS + signum
         super().__init__(f"interrupted by {signal.Signals(signum).name}")
 
 

@@ -98,7 +98,7 @@ class Journal:
             self.save()
 
     def stopped(self, started: float) -> None:
-        """`provisioner stop` stopped the recorded server: a history entry of its own, and the run's outcome."""
+        """`jupyter-init stop` stopped the recorded server: a history entry of its own, and the run's outcome."""
         with self._lock:
             stamp = now()
             self.record.history.append(

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 SCHEMA = 2
-STOPPED_STATE = "stopped"  # the record's state after `provisioner stop`: an event on the run, not a machine state
+STOPPED_STATE = "stopped"  # the record's state after `jupyter-init stop`: an event on the run, not a machine state
 PID_MAX = 1 << 22  # the kernel's largest pid_max
 MASK = "***"
 URL_SETTINGS = ("start_url", "complete_url", "progress_url")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from provisioner.errors import UsageError, shown
+from provisioner.errors import UsageError, shown_option
 from provisioner.record import mask_url
 
 TOKEN_ENV = "JUPYTER_TOKEN"  # noqa: S105 - the variable's name, not a token
@@ -137,9 +137,9 @@ def parse_port(value: object) -> int | None:
     try:
         port = int(str(value).strip()) if not isinstance(value, bool) else -1
     except ValueError:
-        raise BadValue(f"{shown(value)} is not a port number (1-65535 or 'auto')") from None
+        raise BadValue(f"{shown_option(value)} is not a port number (1-65535 or 'auto')") from None
     if not 1 <= port <= 65535:
-        raise BadValue(f"{shown(value)} is out of range (1-65535 or 'auto')")
+        raise BadValue(f"{shown_option(value)} is out of range (1-65535 or 'auto')")
     return port
 
 
@@ -147,10 +147,10 @@ def parse_ip(value: object) -> str:
     try:
         address = ipaddress.ip_address(str(value).strip())
     except ValueError:
-        raise BadValue(f"{shown(value)} is not an IP address") from None
+        raise BadValue(f"{shown_option(value)} is not an IP address") from None
     if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
         # A zone (fe80::1%eth0) has no place in a URL a browser opens: the reported address could not be used.
-        raise BadValue(f"{shown(value)}: an address with a zone (%...) cannot be reported in a URL")
+        raise BadValue(f"{shown_option(value)}: an address with a zone (%...) cannot be reported in a URL")
     return str(address)
 
 
@@ -158,9 +158,9 @@ def parse_timeout(value: object) -> float:
     try:
         timeout = float(str(value).strip())
     except ValueError:
-        raise BadValue(f"{shown(value)} is not a number of seconds") from None
+        raise BadValue(f"{shown_option(value)} is not a number of seconds") from None
     if not 0 < timeout < DAY:  # nan and inf are not either
-        raise BadValue(f"{shown(value)} must be more than 0 and less than a day")
+        raise BadValue(f"{shown_option(value)} must be more than 0 and less than a day")
     return timeout
 
 
@@ -176,9 +176,9 @@ def parse_idle_timeout(value: object) -> int:
     try:
         seconds = int(str(value).strip()) if not isinstance(value, bool) else -1
     except ValueError:
-        raise BadValue(f"{shown(value)} is not a whole number of seconds (0: never)") from None
+        raise BadValue(f"{shown_option(value)} is not a whole number of seconds (0: never)") from None
     if not 0 <= seconds <= YEAR:
-        raise BadValue(f"{shown(value)} must be 0 (never) or up to a year ({YEAR})")
+        raise BadValue(f"{shown_option(value)} must be 0 (never) or up to a year ({YEAR})")
     return seconds
 
 
@@ -263,7 +263,7 @@ def parse_user(value: object) -> str:
     """An account's name, as the system's tools accept one; whether it exists is for the machine that runs."""
     name = str(value).strip()
     if not name or name.startswith("-") or any(ch.isspace() or not ch.isprintable() or ch in ":/" for ch in name):
-        raise BadValue(f"{shown(name)} is not a user name")
+        raise BadValue(f"{shown_option(name)} is not a user name")
     return name
 
 
@@ -273,7 +273,7 @@ def locate_path(text: str | None) -> Path | None:
     try:
         return Path(text).expanduser()
     except RuntimeError:  # ~name of no account
-        raise BadValue(f"{shown(text)}: there is no such user to expand ~ for") from None
+        raise BadValue(f"{shown_option(text)}: there is no such user to expand ~ for") from None
 
 
 def locate_directory(text: str | None) -> Path | None:
@@ -312,7 +312,7 @@ def locate_user(name: str) -> Account:
     try:
         entry = pwd.getpwnam(name)
     except KeyError:
-        raise BadValue(f"no such user {shown(name)}") from None
+        raise BadValue(f"no such user {shown_option(name)}") from None
     if os.geteuid() not in (0, entry.pw_uid):
         raise BadValue(f"running the server as {name} needs root")
     return Account.of(entry)
@@ -321,7 +321,7 @@ def locate_user(name: str) -> Account:
 @dataclass(frozen=True)
 class Option:
     """A setting that the command line (--NAME), the environment (PROVISIONER_NAME) and a definition's [settings]
-    may give. `parse` checks its shape, the same on every machine, so that `provisioner check` can judge a
+    may give. `parse` checks its shape, the same on every machine, so that `jupyter-init check` can judge a
     definition anywhere; `locate` then makes it this machine's (an account, an existing directory)."""
 
     parse: Callable[[object], Any]

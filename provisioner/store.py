@@ -2,7 +2,7 @@
 
 - `provisioner-state.json` (0600): what happened, rewritten atomically after every transition. A file that does not
   parse, or was written by a newer provisioner, is moved aside under a new name and reported, never overwritten.
-- `provisioner-token` (0600): the token, so that `provisioner resume` needs no secret on its command line. The state
+- `provisioner-token` (0600): the token, so that `jupyter-init resume` needs no secret on its command line. The state
   file never holds it.
 - `provisioner-endpoints.json` (0600): the callback URLs, when the record masks secrets in them.
 - `provisioner.lock`: one run at a time. flock is released by the kernel when the process dies, even by SIGKILL,
@@ -59,7 +59,7 @@ class Store:
             holder = holder if holder.isdigit() else "unknown"  # what is in the file is not ours to print
             os.close(fd)
             raise LockedError(
-                f"another provisioner run (pid {holder}) is using {self.out}; wait for it to finish"
+                f"another jupyter-init run (pid {holder}) is using {self.out}; wait for it to finish"
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
@@ -131,7 +131,7 @@ class Store:
         return problem
 
     def save_token(self, token: Secret) -> str | None:
-        """Keep the token for `provisioner resume`; None, or why it could not be kept."""
+        """Keep the token for `jupyter-init resume`; None, or why it could not be kept."""
         try:
             write_private(self.out / TOKEN_FILE, token.reveal())
         except OSError as exc:

@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.conftest import TOKEN, CallbackServer, cli_env, cmdlines
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "jupyter_init.sh"
-PROVISIONER = Path(sys.executable).with_name("provisioner")
+PROVISIONER = Path(sys.executable).with_name("jupyter-init")
 
 
 def test_the_deployed_login_shell_line_brings_a_server_up_through_lmod(

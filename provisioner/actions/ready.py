@@ -42,7 +42,7 @@ def info(ctx: RunContext) -> dict[str, Any]:
         "base_url": ctx.settings.base_url,
         "connect": connect,
         "tunnel": tunnel,
-        "stop": f"provisioner stop{_where(ctx)}   (stops the server and its kernels; or: kill {ctx.pid})",
+        "stop": f"jupyter-init stop{_where(ctx)}   (stops the server and its kernels; or: kill {ctx.pid})",
     }
 
 

@@ -70,7 +70,7 @@ def run(ctx: RunContext) -> None:
     _prerequisites(ctx)
     argv = command(ctx)
     if ctx.server_runs_as_root:
-        log.warning("warning: running Jupyter as root; give --user NAME, or run the provisioner as the VM's user")
+        log.warning("warning: running Jupyter as root; give --user NAME, or run jupyter-init as the VM's user")
     try:
         # A link or a FIFO planted as the log fails here: it is not appended to, nor waited on.
         fd = files.open_regular(ctx.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
@@ -79,7 +79,7 @@ def run(ctx: RunContext) -> None:
     try:
         os.fchmod(fd, 0o600)
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        os.write(fd, f"--- provisioner: starting {program(ctx.settings)} on port {ctx.port} at {stamp}\n".encode())
+        os.write(fd, f"--- jupyter-init: starting {program(ctx.settings)} on port {ctx.port} at {stamp}\n".encode())
     except OSError as exc:
         os.close(fd)
         raise StepFailed("output_unwritable", f"cannot write {ctx.log_path}: {exc.strerror or exc}") from None

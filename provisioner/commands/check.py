@@ -1,4 +1,4 @@
-"""`provisioner check`: validate a definition without running it."""
+"""`jupyter-init check`: validate a definition without running it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`provisioner graph`: the machine as a diagram, mermaid (drawn by transitions) or Graphviz dot."""
+"""`jupyter-init graph`: the machine as a diagram, mermaid (drawn by transitions) or Graphviz dot."""
 
 from __future__ import annotations
 

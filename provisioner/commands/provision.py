@@ -69,7 +69,7 @@ def provision(
         definition.callbacks,
         redact,
         # A token validating refuses is none to sign with: a no_token failure comes unsigned, whatever was given.
-        key=settings.token if token_problem(settings.token) is None else None,
+        key=settings.token if token_problem(settings.token, settings.ip) is None else None,
         on_queue=journal.queued,
         on_done=journal.save,
         seen=journal.holds,
@@ -155,7 +155,7 @@ def _close(reporter: Reporter, definition: Definition, interrupted: Interrupted 
         reporter.close(definition.callbacks.deadline if interrupted is None else INTERRUPTED_GRACE)
     except Interrupted as exc:  # signals are ignored from here on (see _signals_interrupt)
         log.warning(
-            "warning: %s while callbacks were being delivered; `provisioner resume` sends the rest", exc.message
+            "warning: %s while callbacks were being delivered; `jupyter-init resume` sends the rest", exc.message
         )
         reporter.close(INTERRUPTED_GRACE)
         return interrupted or exc
@@ -180,7 +180,7 @@ def _signals_interrupt() -> Iterator[None]:
 
 
 def _abandon(ctx: RunContext, exc: Interrupted) -> None:
-    log.warning("warning: %s; the run is recorded and `provisioner resume` continues it", exc.message)
+    log.warning("warning: %s; the run is recorded and `jupyter-init resume` continues it", exc.message)
     ctx.stop_unfinished_server()
 
 

@@ -1,4 +1,4 @@
-"""`provisioner resume`: continue the recorded run from where it stopped, with the settings and token it had.
+"""`jupyter-init resume`: continue the recorded run from where it stopped, with the settings and token it had.
 
 As root on a directory another account owns, all of it runs as that account: nothing in the record (which they
 can edit) decides what root runs.
@@ -24,7 +24,7 @@ from provisioner.store import Store
 def resume(out: Path, states: Path | None, started: float, launcher: str | None = None) -> int:
     act_as_owner(out, RESUME_DEADLINE, frozenset({"launch"}) if launcher == "systemd" else frozenset())
     store = locked_store(out)
-    nothing = f"nothing to resume: no provisioner state in {out} (start with: provisioner run)"
+    nothing = f"nothing to resume: no jupyter-init state in {out} (start with: jupyter-init run)"
     if store is None:
         raise UsageError(nothing)
     try:
@@ -49,7 +49,7 @@ def resume(out: Path, states: Path | None, started: float, launcher: str | None 
         if os.geteuid() == 0 and settings.user is not None and settings.user.uid != 0:
             name = settings.user.name
             raise UsageError(
-                f"the recorded run is {name}'s but {out} is root's; start afresh: provisioner run --user {name}"
+                f"the recorded run is {name}'s but {out} is root's; start afresh: jupyter-init run --user {name}"
             )
         store.save_endpoints(settings.urls(), only=False)  # a schema 1 record held them whole: written masked now
         alive = server_alive(previous)
@@ -57,7 +57,7 @@ def resume(out: Path, states: Path | None, started: float, launcher: str | None 
         if alive and plan.start == definition.initial and not plan.skip:
             # Starting over would start a second server beside the one the record names.
             raise UsageError(
-                "the recorded run cannot be continued while its server runs; stop it first: provisioner stop"
+                "the recorded run cannot be continued while its server runs; stop it first: jupyter-init stop"
             )
         log.info("resuming %s", f"at {plan.start}" if plan.start else "a finished run: only undelivered callbacks")
         return provision(

@@ -1,4 +1,4 @@
-"""`provisioner run`: provision a server, or tell the platform about the one the record says is already up.
+"""`jupyter-init run`: provision a server, or tell the platform about the one the record says is already up.
 
 A live server in the record is never forgotten: a run asking for that same server (same token, address, port and
 software) adopts it and goes through the machine again, sending every callback; a run asking for another one stops
@@ -62,13 +62,15 @@ def run(settings: Settings, definition: Definition, started: float) -> int:
         start = Start.afresh(definition)
         previous = store.load()
         if previous is not None and server_alive(previous):
-            if token_problem(settings.token) is not None:
+            if token_problem(settings.token, settings.ip) is not None:
                 # This run fails on its token (validating) and sends its callback: it must neither take the live
                 # server down nor touch the record that is the only handle on it.
                 return provision(settings, definition, None, started, start)
             start = _adopt_or_replace(previous, settings, definition, store)
         unkept = None
-        if settings.token is not None and token_problem(settings.token) is None:  # one validating will refuse is
+        if (
+            settings.token is not None and token_problem(settings.token, settings.ip) is None
+        ):  # one validating will refuse is
             unkept = store.save_token(settings.token)  # not kept (it may not even be text a file can hold)
         unkept = unkept or store.save_endpoints(settings.urls())
         return provision(settings, definition, store, started, start, unrecordable=unkept)

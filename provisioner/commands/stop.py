@@ -1,4 +1,4 @@
-"""`provisioner stop`: stop the recorded server with its kernels, wait for its port to be free, and record that.
+"""`jupyter-init stop`: stop the recorded server with its kernels, wait for its port to be free, and record that.
 
 As root on a directory another account owns, it runs as that account: it can signal only their processes, and only
 the one that is the recorded server (its uid, start time and program).
