@@ -3,34 +3,47 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 import time
 from typing import TYPE_CHECKING
 
+from provisioner.errors import TOKEN_MIN
+
 if TYPE_CHECKING:
     from provisioner.settings import Secret
 
 MASK = "***"
+PROG = "jupyter-init"  # the command's one name, which starts every line it prints
 log = logging.getLogger("provisioner")
 
 
 class Redactor:
-    """Replaces the token wherever it would appear in text that leaves the process."""
+    """Masks the token (and a callback URL's password) where it would be printed in text that leaves the process.
+
+    A secret of TOKEN_MIN characters or more is masked wherever it appears: no text of ours holds one by chance. A
+    shorter one (a token on a loopback bind, a URL's password) only where it stands as a word of its own, so that
+    the token `init` leaves `init_started` and `jupyter-init` whole but masks `?token=init&` and `'init'`.
+    """
 
     def __init__(self) -> None:
-        self._secrets: list[str] = []
+        self._patterns: dict[str, re.Pattern[str]] = {}
 
     def add(self, secret: Secret | None) -> None:
-        if secret is not None and secret.reveal() and secret.reveal() not in self._secrets:
-            self._secrets.append(secret.reveal())
+        value = secret.reveal() if secret is not None else ""
+        if value and value not in self._patterns:
+            pattern = re.escape(value)
+            if len(value) < TOKEN_MIN:
+                pattern = f"(?<![\\w-]){pattern}(?![\\w-])"
+            self._patterns[value] = re.compile(pattern)
 
     def clear(self) -> None:
-        self._secrets.clear()
+        self._patterns.clear()
 
     def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, MASK)
+        for pattern in self._patterns.values():
+            text = pattern.sub(MASK, text)
         return text
 
 
@@ -51,14 +64,14 @@ def printable(text: str) -> str:
 
 
 class _Lines(logging.Formatter):
-    """For people: `provisioner: [  1.23s] starting`, `provisioner: error: ...`."""
+    """For people: `jupyter-init: [  1.23s] starting`, `jupyter-init: error: ...`."""
 
     def format(self, record: logging.LogRecord) -> str:
         event = getattr(record, "event", None)
         if event == "problem":  # one of a definition's problems, under the error line that counts them
             return f"  {printable(record.getMessage())}"
         prefix = "error: " if event == "error" else ""
-        return f"provisioner: {prefix}{printable(record.getMessage())}"
+        return f"{PROG}: {prefix}{printable(record.getMessage())}"
 
 
 class _Json(logging.Formatter):
@@ -120,7 +133,7 @@ class _Terminal(_Handler):
                     state, elapsed, since = self._ticking
                     if time.monotonic() - since >= 0.5:  # only a step that takes a while
                         now = elapsed + time.monotonic() - since
-                        self.stream.write(f"\rprovisioner: [{now:6.2f}s] {state} …")
+                        self.stream.write(f"\r{PROG}: [{now:6.2f}s] {state} …")
                         self.stream.flush()
 
 

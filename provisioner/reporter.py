@@ -59,6 +59,9 @@ def _import_delivery_modules() -> None:
     import tenacity  # noqa: F401
 
 
+FREE_TEXT = frozenset({"message"})  # the fields that may quote what another program printed
+
+
 class _Transient(Exception):
     """A failed attempt worth another try: 5xx, a timeout, a refused connection."""
 
@@ -112,7 +115,11 @@ class Reporter:
 
     def send(self, endpoint: str, url: str, fields: Mapping[str, str]) -> Callback | None:
         """Queue a new callback, recorded pending at once; None when the record already has it (sent once only)."""
-        callback = Callback(endpoint, {name: self.redact(str(value)) for name, value in fields.items()})
+        # Only the free text may quote what others wrote (a tool's error, the server's log): our own fields (the
+        # status, reason, state, URL...) are sent as they are, never rewritten by a token that happens to match.
+        callback = Callback(
+            endpoint, {name: self.redact(value) if name in FREE_TEXT else value for name, value in fields.items()}
+        )
         if endpoint != PROGRESS and self.seen(callback):
             log.info("%s callback (%s) is already recorded; not sending it again", endpoint, callback.status)
             return None

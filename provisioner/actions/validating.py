@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import stat
 
 from provisioner.context import RunContext, log
-from provisioner.errors import StepFailed
+from provisioner.errors import TOKEN_MIN, StepFailed
 from provisioner.settings import Secret
+
+# Fewer different characters than this (`aaaa...`, `abab...`) is no secret however long; a random token of 16
+# characters has fewer with a chance below one in a billion. Words are not judged: no dictionary is on a VM, and a
+# platform that generates its tokens (48 hex digits, say) never meets one.
+DISTINCT_MIN = 4
+ADVISED = 32  # what a warning asks for: as many characters as secrets.token_hex(16)
 
 REASONS = ("no_token", "output_unwritable")
 
@@ -20,8 +27,8 @@ def run(ctx: RunContext) -> None:
         raise StepFailed("output_unwritable", ctx.unrecordable)
 
 
-def token_problem(token: Secret | None) -> str | None:
-    """Why `token` cannot be used, or None."""
+def token_problem(token: Secret | None, ip: str) -> str | None:
+    """Why `token` cannot guard a server listening on `ip`, or None."""
     if token is None:
         return "no token given (TOKEN argument, --token-file or JUPYTER_TOKEN)"
     value = token.reveal()
@@ -30,16 +37,34 @@ def token_problem(token: Secret | None) -> str | None:
         return "the token is empty"
     if any(not (ch.isascii() and ch.isprintable()) or ch.isspace() for ch in value):
         return "the token must be printable ASCII with no spaces or control characters"
+    weak = weakness(value)
+    if weak is not None and not ipaddress.ip_address(ip).is_loopback:
+        # Anyone who can reach the port may guess it.
+        return f"{weak} for a server listening on {ip} (beyond loopback)"
+    return None
+
+
+def weakness(value: str) -> str | None:
+    """Why `value` is too easy to guess to guard a server others can reach, or None."""
+    if len(value) < TOKEN_MIN:
+        return f"the token is {len(value)} characters long; at least {TOKEN_MIN} are needed"
+    if len(set(value)) < DISTINCT_MIN:
+        return f"the token has fewer than {DISTINCT_MIN} different characters"
     return None
 
 
 def check_token(ctx: RunContext) -> None:
-    problem = token_problem(ctx.settings.token)
+    problem = token_problem(ctx.settings.token, ctx.settings.ip)
     if problem is not None:
         raise StepFailed("no_token", problem)
     value = ctx.settings.token.reveal() if ctx.settings.token is not None else ""
-    if len(value) < 32:
-        log.warning("warning: the token is %d characters long; 32 or more random characters are advised", len(value))
+    weak = weakness(value)
+    if weak is not None:
+        log.warning("warning: %s; accepted only because the server listens on loopback", weak)
+    elif len(value) < ADVISED:
+        log.warning(
+            "warning: the token is %d characters long; %d or more random characters are advised", len(value), ADVISED
+        )
 
 
 def prepare_output_dir(ctx: RunContext) -> None:

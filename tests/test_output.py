@@ -1,0 +1,30 @@
+"""What leaves the process: the token is masked where it would be printed, and nothing of ours is rewritten."""
+
+from __future__ import annotations
+
+from provisioner.output import Redactor
+from provisioner.settings import Secret
+from tests.conftest import TOKEN
+
+
+def test_a_short_token_is_masked_only_where_it_stands_as_a_word_of_its_own() -> None:
+    redact = Redactor()
+    redact.add(Secret("init"))
+    ours = "status=init_started jupyter-init: `jupyter-init resume` sends the rest; initialising"
+    assert redact(ours) == ours
+    quoted = "GET /?token=init&next=/tree 'init' \"init\" token init"
+    assert redact(quoted) == "GET /?token=***&next=/tree '***' \"***\" token ***"
+
+
+def test_a_token_of_sixteen_characters_or_more_is_masked_wherever_it_appears() -> None:
+    redact = Redactor()
+    redact.add(Secret(TOKEN))
+    assert redact(f"x{TOKEN}y {TOKEN}_started -{TOKEN}-") == "x***y ***_started -***-"
+
+
+def test_a_callback_urls_short_password_is_masked_in_the_url_and_nowhere_else() -> None:
+    redact = Redactor()
+    redact.add(Secret("pw"))
+    assert redact("POST http://platform:pw@host/cb failed; pwd is fine") == (
+        "POST http://platform:***@host/cb failed; pwd is fine"
+    )
