@@ -1,7 +1,7 @@
 """The journal keeps the record (provisioner.record) of a run as it goes; the plans say where a later run starts.
 
-The record is the state file's content (documented in the README): the state, a history entry per state entered,
-the server, and every callback with where it is. It never holds a secret.
+The record is the state file's content (docs/reference/files.md): the state, a history entry per state entered, the
+server, and every callback with where it is. It never holds a secret.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What the test suite needs from Debian, installed as root; safe to run again. .ci/run calls it and the README shows
+# What the test suite needs from Debian, installed as root; safe to run again. .ci/run calls it and the README links
 # it, so that the two cannot list different packages.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import hmac
 import http.client
 import json
 import os
-import re
 import socket
 import stat
 import subprocess
@@ -17,11 +15,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from provisioner import cli
 from tests.conftest import (
     REAL_JUPYTER,
     TOKEN,
@@ -195,19 +191,6 @@ class TestReady:
             assert received.headers["X-Jupyter-Init-Signature"] == f"sha256={digest}"
             assert "timestamp" in received.form
 
-    def test_the_readmes_receiver_verifies_every_callback(self, provisioned: Provisioned) -> None:
-        readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-        [snippet] = [block for block in readme.split("```python\n")[1:] if "def verify(" in block]
-        namespace: dict[str, Any] = {}
-        exec(snippet.split("```")[0], namespace)
-        verified: dict[str, list[str]] = {}
-        for received in provisioned.callbacks.received:
-            fields = namespace["verify"](received.body, received.headers["X-Jupyter-Init-Signature"], TOKEN)
-            verified.setdefault(received.path, []).append(fields["status"])
-            with pytest.raises(ValueError, match="bad signature"):
-                namespace["verify"](received.body, received.headers["X-Jupyter-Init-Signature"], "forged")
-        assert verified == EVERY_CALLBACK
-
     def test_the_module_environment_reaches_the_server(self, provisioned: Provisioned) -> None:
         pid = provisioned.run.info()["pid"]
         environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
@@ -234,7 +217,7 @@ class TestFailures:
         assert run.returncode == 10
         assert reasons(callbacks, "/start") == [("failed", "no_token")]
         [received] = callbacks.received
-        # The README: a no_token failure comes unsigned.
+        # docs/reference/callbacks.md: a no_token failure comes unsigned.
         assert [name for name in received.headers if name.lower() == "x-jupyter-init-signature"] == []
         assert set(received.form) == {"status", "reason", "state", "message", "timestamp"}
         assert callbacks.forms("/complete") == []
@@ -501,46 +484,3 @@ def test_on_a_terminal_a_long_state_ticks_its_elapsed_time(tmp_path: Path, reap:
     text = output.decode()
     assert "\rprovisioner: [" in text and "verifying …" in text
     assert "failed (failed_to_start)" in text
-
-
-def help_options() -> dict[str, set[str]]:
-    """Each verb's long options, as its --help lists them."""
-    [verbs] = [action for action in cli.build_parser()._actions if isinstance(action, argparse._SubParsersAction)]
-    listed: dict[str, set[str]] = {}
-    for verb, parser in verbs.choices.items():
-        shown = [action for action in parser._actions if action.help != argparse.SUPPRESS]
-        listed[verb] = {option for action in shown for option in action.option_strings if option.startswith("--")}
-        listed[verb].discard("--help")
-        assert all(option in parser.format_help() for option in listed[verb])
-    return listed
-
-
-def readme_options() -> dict[str, set[str]]:
-    """Each verb's long options, as the README's Command line section names them: a verb's synopsis line, and for
-    `run`, whose synopsis says `[options]`, the first column of the option table."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme.split("\n## Command line\n", 1)[1].split("\n## ", 1)[0]
-    synopsis = section.split("```\n", 2)[1]
-    named: dict[str, set[str]] = {}
-    for verb, rest in re.findall(r"^provisioner (\w+)(.*)$", synopsis, re.MULTILINE):
-        named.setdefault(verb, set()).update(re.findall(r"--[a-z][a-z-]*", rest.split("#")[0]))
-    assert re.search(r"^provisioner run \[options\]", synopsis, re.MULTILINE)
-    table = section.split("\n| option | default | meaning |\n", 1)[1].split("\n\n", 1)[0]
-    for first_cell in re.findall(r"^\| (.*?) \|", table, re.MULTILINE):
-        named["run"].update(re.findall(r"`(--[a-z][a-z-]*)", first_cell))
-    return named
-
-
-def test_the_readme_names_every_verb_and_each_verbs_help_and_the_readme_name_the_same_options() -> None:
-    listed, named = help_options(), readme_options()
-    assert sorted(named) == sorted(listed)
-    assert "--port" in named["run"] and "--grace" in named["stop"]  # the README is parsed, not skimmed
-    mismatches = {
-        verb: {
-            "in --help, not in the README": sorted(listed[verb] - named[verb]),
-            "in the README, not in --help": sorted(named[verb] - listed[verb]),
-        }
-        for verb in listed
-        if listed[verb] != named[verb]
-    }
-    assert mismatches == {}

@@ -11,7 +11,6 @@ import pytest
 
 from provisioner import actions, exits
 from provisioner import definition as definitions
-from provisioner.exits import STATE_STATUS
 from provisioner.settings import DEFINITION_SETTINGS, OPTIONS, Settings, shown_default
 from tests.conftest import cli_env, run_cli
 
@@ -95,17 +94,6 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(reap: Path) -> None:
     assert (code, err) == (141, "")
 
 
-def test_the_readmes_option_table_shows_the_defaults_the_run_uses() -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    # A row's first cell names the option, then maybe its other spelling (`--progress-page`, `--no-progress-page`).
-    rows = dict(re.findall(r"^\| `--([a-z-]+)[^`]*`(?:, `[^`]*`)* \| ([^|]*) \|", readme, flags=re.M))
-    shown = [name for name in OPTIONS if Settings.__dataclass_fields__[name].default is not None]
-    assert shown
-    for name in shown:
-        cell = rows[name.replace("_", "-")].strip().strip("`")
-        assert cell.split(" ")[0] == shown_default(name), (name, cell)
-
-
 def test_an_output_that_cannot_be_written_is_one_line_and_74(reap: Path) -> None:
     with open("/dev/full", "w") as full:
         run = subprocess.run(
@@ -120,9 +108,3 @@ def test_an_output_that_cannot_be_written_is_one_line_and_74(reap: Path) -> None
         74,
         "jupyter-init: error: cannot write the output: No space left on device\n",
     )
-
-
-def test_the_readmes_state_codes_are_the_ones_state_exits_with() -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    rows = dict(re.findall(r"^  \| (\d+) \| `(\w+)`", readme, flags=re.M))
-    assert {status: int(code) for code, status in rows.items()} == STATE_STATUS

@@ -214,6 +214,3 @@ def test_the_examples_install_our_own_distribution_pinned_to_this_version() -> N
         assert installs, example
         for install in installs:
             assert re.fullmatch(rf"jupyter-init(\[notebook\])?=={re.escape(__version__)}", install[-1]), install
-    readme = (CHECKOUT / "README.md").read_text()
-    pins = re.findall(r"jupyter-init(?:\[notebook\])?==([0-9][^'`\s]*)", readme)
-    assert pins and set(pins) == {__version__}, pins
