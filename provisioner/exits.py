@@ -55,16 +55,23 @@ class Row:
     verbs: tuple[str, ...]
 
 
+# What success is, verb by verb: the one meaning of 0, said for each.
+SUCCESS: Mapping[str, str] = {
+    "run": "the server is ready",
+    "resume": "the server is ready",
+    "state": "status `ready`: the run ended ready and its server is up",
+    "stop": "stopped, or nothing to stop",
+    "graph": "drawn",
+    "check": "valid",
+}
+
+
 def _every(*but: str) -> tuple[str, ...]:
     return tuple(verb for verb in VERBS if verb not in but)
 
 
 _MEANINGS: Mapping[ExitCode, tuple[str, tuple[str, ...]]] = {
-    ExitCode.OK: (
-        "success: the server is ready (`run`, `resume`, and `state`'s status `ready`), stopped or nothing to stop "
-        "(`stop`), drawn (`graph`), valid (`check`)",
-        VERBS,
-    ),
+    ExitCode.OK: ("success", VERBS),
     ExitCode.INTERNAL: ("internal error (a bug: please report it)", VERBS),
     ExitCode.USAGE: (
         "usage error: a word, option or value the command cannot take, and nothing is started or stopped",
@@ -99,7 +106,11 @@ def rows(reasons: Mapping[str, int]) -> list[Row]:
 
 def epilog(verb: str, reasons: Mapping[str, int]) -> str:
     """A verb's `--help` epilog: the codes it can exit with."""
-    codes = "; ".join(f"{row.code} {row.meaning}" for row in rows(reasons) if verb in row.verbs)
+    codes = "; ".join(
+        f"{row.code} {row.meaning}" + (f": {SUCCESS[verb]}" if row.code == "0" else "")
+        for row in rows(reasons)
+        if verb in row.verbs
+    )
     note = (
         " The failure reasons are the shipped definition's; another --states numbers its own, from "
         f"{REASONS.start} to {REASONS.stop - 1}."
@@ -114,5 +125,11 @@ def markdown(reasons: Mapping[str, int]) -> str:
     lines = ["| code | meaning | verbs |", "|---|---|---|"]
     for row in rows(reasons):
         verbs = "every verb" if row.verbs == VERBS else ", ".join(f"`{verb}`" for verb in row.verbs)
-        lines.append(f"| {row.code} | {row.meaning} | {verbs} |")
+        meaning = row.meaning
+        if row.code == "0":
+            said: dict[str, list[str]] = {}
+            for verb, what in SUCCESS.items():
+                said.setdefault(what, []).append(f"`{verb}`")
+            meaning += ": " + "; ".join(f"{', '.join(verbs)}: {what}" for what, verbs in said.items())
+        lines.append(f"| {row.code} | {meaning} | {verbs} |")
     return "\n".join(lines) + "\n"

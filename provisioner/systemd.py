@@ -124,7 +124,7 @@ def exec_start(unit: Unit) -> list[str]:
 def properties(unit: Unit) -> list[tuple[str, str]]:
     """The unit's settings, for systemd-run's --property and for unit_file() alike."""
     props = [
-        ("Description", "Jupyter Notebook server (provisioner)"),
+        ("Description", "Jupyter Notebook server (jupyter-init)"),
         ("WorkingDirectory", str(unit.home)),
         ("NoNewPrivileges", "yes"),
         ("EnvironmentFile", str(unit.env_file)),

@@ -62,7 +62,7 @@ def test_the_wheel_brings_a_server_up_from_its_own_venv(
     assert str(venv) in Path(f"/proc/{info['pid']}/cmdline").read_text()  # the venv's own server
 
     stopped = subprocess.run(
-        [str(venv / "bin" / "provisioner"), "stop"], env=env, capture_output=True, text=True, timeout=60, check=False
+        [str(venv / "bin" / "jupyter-init"), "stop"], env=env, capture_output=True, text=True, timeout=60, check=False
     )
     assert stopped.returncode == 0, stopped.stderr
     assert not alive(info["pid"])

@@ -22,7 +22,7 @@ def graph(definition: Definition, fmt: str, current: str | None) -> str:
         model=model,
         initial=definition.initial,
         graph_engine="mermaid",
-        title="provisioner",
+        title="jupyter-init",
         **definition.machine_arguments(),
     )
     if current is not None:
@@ -38,7 +38,7 @@ def graph(definition: Definition, fmt: str, current: str | None) -> str:
 
 
 def _dot(definition: Definition, current: str | None) -> str:
-    lines = ["digraph provisioner {", "  rankdir=LR;", '  node [shape=box, style="rounded"];']
+    lines = ['digraph "jupyter-init" {', "  rankdir=LR;", '  node [shape=box, style="rounded"];']
     for state in definition.states:
         attributes = ["peripheries=2"] if state.final else []
         if state.name == current:

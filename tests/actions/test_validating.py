@@ -39,8 +39,42 @@ def test_an_unusable_token_is_no_token(ctx: RunContext, token: str | None) -> No
     assert token is None or token.strip() == "" or token not in caught.value.message
 
 
-def test_a_short_token_passes_with_a_warning(ctx: RunContext, caplog: pytest.LogCaptureFixture) -> None:
-    ctx.settings = dataclasses.replace(ctx.settings, token=Secret("short"))
+@pytest.mark.parametrize("ip", ["127.0.0.1", "::1", "127.0.0.2"])
+def test_a_weak_token_on_loopback_passes_with_a_warning(
+    ctx: RunContext, caplog: pytest.LogCaptureFixture, ip: str
+) -> None:
+    ctx.settings = dataclasses.replace(ctx.settings, token=Secret("short"), ip=ip)
     validating.run(ctx)
-    assert "5 characters long" in caplog.text
+    assert "the token is 5 characters long; at least 16 are needed; accepted only because" in caplog.text
     assert "short" not in caplog.text.replace("5 characters long", "")
+
+
+@pytest.mark.parametrize("ip", ["0.0.0.0", "::", "192.0.2.7", "2001:db8::7"])
+@pytest.mark.parametrize(
+    ("token", "why"),
+    [
+        ("short", "the token is 5 characters long; at least 16 are needed"),
+        ("x" * 15, "the token is 15 characters long; at least 16 are needed"),
+        ("a" * 40, "the token has fewer than 4 different characters"),
+        ("abcabcabcabcabcabcabc", "the token has fewer than 4 different characters"),
+    ],
+)
+def test_a_weak_token_beyond_loopback_is_no_token_and_leaves_nothing(
+    ctx: RunContext, ip: str, token: str, why: str
+) -> None:
+    ctx.settings = dataclasses.replace(ctx.settings, token=Secret(token), ip=ip)
+    with pytest.raises(StepFailed) as caught:
+        validating.run(ctx)
+    assert (caught.value.reason, caught.value.message) == (
+        "no_token",
+        f"{why} for a server listening on {ip} (beyond loopback)",
+    )
+    assert not ctx.out.exists(), "refused before the output directory is made"
+
+
+def test_sixteen_characters_of_four_kinds_pass_beyond_loopback_with_the_advice(
+    ctx: RunContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    ctx.settings = dataclasses.replace(ctx.settings, token=Secret("abcdabcdabcdabcd"), ip="0.0.0.0")
+    validating.run(ctx)
+    assert "the token is 16 characters long; 32 or more random characters are advised" in caplog.text
