@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from provisioner import __version__, exits, output
-from provisioner.errors import TOKEN_MIN, ConfigError, ProvisionError, UsageError, shown_option, shown_path
+from provisioner.errors import TOKEN_MIN, ConfigError, ProvisionError, UsageError, shown_path
 from provisioner.exits import VERBS, ExitCode
 from provisioner.output import PROG, log
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 # not at start-up: `jupyter-init --help` stays as fast as Python itself allows.
 TOKEN_ENV = "JUPYTER_TOKEN"  # noqa: S105 - the variable's name; settings.TOKEN_ENV, without importing settings
 HELP_WORDS = ("-h", "--help", "--version")
+TYPO_MAX = 8  # a word this long or longer is never shown back, even when it looks like a verb mistyped
 HELP = "help"  # `jupyter-init help [VERB]`, as git and pip take it: the help, never a verb or a token
 
 
@@ -41,11 +42,17 @@ def _epilog(verb: str) -> Callable[[], str]:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that raises UsageError instead of printing usage and exiting."""
+    """argparse that raises UsageError instead of printing usage and exiting, and takes options only by their whole
+    names: `--token SECRET` must be an unknown option, not an abbreviation of `--token-file` that reads a file named
+    after the secret."""
 
     # The epilog, made only when help is shown: the exit codes come from the definition and the code, which
-    # `provisioner --version` and every command that is not asking for help should not have to load.
+    # `jupyter-init --version` and every command that is not asking for help should not have to load.
     epilog_from: Callable[[], str] | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
 
     def format_help(self) -> str:
         if self.epilog_from is not None:
@@ -333,12 +340,17 @@ def _with_verb(argv: Sequence[str]) -> list[str]:
 
 def _is_old_call(words: Sequence[str]) -> bool:
     """`TOKEN START_URL COMPLETE_URL`, the old script's arguments, options only after them."""
-    return len(words) >= 3 and _is_url(words[1]) and _is_url(words[2]) and (len(words) == 3 or words[3][:1] == "-")
+    if len(words) < 3 or (len(words) > 3 and not words[3].startswith("-")):
+        return False
+    return _is_url_slot(words[1]) and _is_url_slot(words[2])
 
 
-def _is_url(word: str | None) -> bool:
+def _is_url_slot(word: str | None) -> bool:
+    """An http(s) URL, or empty: the old script's way of saying "no callback" (`jupyter_init.sh TOKEN "" URL`)."""
     from urllib.parse import urlsplit
 
+    if word == "":
+        return True
     try:
         parts = urlsplit(word or "")
     except ValueError:
@@ -349,22 +361,25 @@ def _is_url(word: str | None) -> bool:
 def _check_old_call(args: argparse.Namespace) -> None:
     """`run`'s words are the old call's three or none: `jupyter-init --port 9000 stop` is not a token named stop."""
     words = [word for word in (args.token, args.start_url, args.complete_url) if word is not None]
-    if words and not (len(words) == 3 and _is_url(args.start_url) and _is_url(args.complete_url)):
+    if words and not (len(words) == 3 and _is_url_slot(args.start_url) and _is_url_slot(args.complete_url)):
         raise UsageError(_not_a_verb(words[0], after_run=True))
 
 
 def _not_a_verb(word: str, after_run: bool = False) -> str:
+    """Why `word` is refused, and the verb it may be a typo of. The word itself is shown only when it is such a typo,
+    and short: any other may be a token typed where it does not belong."""
     import difflib
 
     close = difflib.get_close_matches(word.lower(), VERBS, n=1)
+    shown = close and len(word) < TYPO_MAX
     if after_run:
-        verb = f"a verb comes first ({PROG} {close[0]})" if close else "a verb comes first"
+        verb = f" ({PROG} {close[0]})" if close else ""
         return (
-            f"run takes no word {shown_option(word)}: its words are the old call's TOKEN START_URL COMPLETE_URL, "
-            f"all three, or none; {verb} (see {PROG} --help)"
+            f"run was given {f'the word {word!r}' if shown else 'a word it cannot take'}: its only words are the old "
+            f"call's TOKEN START_URL COMPLETE_URL, all three, or none; a verb comes first{verb} (see {PROG} --help)"
         )
-    hint = f"did you mean {close[0]}? " if close else ""
-    return f"{shown_option(word)} is not a verb: {hint}the verbs are {', '.join(VERBS)} (see {PROG} --help)"
+    hint = f"{word!r} is not a verb: did you mean {close[0]}?" if shown else "the first word is not a verb:"
+    return f"{hint} the verbs are {', '.join(VERBS)} (see {PROG} --help)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from provisioner import files
-from provisioner.errors import ConfigError, Problem, shown
+from provisioner.errors import ConfigError, Problem, path_label, shown
 from provisioner.exits import REASONS
 
 if sys.version_info >= (3, 11):
@@ -160,7 +160,7 @@ MAX_ATTEMPTS = 1000
 
 def load(path: Path, actions: ActionReasons, setting_checks: SettingChecks, *, name: str | None = None) -> Definition:
     """Read and validate a definition file; raise ConfigError listing every problem."""
-    label = name or str(path)
+    label = name or path_label(path)  # a token given as --states by mistake is not named back
     try:
         raw = files.read_regular(path, follow=True)  # a FIFO or /dev/zero is an error, not a hang
     except OSError as exc:

@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from provisioner.errors import shown_path
+
 LMOD_HOMES = (Path("/usr/share/lmod/lmod"), Path("/opt/apps/lmod/lmod"), Path("/usr/local/lmod/lmod"))
 LMOD_MODULESPATH = (Path("/etc/lmod/modulespath"),)
 TCL_COMMANDS = (
@@ -185,7 +187,7 @@ def _message(stderr: str) -> str:
 def source_init_script(script: Path, environ: Mapping[str, str]) -> dict[str, str]:
     """Source a shell init script (an EESSI init/bash, a site profile) and return the environment it leaves."""
     if not script.is_file():
-        raise ModuleError(f"init script {script} does not exist")
+        raise ModuleError(f"init script {shown_path(script)} does not exist")
     try:
         completed = subprocess.run(
             [

@@ -21,6 +21,7 @@ from provisioner.exits import SIGNALS, ExitCode
 # The shortest token a server listening beyond loopback may have. A value this long on a command line could be the
 # token given in the wrong place: it is never quoted in a message.
 TOKEN_MIN = 16
+PATH_MAX = 4096  # as Linux's PATH_MAX: a longer one is no path a message needs to show
 
 
 def shown(value: object, longest: int = 30) -> str:
@@ -37,10 +38,18 @@ def shown_option(value: object) -> str:
 
 
 def shown_path(path: object) -> str:
-    """A path option's value: quoted when it reads as a path (absolute, or ./ ../ ~), as an operator needs to see
-    which file it was; otherwise as any option's value, since a token given there by mistake is one word."""
+    """A path option's value quoted for a message when it reads as a path (absolute, ./ ../ ~, or too short to be a
+    token), as an operator needs to see which file it was; otherwise not at all: a token given there by mistake."""
+    label = path_label(path)
+    return repr(label) if label == str(path) else label
+
+
+def path_label(path: object) -> str:
+    """`shown_path` unquoted: where a message names a file as its subject (`states.toml: not valid TOML`)."""
     text = str(path)
-    return shown(text, 4096) if text.startswith(("/", "./", "../", "~")) else shown_option(text)
+    if text.startswith(("/", "./", "../", "~")) or len(text) < TOKEN_MIN:
+        return text if len(text) <= PATH_MAX else f"(a path of {len(text)} characters)"
+    return f"(a value of {len(text)} characters)"
 
 
 class ProvisionError(Exception):

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-from provisioner.errors import UsageError
+from provisioner.errors import UsageError, shown_path
 from provisioner.exits import ExitCode
 from provisioner.settings import Account
 
@@ -130,14 +130,16 @@ def owner_of(path: Path, what: str = "--output-dir") -> Account | None:
         return None
     if ANYONE in changers or len(changers) > 1:
         raise UsageError(
-            f"{what}: {path} can be changed by another account, or more than one, so root will not use it; "
+            f"{what}: {shown_path(path)} can be changed by another account, or more than one, so root will not use it; "
             "give one that only root, or only one account, can change"
         )
     [uid] = changers
     try:
         return Account.of(pwd.getpwuid(uid))
     except KeyError:
-        raise UsageError(f"{what}: {path} belongs to uid {uid}, which has no account; refusing it") from None
+        raise UsageError(
+            f"{what}: {shown_path(path)} belongs to uid {uid}, which has no account; refusing it"
+        ) from None
 
 
 class _Walk:
@@ -146,9 +148,10 @@ class _Walk:
     def __init__(self, path: Path, what: str) -> None:
         self.path = path if path.is_absolute() else Path(os.getcwd()) / path  # as given: `..` is the walk's
         self.what = what
+        self.given = shown_path(path)  # not made absolute: a token given here by mistake stays unshown
 
     def refuse(self, why: str) -> NoReturn:
-        raise UsageError(f"{self.what}: {self.path}: {why}")
+        raise UsageError(f"{self.what}: {self.given}: {why}")
 
     def changers(self) -> set[int]:
         """The uids that can change the path or the way to it (ANYONE for a group or everyone); 0 is root."""
@@ -246,7 +249,9 @@ def check_root_input(path: Path, what: str) -> None:
     """As root: an input read as root (--token-file, --states) must be one that no other account can change."""
     owner = owner_of(path, what)
     if owner is not None:
-        raise UsageError(f"{what}: {path} is {owner.name}'s; as root, give a file that only root can change")
+        raise UsageError(
+            f"{what}: {shown_path(path)} is {owner.name}'s; as root, give a file that only root can change"
+        )
 
 
 def become(account: Account, *, deadline: float, grants: frozenset[str] = frozenset()) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from provisioner.errors import UsageError, shown_option
+from provisioner.errors import UsageError, shown_option, shown_path
 from provisioner.record import mask_url
 
 TOKEN_ENV = "JUPYTER_TOKEN"  # noqa: S105 - the variable's name, not a token
@@ -273,38 +273,38 @@ def locate_path(text: str | None) -> Path | None:
     try:
         return Path(text).expanduser()
     except RuntimeError:  # ~name of no account
-        raise BadValue(f"{shown_option(text)}: there is no such user to expand ~ for") from None
+        raise BadValue(f"{shown_path(text)}: there is no such user to expand ~ for") from None
 
 
 def locate_directory(text: str | None) -> Path | None:
     path = locate_path(text)
-    if path is None:
+    if path is None or text is None:
         return None
     try:
         is_directory = stat.S_ISDIR(path.stat().st_mode)
     except (FileNotFoundError, NotADirectoryError):
         is_directory = False
     except OSError as exc:  # one we may not look at: a line, not a traceback
-        raise BadValue(f"{path}: {exc.strerror or exc}") from None
+        raise BadValue(f"{shown_path(text)}: {exc.strerror or exc}") from None
     if not is_directory:
-        raise BadValue(f"{path} is not a directory")
+        raise BadValue(f"{shown_path(text)} is not a directory")
     return path
 
 
 def locate_file(text: str | None) -> Path | None:
     """An existing file, by its absolute path: the server reads it from another directory (the account's home)."""
     path = locate_path(text)
-    if path is None:
+    if path is None or text is None:
         return None
     path = Path(os.path.abspath(path))
     try:
         is_file = stat.S_ISREG(path.stat().st_mode)
     except (FileNotFoundError, NotADirectoryError):
-        raise BadValue(f"{path}: no such file") from None
+        raise BadValue(f"{shown_path(text)}: no such file") from None
     except OSError as exc:
-        raise BadValue(f"{path}: {exc.strerror or exc}") from None
+        raise BadValue(f"{shown_path(text)}: {exc.strerror or exc}") from None
     if not is_file:
-        raise BadValue(f"{path} is not a file")
+        raise BadValue(f"{shown_path(text)} is not a file")
     return path
 
 

@@ -138,7 +138,7 @@ class TestReady:
         lines = [line for line in provisioned.run.stderr.splitlines() if "s] " in line]
         states = [line.split("] ", 1)[1].split()[0] for line in lines]
         assert states[:7] == ["idle", "validating", "loading", "port_check", "starting", "verifying", "ready"]
-        assert all(line.startswith("provisioner: [") for line in lines)
+        assert all(line.startswith("jupyter-init: [") for line in lines)
 
     def test_info_files_hold_what_the_spec_lists(self, provisioned: Provisioned) -> None:
         info = provisioned.run.info()
@@ -311,7 +311,7 @@ class TestFailures:
 
     def test_an_unreachable_callback_endpoint_does_not_change_the_outcome(self, reap: Path) -> None:
         down = f"http://127.0.0.1:{free_port()}/start"
-        run = run_cli(["run", "--module", "", "", down], cli_env(reap))
+        run = run_cli(["run", "--module", "", "", down, ""], cli_env(reap))
         assert run.returncode == 10
         assert "not delivered" in run.stderr
 
@@ -387,7 +387,7 @@ class TestBadInput:
     def test_an_invalid_definition_lists_its_problems_and_exits_3(self, tmp_path: Path, reap: Path) -> None:
         states = tmp_path / "states.toml"
         states.write_text('schema = 1\ninitial = "idle"\n[[states]]\nname = "idle"\naction = "nope"\n')
-        run = run_cli(["run", "--states", str(states), TOKEN], cli_env(reap))
+        run = run_cli(["run", "--states", str(states)], cli_env(reap, JUPYTER_TOKEN=TOKEN))
         assert run.returncode == 3
         assert "states[0].action: unknown action 'nope'" in run.stderr
         assert "Traceback" not in run.stderr
@@ -395,7 +395,7 @@ class TestBadInput:
     def test_a_definition_that_is_not_toml_exits_3(self, tmp_path: Path, reap: Path) -> None:
         states = tmp_path / "states.toml"
         states.write_text("[[states]\n")
-        run = run_cli(["run", "--states", str(states), TOKEN], cli_env(reap))
+        run = run_cli(["run", "--states", str(states)], cli_env(reap, JUPYTER_TOKEN=TOKEN))
         assert run.returncode == 3
         assert "not valid TOML" in run.stderr
 
@@ -482,5 +482,5 @@ def test_on_a_terminal_a_long_state_ticks_its_elapsed_time(tmp_path: Path, reap:
     os.close(leader)
     assert process.wait(30) == 14
     text = output.decode()
-    assert "\rprovisioner: [" in text and "verifying …" in text
+    assert "\rjupyter-init: [" in text and "verifying …" in text
     assert "failed (failed_to_start)" in text

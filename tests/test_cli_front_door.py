@@ -40,11 +40,11 @@ def nobody_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-def refused(argv: list[str], home: Path, capsys: pytest.CaptureFixture[str]) -> str:
+def refused(argv: list[str], home: Path, capsys: pytest.CaptureFixture[str], code: int = exits.ExitCode.USAGE) -> str:
     """The one line a refused command line prints; and that it started, created and stopped nothing."""
-    code = cli.main(argv)
+    exited = cli.main(argv)
     out, err = capsys.readouterr()
-    assert (code, out, err.count("\n")) == (exits.ExitCode.USAGE, "", 1), (argv, err)
+    assert (exited, out, err.count("\n")) == (code, "", 1), (argv, err)
     assert err.startswith("jupyter-init: error: ")
     assert not (home / ".jupyter").exists() and jupyter_pids(home) == []
     return err
@@ -61,9 +61,16 @@ def test_a_mistyped_verb_is_a_usage_error_that_names_the_verb(
     assert f"'{word}' is not a verb: did you mean {verb}?" in err
 
 
-def test_a_word_like_no_verb_lists_the_verbs(nobody_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    err = refused(["hello"], nobody_home, capsys)
-    assert "did you mean" not in err and "the verbs are run, resume, state, stop, graph, check" in err
+@pytest.mark.parametrize("word", ["hello", "tok12345", "stateeeeeeeeeeee", ""])
+def test_a_word_like_no_verb_is_not_shown_back_and_the_verbs_are_listed(
+    word: str, nobody_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Any word but a short typo of a verb may be a token typed where it does not belong.
+    err = refused([word], nobody_home, capsys)
+    assert err == (
+        "jupyter-init: error: the first word is not a verb: the verbs are run, resume, state, stop, graph, check "
+        "(see jupyter-init --help)\n"
+    )
 
 
 @pytest.mark.parametrize(
@@ -90,7 +97,7 @@ def test_a_verb_typed_after_an_option_is_suggested_in_its_place(
     nobody_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     err = refused(["--module", "", "stop"], nobody_home, capsys)
-    assert "run takes no word 'stop'" in err and "a verb comes first (jupyter-init stop)" in err
+    assert "run was given the word 'stop'" in err and "a verb comes first (jupyter-init stop)" in err
 
 
 def test_a_value_that_could_be_the_token_is_never_echoed(nobody_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -102,10 +109,28 @@ def test_a_value_that_could_be_the_token_is_never_echoed(nobody_home: Path, caps
         ["run", "--app", mistaken],
         ["stop", "--grace", mistaken],
         ["run", "--bogus", mistaken],
+        ["run", "--notebook-dir", mistaken],
+        ["run", "--certfile", mistaken, "--keyfile", mistaken],
+        ["run", "--user", mistaken],
+        ["run", "--ip", mistaken],
         [mistaken],
     ):
         err = refused(argv, nobody_home, capsys)
         assert mistaken not in err and mistaken[:16] not in err, (argv, err)
+    unreadable = refused(["check", "--states", mistaken], nobody_home, capsys, exits.ExitCode.CONFIG)
+    assert unreadable == "jupyter-init: error: (a value of 31 characters): cannot read: No such file or directory\n"
+
+
+def test_a_run_failure_never_quotes_a_value_that_could_be_the_token(
+    nobody_home: Path, capsys: pytest.CaptureFixture[str], callbacks: CallbackServer
+) -> None:
+    """What a run fails on goes to the platform too: an init script named by a token is not named back."""
+    mistaken = "tok-given-in-the-wrong-place-42"
+    code = cli.main(["run", "--init-script", mistaken, "--complete-url", callbacks.url("/complete")])
+    err = capsys.readouterr().err
+    assert code == 11 and "init script (a value of 31 characters) does not exist" in err
+    [failed] = callbacks.forms("/complete")
+    assert failed["reason"] == "module_load_failed" and mistaken not in str(callbacks.forms()) + err
 
 
 def test_a_token_file_named_by_a_path_is_shown_so_the_operator_sees_which(
@@ -254,3 +279,10 @@ def test_a_short_token_on_loopback_is_a_warning_and_every_callback_field_arrives
     assert not any("***" in value for form in callbacks.forms() for value in form.values())
     assert "***" not in done.stderr
     assert command(["stop"], env).returncode == 0
+
+
+def test_an_option_is_taken_only_by_its_whole_name(nobody_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # With argparse's abbreviations, `--token SECRET` would be `--token-file SECRET`: a file named after the secret.
+    err = refused(["--token", "tok-typed-where-jupyter-takes-it-0123"], nobody_home, capsys)
+    assert "unrecognized arguments: --token" in err and "tok-typed" not in err
+    assert refused(["state", "--out", str(nobody_home)], nobody_home, capsys).count("--out") == 1

@@ -47,7 +47,7 @@ class TestStop:
         port = free_port()
         run = run_cli(["run", "--port", str(port)], cli_env(reap, module_tree, JUPYTER_TOKEN=TOKEN))
         assert run.returncode == 0, run.stderr
-        assert "provisioner stop" in (reap / ".jupyter" / "jupyter_info.txt").read_text()
+        assert "jupyter-init stop" in (reap / ".jupyter" / "jupyter_info.txt").read_text()
         assert run_cli(["state"], cli_env(reap)).returncode == 0
 
         stopped = run_cli(["stop"], cli_env(reap))
@@ -84,7 +84,7 @@ class TestGraph:
         assert '"ready" [peripheries=2];' in dot
 
     def test_current_marks_the_recorded_state(self, callbacks: CallbackServer, reap: Path) -> None:
-        run_cli(["run", "--module", "", "", callbacks.url("/start")], cli_env(reap))
+        run_cli(["run", "--module", "", "", callbacks.url("/start"), ""], cli_env(reap))
         drawn = run_cli(["graph", "--current"], cli_env(reap)).stdout
         assert "Class failed s_active" in drawn
         assert "Class idle s_default" in drawn
@@ -104,7 +104,7 @@ class TestCheck:
         run = run_cli(["check", "--states", str(states)], cli_env(reap))
         assert run.returncode == 3
         first, *problems = run.stderr.splitlines()
-        assert first == f"provisioner: error: {states} is not a valid definition:"
+        assert first == f"jupyter-init: error: {states} is not a valid definition:"
         known = ", ".join(sorted(actions.reasons()))
         assert problems == [
             f"  states[2].action: unknown action 'teleporting' (known: {known})",
@@ -121,4 +121,4 @@ def test_the_read_only_verbs_judge_only_the_settings_that_place_the_output(reap:
     assert run_cli(["stop"], env).returncode == 0
     assert run_cli(["graph", "--current"], env).returncode == 0
     refused = run_cli(["state"], {**env, "PROVISIONER_OUTPUT_DIR": "~no-such-account-here/x"})
-    assert refused.returncode == 2 and refused.stderr.startswith("provisioner: error: PROVISIONER_OUTPUT_DIR: ")
+    assert refused.returncode == 2 and refused.stderr.startswith("jupyter-init: error: PROVISIONER_OUTPUT_DIR: ")

@@ -54,7 +54,7 @@ class TestSignals:
         wait_for_state(reap, "verifying")
         second = run_cli(["run", "--port", "auto", "--complete-url", callbacks.url("/complete")], env)
         assert second.returncode == 4  # two runs at once: the second refuses, starting nothing
-        assert "another provisioner run" in second.stderr
+        assert "another jupyter-init run" in second.stderr
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=60)
         assert process.returncode == 128 + signal.SIGTERM

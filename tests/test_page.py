@@ -376,7 +376,7 @@ class TestARun:
         run = run_cli(["run", "--progress-page", "--port", "auto"], cli_env(reap, JUPYTER_TOKEN=TOKEN))
         assert run.returncode == 2
         assert run.stderr.strip().splitlines() == [
-            "provisioner: error: --progress-page needs a fixed --port: with 'auto' no one knows the address to open"
+            "jupyter-init: error: --progress-page needs a fixed --port: with 'auto' no one knows the address to open"
         ]
 
     def test_with_tls_the_page_shows_the_certificate_the_server_will_show(

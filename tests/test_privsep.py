@@ -357,7 +357,7 @@ def test_root_inputs_that_are_not_files_are_refused_without_reading(reap: Path, 
     # A device anyone may write (/dev/zero is 0666) is refused before it is opened.
     zero = run_cli(["check", "--states", "/dev/zero"], cli_env(reap), timeout=30)
     assert zero.returncode == 2, zero.stderr
-    assert "/dev/zero can be changed by another account" in zero.stderr
+    assert "'/dev/zero' can be changed by another account" in zero.stderr
 
 
 @pytest.mark.parametrize(
@@ -488,7 +488,7 @@ def test_root_reads_no_input_that_the_account_can_change(user: Researcher, reap:
     user.own(states)
     checked = as_root(["check", "--states", str(states)], reap)
     assert checked.returncode == 2, checked.stderr
-    assert f"--states: {states} is {user.account.pw_name}'s" in checked.stderr
+    assert f"--states: '{states}' is {user.account.pw_name}'s" in checked.stderr
     assert servers_of(user) == []
 
 

@@ -107,7 +107,7 @@ def test_a_second_run_while_one_holds_the_directory_refuses_at_once(callbacks: C
             ["run", "--module", "", TOKEN, callbacks.url("/start"), callbacks.url("/complete")], cli_env(reap)
         )
     assert run.returncode == 4
-    assert "another provisioner run (pid 4242)" in run.stderr
+    assert "another jupyter-init run (pid 4242)" in run.stderr
     assert run.stderr.count("error:") == 1 and "Traceback" not in run.stderr
     time.sleep(0.2)
     assert callbacks.forms() == []
@@ -139,4 +139,4 @@ def test_a_recorded_setting_no_run_could_use_is_one_line_not_a_traceback(module_
         assert "Traceback" not in after.stderr
         assert said in after.stderr, (name, after.stderr)
         assert after.returncode in (0, 2), (name, after.stderr)
-        assert all(line.startswith("provisioner: ") for line in after.stderr.splitlines())
+        assert all(line.startswith("jupyter-init: ") for line in after.stderr.splitlines())

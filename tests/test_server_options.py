@@ -77,7 +77,7 @@ def test_a_server_behind_a_proxy_path_with_its_own_directory_comes_up(
 
 
 def test_a_notebook_dir_that_does_not_exist_is_a_usage_error(reap: Path) -> None:
-    run = run_cli(["run", "--notebook-dir", str(reap / "nowhere"), TOKEN], cli_env(reap))
+    run = run_cli(["run", "--notebook-dir", str(reap / "nowhere")], cli_env(reap, JUPYTER_TOKEN=TOKEN))
     assert run.returncode == 2
     assert "is not a directory" in run.stderr
 
@@ -122,5 +122,5 @@ def test_a_module_without_jupyterlab_names_the_program_that_is_missing(tmp_path:
 
 
 def test_an_unknown_app_is_a_usage_error(reap: Path) -> None:
-    run = run_cli(["run", "--app", "voila", TOKEN], cli_env(reap))
-    assert (run.returncode, run.stderr) == (2, "provisioner: error: --app: must be one of notebook, lab\n")
+    run = run_cli(["run", "--app", "voila"], cli_env(reap, JUPYTER_TOKEN=TOKEN))
+    assert (run.returncode, run.stderr) == (2, "jupyter-init: error: --app: must be one of notebook, lab\n")

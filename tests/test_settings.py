@@ -173,7 +173,7 @@ def test_a_certificate_is_named_by_its_absolute_path_and_must_exist(
     monkeypatch.chdir(tmp_path)
     settings = resolve({"certfile": "vm.crt", "keyfile": "./vm.key"}, {"HOME": "/home/r"}, {}, None)
     assert (settings.certfile, settings.keyfile) == (tmp_path / "vm.crt", tmp_path / "vm.key")
-    with pytest.raises(UsageError, match=rf"^--keyfile: {tmp_path}/nothing.key: no such file$"):
+    with pytest.raises(UsageError, match=r"^--keyfile: 'nothing.key': no such file$"):
         resolve({"certfile": "vm.crt", "keyfile": "nothing.key"}, {}, {}, None)
-    with pytest.raises(UsageError, match=rf"^--certfile: {tmp_path} is not a file$"):
+    with pytest.raises(UsageError, match=r"^--certfile: '.' is not a file$"):
         resolve({"certfile": ".", "keyfile": "vm.key"}, {}, {}, None)

@@ -27,7 +27,7 @@ def store(tmp_path: Path) -> Store:
 def test_the_lock_creates_a_private_directory_and_admits_one_holder(store: Store) -> None:
     assert stat.S_IMODE(store.out.stat().st_mode) == 0o700
     other = Store(store.out)
-    with pytest.raises(LockedError, match=r"another provisioner run \(pid \d+\)"):
+    with pytest.raises(LockedError, match=r"another jupyter-init run \(pid \d+\)"):
         other.lock()
     assert other.locked_by_another()
     store.unlock()

@@ -165,8 +165,8 @@ def test_a_failing_run_beside_the_server_leaves_its_certificate_alone(
 
 def test_certfile_and_keyfile_go_together(reap: Path, tmp_path: Path) -> None:
     mine = tls.self_signed(tmp_path, ["127.0.0.1"])
-    run = run_cli(["run", "--certfile", str(mine.certfile), TOKEN], cli_env(reap))
-    assert (run.returncode, run.stderr) == (2, "provisioner: error: --certfile and --keyfile go together\n")
+    run = run_cli(["run", "--certfile", str(mine.certfile)], cli_env(reap, JUPYTER_TOKEN=TOKEN))
+    assert (run.returncode, run.stderr) == (2, "jupyter-init: error: --certfile and --keyfile go together\n")
 
 
 def test_the_platforms_certificate_is_served_and_pinned(callbacks: CallbackServer, reap: Path, tmp_path: Path) -> None:

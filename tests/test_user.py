@@ -80,9 +80,9 @@ def test_as_root_with_user_the_token_is_in_the_argv_of_no_program_the_run_execut
 
 
 def test_user_needs_root_or_an_existing_account(reap: Path) -> None:
-    run = run_cli(["run", "--user", "no-such-user-here", TOKEN], cli_env(reap))
+    run = run_cli(["run", "--user", "no-such-user"], cli_env(reap, JUPYTER_TOKEN=TOKEN))
     assert run.returncode == 2
-    assert "no such user 'no-such-user-here'" in run.stderr
+    assert "no such user 'no-such-user'" in run.stderr
 
 
 def test_the_deployed_line_works_unchanged_for_a_real_user(
@@ -91,8 +91,8 @@ def test_the_deployed_line_works_unchanged_for_a_real_user(
     """`su - USER -c "bash -lc 'jupyter_init.sh TOKEN START COMPLETE'"`, exactly as the portal's cloud-init runs it,
     with the drop-in installed beside the provisioner as the wheel installs it, and Lmod set up by the login shell."""
     home = Path(researcher.pw_dir)
-    bin_dir = home / "opt" / "bin"  # where a venv's bin would be: jupyter_init.sh next to provisioner
-    make_bin(bin_dir, {"provisioner": Path(sys.executable).with_name("provisioner")})
+    bin_dir = home / "opt" / "bin"  # where a venv's bin would be: jupyter_init.sh next to jupyter-init
+    make_bin(bin_dir, {"jupyter-init": Path(sys.executable).with_name("jupyter-init")})
     shutil.copy(SCRIPT, bin_dir / "jupyter_init.sh")
     modules = home / "modules"
     modules.mkdir()

@@ -240,10 +240,11 @@ def test_sigkill_in_any_state_then_resume_or_run_leaves_one_server_and_every_cal
 def test_a_token_that_is_not_text_is_no_token_and_never_kept(callbacks: CallbackServer, reap: Path) -> None:
     """Bytes that are not UTF-8, in the environment or the argument: refused as any unusable token, and not kept."""
     env = {key.encode(): value.encode() for key, value in cli_env(reap).items()}
-    command = [sys.executable.encode(), b"-m", b"provisioner", b"run", b"--module", b"", b"--start-url"]
+    command = [sys.executable.encode(), b"-m", b"provisioner", b"run", b"--module", b""]
+    start = callbacks.url("/start").encode()
     for token_in_env, argv in (
-        (True, [*command, callbacks.url("/start").encode()]),
-        (False, [*command, callbacks.url("/start").encode(), b"--", b"abc\xffdef"]),
+        (True, [*command, b"--start-url", start]),
+        (False, [*command, b"--", b"abc\xffdef", start, start]),  # the old call's shape: TOKEN and two URLs
     ):
         environment = {**env, b"JUPYTER_TOKEN": b"abc\xffdef"} if token_in_env else env
         run = subprocess.run(argv, env=environment, capture_output=True, check=False)
