@@ -140,3 +140,22 @@ def test_a_recorded_setting_no_run_could_use_is_one_line_not_a_traceback(module_
         assert said in after.stderr, (name, after.stderr)
         assert after.returncode in (0, 2), (name, after.stderr)
         assert all(line.startswith("jupyter-init: ") for line in after.stderr.splitlines())
+
+
+def test_a_recorded_token_the_rule_now_refuses_starts_no_server_on_resume(
+    module_tree: Path, callbacks: CallbackServer, reap: Path
+) -> None:
+    """A run recorded under an older rule passed validating with a short token: resume does not run validating again,
+    so it must refuse to start a server on 0.0.0.0 guarded by that token."""
+    env = cli_env(reap, module_tree, JUPYTER_TOKEN=TOKEN)
+    first = run_cli(["run", "--port", str(free_port()), "--module", "NotThere", *urls(callbacks)], env)
+    assert first.returncode == 11, first.stderr  # past validating, failed loading
+    (reap / ".jupyter" / "provisioner-token").write_text("init")  # as an older version kept it
+    before = (reap / ".jupyter" / "provisioner-state.json").read_bytes()
+    resumed = run_cli(["resume"], cli_env(reap, module_tree))
+    assert (resumed.returncode, resumed.stderr) == (
+        2,
+        "jupyter-init: error: cannot resume: the token is 4 characters long; at least 16 are needed for a server "
+        "listening on 0.0.0.0 (beyond loopback); start afresh (jupyter-init run) with another token\n",
+    )
+    assert jupyter_pids(reap) == [] and (reap / ".jupyter" / "provisioner-state.json").read_bytes() == before

@@ -10,6 +10,7 @@ import dataclasses
 import os
 from pathlib import Path
 
+from provisioner.actions.validating import token_problem
 from provisioner.commands.common import RESUME_DEADLINE, act_as_owner, is_file, load_definition, locked_store
 from provisioner.commands.provision import Start, provision
 from provisioner.context import log
@@ -53,6 +54,10 @@ def resume(out: Path, states: Path | None, started: float, launcher: str | None 
             )
         store.save_endpoints(settings.urls(), only=False)  # a schema 1 record held them whole: written masked now
         alive = server_alive(previous)
+        weak = token_problem(token, settings.ip)
+        if weak is not None and not alive and token is not None:
+            # Validating passed under an older rule, and is not run again: no server is started with this token.
+            raise UsageError(f"cannot resume: {weak}; start afresh (jupyter-init run) with another token")
         plan = plan_resume(previous, definition, alive)
         if alive and plan.start == definition.initial and not plan.skip:
             # Starting over would start a second server beside the one the record names.
