@@ -60,19 +60,48 @@ class _Parser(argparse.ArgumentParser):
         return super().format_help()
 
     def error(self, message: str) -> NoReturn:
-        # A mistyped command line may hold the token in the wrong place: never echo a value that could be it.
-        message = re.sub(f"'[^']{{{TOKEN_MIN},}}'", "(a value hidden)", message)
         message = re.sub(
             r"(unrecognized arguments:)(.*)", lambda match: f"{match[1]} {_options_only(match[2])}", message
         )
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
+PIECE_MIN = 4  # a part of a long word shorter than this says nothing of it, and would be found in any message
+OPTION_NAME = re.compile(r"--[a-z][a-z0-9-]*|-[a-zA-Z]")  # the shape of our options' names: never a token's
+
+
 def _options_only(words: str) -> str:
     """What argparse did not recognise, as far as it can be shown: option names, not values."""
-    named = [word for word in words.split() if re.fullmatch(r"--?[a-z][a-z0-9-]*", word)]
+    named = [word for word in words.split() if OPTION_NAME.fullmatch(word)]
     hidden = len(words.split()) - len(named)
-    return " ".join([*named, *([f"and {hidden} other word(s)"] if hidden else [])])
+    others = f"{hidden} {'other ' if named else ''}word(s)" if hidden else ""
+    return " and ".join(part for part in (" ".join(named), others) if part)
+
+
+def _parse(words: list[str]) -> argparse.Namespace:
+    try:
+        return build_parser().parse_args(words)
+    except UsageError as exc:
+        # A mistyped command line may hold the token in the wrong place, and argparse quotes what it could not take
+        # in ways of its own ('x', "x", --option=x, -hx): no word long enough to be a token is shown back.
+        message = exc.message
+        for piece in sorted(_long_pieces(words), key=len, reverse=True):
+            for form in {piece, repr(piece)[1:-1]}:
+                message = message.replace(form, "(a value hidden)")
+        raise UsageError(message) from None
+
+
+def _long_pieces(words: list[str]) -> set[str]:
+    """Each word of the command line, what follows an `=` in it and what follows a short option's letter, when it is
+    long enough to be a token and is not an option's name."""
+    pieces = set()
+    for word in words:
+        if len(word) < TOKEN_MIN or OPTION_NAME.fullmatch(word):
+            continue
+        for piece in (word, word.partition("=")[2], word[2:] if word[:1] == "-" and word[1:2] != "-" else ""):
+            if len(piece) >= PIECE_MIN:
+                pieces.add(piece)
+    return pieces
 
 
 def _add_run(subparsers: Any) -> None:
@@ -342,17 +371,22 @@ def _is_old_call(words: Sequence[str]) -> bool:
     """`TOKEN START_URL COMPLETE_URL`, the old script's arguments, options only after them."""
     if len(words) < 3 or (len(words) > 3 and not words[3].startswith("-")):
         return False
-    return _is_url_slot(words[1]) and _is_url_slot(words[2])
+    return _old_call_shape(*words[:3])
+
+
+def _old_call_shape(token: str | None, start: str | None, complete: str | None) -> bool:
+    """The old call's three words: a token, then two URL slots, each an http(s) URL or empty (the old script's way
+    of saying "no callback": `jupyter_init.sh TOKEN "" URL`)."""
+    return token is not None and _is_url_slot(start) and _is_url_slot(complete)
 
 
 def _is_url_slot(word: str | None) -> bool:
-    """An http(s) URL, or empty: the old script's way of saying "no callback" (`jupyter_init.sh TOKEN "" URL`)."""
     from urllib.parse import urlsplit
 
-    if word == "":
-        return True
+    if word is None or word == "":
+        return word == ""
     try:
-        parts = urlsplit(word or "")
+        parts = urlsplit(word)
     except ValueError:
         return False
     return parts.scheme in ("http", "https") and bool(parts.netloc)
@@ -361,7 +395,7 @@ def _is_url_slot(word: str | None) -> bool:
 def _check_old_call(args: argparse.Namespace) -> None:
     """`run`'s words are the old call's three or none: `jupyter-init --port 9000 stop` is not a token named stop."""
     words = [word for word in (args.token, args.start_url, args.complete_url) if word is not None]
-    if words and not (len(words) == 3 and _is_url_slot(args.start_url) and _is_url_slot(args.complete_url)):
+    if words and not _old_call_shape(args.token, args.start_url, args.complete_url):
         raise UsageError(_not_a_verb(words[0], after_run=True))
 
 
@@ -388,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     output.redact.clear()  # each command redacts its own secrets (main runs more than once in one test process)
     output.setup()
     try:
-        args = build_parser().parse_args(_with_verb(sys.argv[1:] if argv is None else argv))
+        args = _parse(_with_verb(sys.argv[1:] if argv is None else argv))
         if getattr(args, "json_log", False):
             output.setup(json_log=True)
         code: int = args.func(args, started)
