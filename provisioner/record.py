@@ -88,11 +88,14 @@ def url_secrets(url: str | None) -> list[str]:
         return []
     try:
         parts = urlsplit(url)
-        found = [parts.password or "", parts.username or ""]
+        found = [parts.password or ""]  # not the user name: `jupyter` in a URL is no secret, and would mask jupyter.log
     except ValueError:
         return []
     found += [value or name for name, value in parse_qsl(parts.query, keep_blank_values=True)]
-    return [value for value in found if len(value) >= 4]  # shorter: would mask innocent text, and guesses nothing
+    # As written too: an error that quotes the URL quotes it percent-encoded (`sig=Zm9v%2BYmFy`).
+    found += [field.partition("=")[2] or field for field in parts.query.split("&")]
+    # Shorter than 4: would mask innocent text, and guesses nothing.
+    return list(dict.fromkeys(value for value in found if len(value) >= 4))
 
 
 @dataclass
@@ -206,7 +209,7 @@ class Record:
         if schema < 1:
             raise RecordError("it has no schema version")
         if schema > SCHEMA:
-            raise RecordError(f"it was written by a newer provisioner (schema {schema}; this one reads {SCHEMA})")
+            raise RecordError(f"it was written by a newer jupyter-init (schema {schema}; this one reads {SCHEMA})")
         settings = raw.get("settings", dict) or {}
         if not check_settings(settings):
             raise RecordError("a recorded setting is not what it must be")

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urljoin, urlsplit
 
+from provisioner import __version__
 from provisioner.context import log
 from provisioner.definition import CallbackPolicy
 from provisioner.record import Callback, Delivery, mask_url
@@ -25,7 +26,7 @@ from provisioner.settings import Secret
 if TYPE_CHECKING:
     import requests
 
-USER_AGENT = "provisioner (jupyter_init)"
+USER_AGENT = f"jupyter-init/{__version__}"
 PROGRESS = "progress"  # the --progress-url endpoint; its callbacks travel in a lane of their own
 SIGNATURE_HEADER = "X-Jupyter-Init-Signature"
 FORM = "application/x-www-form-urlencoded"
@@ -59,7 +60,8 @@ def _import_delivery_modules() -> None:
     import tenacity  # noqa: F401
 
 
-FREE_TEXT = frozenset({"message"})  # the fields that may quote what another program printed
+# The fields whose every value is ours: a status, reason or state of the definition, numbers, a fingerprint.
+OUR_FIELDS = frozenset({"status", "reason", "state", "port", "pid", "fingerprint"})
 
 
 class _Transient(Exception):
@@ -115,10 +117,10 @@ class Reporter:
 
     def send(self, endpoint: str, url: str, fields: Mapping[str, str]) -> Callback | None:
         """Queue a new callback, recorded pending at once; None when the record already has it (sent once only)."""
-        # Only the free text may quote what others wrote (a tool's error, the server's log): our own fields (the
-        # status, reason, state, URL...) are sent as they are, never rewritten by a token that happens to match.
+        # Our own fields are sent as they are, never rewritten by a short token that happens to equal one (`ready`);
+        # every other field may quote what others wrote (a tool's error, the server's log) and is redacted.
         callback = Callback(
-            endpoint, {name: self.redact(value) if name in FREE_TEXT else value for name, value in fields.items()}
+            endpoint, {name: value if name in OUR_FIELDS else self.redact(value) for name, value in fields.items()}
         )
         if endpoint != PROGRESS and self.seen(callback):
             log.info("%s callback (%s) is already recorded; not sending it again", endpoint, callback.status)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from provisioner.output import Redactor
+from provisioner.record import url_secrets
 from provisioner.settings import Secret
 from tests.conftest import TOKEN
 
@@ -24,7 +25,8 @@ def test_a_token_of_sixteen_characters_or_more_is_masked_wherever_it_appears() -
 
 def test_a_callback_urls_short_password_is_masked_in_the_url_and_nowhere_else() -> None:
     redact = Redactor()
-    redact.add(Secret("pw"))
-    assert redact("POST http://platform:pw@host/cb failed; pwd is fine") == (
-        "POST http://platform:***@host/cb failed; pwd is fine"
+    for secret in url_secrets("http://jupyter:pa55@platform.example/cb"):
+        redact.add(Secret(secret))
+    assert redact("POST http://jupyter:pa55@platform.example/cb failed; see jupyter.log, pa55word stays") == (
+        "POST http://jupyter:***@platform.example/cb failed; see jupyter.log, pa55word stays"
     )

@@ -27,11 +27,12 @@ def test_a_url_is_masked_to_where_it_goes_without_how_it_authenticates(url: str 
     assert mask_url(url) == masked
 
 
-def test_the_secrets_of_a_url_are_its_password_user_and_query_values() -> None:
-    assert sorted(url_secrets("https://platform:pa55word@h/cb?sig=KEY-0123&x=1")) == [
-        "KEY-0123",
+def test_the_secrets_of_a_url_are_its_password_and_query_values_decoded_and_as_written() -> None:
+    assert url_secrets("https://platform:pa55word@h/cb?sig=KEY-0123&x=1&key=Zm9v%2BYmFy") == [
         "pa55word",
-        "platform",
+        "KEY-0123",
+        "Zm9v+YmFy",
+        "Zm9v%2BYmFy",  # as an error quoting the URL shows it
     ]
     assert url_secrets("https://h/cb") == []
 

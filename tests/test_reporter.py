@@ -9,6 +9,7 @@ import time
 import pytest
 
 from provisioner.definition import CallbackPolicy
+from provisioner.output import Redactor
 from provisioner.record import Delivery
 from provisioner.reporter import (
     MAX_REDIRECTS,
@@ -38,6 +39,18 @@ def test_a_callback_is_a_form_post_with_its_fields_and_a_timestamp(callbacks: Ca
     assert abs(int(form.pop("timestamp")) - time.time()) < 60
     assert form == {"status": "init_started", "state": "loading"}
     assert SIGNATURE_HEADER not in callbacks.received[0].headers  # no token, nothing to sign with
+
+
+def test_our_own_fields_are_never_redacted_and_the_rest_is(callbacks: CallbackServer) -> None:
+    """A short loopback token may equal a state's name: the state stays, the message that quotes it is masked."""
+    redact = Redactor()
+    redact.add(Secret("ready"))
+    reporter = Reporter(QUICK, redact)
+    fields = {"status": "ready", "state": "ready", "reason": "ready", "pid": "7", "message": "token ready leaked"}
+    reporter.send("progress", callbacks.url("/p"), fields)
+    reporter.close(10)
+    [form] = callbacks.forms("/p")
+    assert form | {"timestamp": ""} == fields | {"message": "token *** leaked", "timestamp": ""}
 
 
 def test_a_signed_callback_verifies_with_the_token_and_only_with_it(callbacks: CallbackServer) -> None:
