@@ -88,7 +88,11 @@ _MEANINGS: Mapping[ExitCode, tuple[str, tuple[str, ...]]] = {
     ),
     ExitCode.STOPPED: ("status `stopped`: `stop` stopped its server", ("state",)),
     ExitCode.GONE: ("status `gone`: the run ended ready, but its server is no longer running", ("state",)),
-    ExitCode.MONITOR: ("as root for an account: root's monitor of the account's process failed", _every("check")),
+    ExitCode.MONITOR: (
+        "as root for an account: the account's process had to be killed (it hung, stalled or asked too much), or "
+        "root's monitor of it failed",
+        _every("check"),
+    ),
     ExitCode.OUTPUT: ("the output could not be written (a full disk)", VERBS),
     ExitCode.INTERRUPTED_BY_CTRL_C: ("interrupted by Ctrl-C (SIGINT)", VERBS),
     ExitCode.PIPE: ("the output's reader closed it early", VERBS),
@@ -100,7 +104,9 @@ def rows(reasons: Mapping[str, int]) -> list[Row]:
     table = [Row(str(int(code)), *_MEANINGS[code]) for code in ExitCode]
     for reason, number in sorted(reasons.items(), key=lambda item: item[1]):
         table.append(Row(str(number), f"the run failed: `{reason}`", ("run", "resume")))
-    table.append(Row(f"{SIGNALS}+N", "ended by signal N (143: SIGTERM)", ("run", "resume")))
+    # A run turns SIGTERM, SIGINT and SIGHUP into this; any verb acting for an account as root exits so when the
+    # account's process is ended by a signal; any verb at all, as a shell reports it, when killed itself.
+    table.append(Row(f"{SIGNALS}+N", "ended by signal N (143: SIGTERM)", VERBS))
     return sorted(table, key=lambda row: int(row.code.split("+")[0]))
 
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn
 
 from provisioner.errors import UsageError, shown_path
-from provisioner.exits import ExitCode
+from provisioner.exits import SIGNALS, ExitCode
 from provisioner.settings import Account
 
 # Root's environment variables the worker keeps (as sudo's env_reset keeps a few): the rest, root's secrets
@@ -87,7 +87,7 @@ def ask(op: str, **fields: Any) -> dict[str, Any]:
     while not reply.endswith(b"\n"):
         chunk = channel.recv(65536)
         if not chunk:
-            raise OSError("the provisioner's root process is gone")
+            raise OSError("jupyter-init's root process is gone")
         reply += chunk
     answer: dict[str, Any] = json.loads(reply)
     if "error" in answer:
@@ -346,7 +346,7 @@ def _monitor(pid: int, channel: socket.socket, account: Account, deadline: float
                 continue
             if reaped:
                 code = os.waitstatus_to_exitcode(status)
-                return code if code >= 0 else 128 - code
+                return code if code >= 0 else SIGNALS - code
             if time.monotonic() > deadline:
                 return _kill(pid, account, "did not finish in the time its settings allow")
             if not listening:
@@ -377,7 +377,7 @@ def _kill(pid: int, account: Account, why: str) -> int:
         os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     error(f"jupyter-init's process running as {account.name} (pid {pid}) {why}; it was killed")
-    return ExitCode.INTERNAL
+    return ExitCode.MONITOR
 
 
 # The option of root's command line that grants each service beyond answering, for the message that refuses it.

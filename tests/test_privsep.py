@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from provisioner import privsep, server
-from provisioner.exits import STATE_STATUS
+from provisioner.exits import STATE_STATUS, ExitCode
 from provisioner.settings import locate_user
 from tests.conftest import (
     CHECKOUT,
@@ -610,7 +610,7 @@ def test_an_account_that_stops_its_worker_again_and_again_does_not_hold_root(use
         if monitor.poll() is not None:
             break
     _, stderr = monitor.communicate(timeout=30)
-    assert monitor.returncode == 1, stderr
+    assert monitor.returncode == ExitCode.MONITOR, stderr
     assert f"running as {user.account.pw_name} (pid {worker}) was stopped by a signal 3 times; it was killed" in stderr
     assert "Traceback" not in stderr
 
@@ -865,7 +865,7 @@ time.sleep(60)
     held = subprocess.run(
         [sys.executable, "-c", hold], capture_output=True, text=True, timeout=30, check=False, cwd=CHECKOUT
     )
-    assert held.returncode == 1, held.stderr
+    assert held.returncode == ExitCode.MONITOR, held.stderr
     assert "did not finish in the time its settings allow; it was killed" in held.stderr
     assert time.monotonic() - started < 20
 
