@@ -173,7 +173,7 @@ def answer(request: bytes, snapshot: dict[str, Any]) -> bytes:
     payload = content.encode()
     head = [
         "HTTP/1.0 503 Service Unavailable",
-        "Server: provisioner",
+        "Server: jupyter-init",
         f"Content-Type: {kind}",
         f"Content-Length: {len(payload)}",
         "Connection: close",

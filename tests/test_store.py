@@ -71,7 +71,7 @@ def test_a_file_from_a_newer_version_is_moved_aside_not_overwritten(
     store.path.write_text(newer)
     assert store.load() is None
     assert any(p.read_text() == newer for p in store.out.iterdir() if ".unreadable-" in p.name)
-    assert "written by a newer provisioner" in caplog.text
+    assert "written by a newer jupyter-init" in caplog.text
 
 
 def test_a_reader_without_the_lock_leaves_a_bad_file_where_it_is(store: Store) -> None:

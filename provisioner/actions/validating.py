@@ -38,7 +38,10 @@ def token_problem(token: Secret | None, ip: str) -> str | None:
     if any(not (ch.isascii() and ch.isprintable()) or ch.isspace() for ch in value):
         return "the token must be printable ASCII with no spaces or control characters"
     weak = weakness(value)
-    if weak is not None and not ipaddress.ip_address(ip).is_loopback:
+    address = ipaddress.ip_address(ip)
+    # ::ffff:127.0.0.1 is loopback on every Python (3.13 says so itself, older ones do not).
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    if weak is not None and not (mapped or address).is_loopback:
         # Anyone who can reach the port may guess it.
         return f"{weak} for a server listening on {ip} (beyond loopback)"
     return None

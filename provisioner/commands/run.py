@@ -68,10 +68,9 @@ def run(settings: Settings, definition: Definition, started: float) -> int:
                 return provision(settings, definition, None, started, start)
             start = _adopt_or_replace(previous, settings, definition, store)
         unkept = None
-        if (
-            settings.token is not None and token_problem(settings.token, settings.ip) is None
-        ):  # one validating will refuse is
-            unkept = store.save_token(settings.token)  # not kept (it may not even be text a file can hold)
+        # A token validating will refuse is not kept (it may not even be text a file can hold).
+        if settings.token is not None and token_problem(settings.token, settings.ip) is None:
+            unkept = store.save_token(settings.token)
         unkept = unkept or store.save_endpoints(settings.urls())
         return provision(settings, definition, store, started, start, unrecordable=unkept)
     finally:

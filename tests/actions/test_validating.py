@@ -39,7 +39,7 @@ def test_an_unusable_token_is_no_token(ctx: RunContext, token: str | None) -> No
     assert token is None or token.strip() == "" or token not in caught.value.message
 
 
-@pytest.mark.parametrize("ip", ["127.0.0.1", "::1", "127.0.0.2"])
+@pytest.mark.parametrize("ip", ["127.0.0.1", "::1", "127.0.0.2", "::ffff:127.0.0.1"])
 def test_a_weak_token_on_loopback_passes_with_a_warning(
     ctx: RunContext, caplog: pytest.LogCaptureFixture, ip: str
 ) -> None:
@@ -49,7 +49,7 @@ def test_a_weak_token_on_loopback_passes_with_a_warning(
     assert "short" not in caplog.text.replace("5 characters long", "")
 
 
-@pytest.mark.parametrize("ip", ["0.0.0.0", "::", "192.0.2.7", "2001:db8::7"])
+@pytest.mark.parametrize("ip", ["0.0.0.0", "::", "192.0.2.7", "2001:db8::7", "::ffff:192.0.2.7"])
 @pytest.mark.parametrize(
     ("token", "why"),
     [
