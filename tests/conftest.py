@@ -192,6 +192,22 @@ def shipped_definition() -> dict[str, Any]:
     return data
 
 
+def shipped_reasons() -> dict[str, int]:
+    """The shipped definition's failure reasons and their exit codes, as the code loads them."""
+    from provisioner import actions
+    from provisioner import definition as definitions
+    from provisioner.settings import DEFINITION_SETTINGS
+
+    return dict(definitions.load(definitions.default_path(), actions.reasons(), DEFINITION_SETTINGS).reasons)
+
+
+def help_text(*words: str) -> str:
+    """`jupyter-init WORDS --help` as printed (argparse wraps lines wherever the terminal is narrow)."""
+    return subprocess.run(
+        [sys.executable, "-m", "provisioner", *words, "--help"], capture_output=True, text=True, check=True
+    ).stdout
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -11,7 +11,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-CHECKOUT = Path(__file__).resolve().parent.parent
+from tests.conftest import CHECKOUT
+
 README = CHECKOUT / "README.md"
 DOCS = CHECKOUT / "docs"
 BENCHMARKS = CHECKOUT / "benchmarks" / "README.md"

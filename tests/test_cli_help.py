@@ -12,16 +12,13 @@ import pytest
 from provisioner import actions, exits
 from provisioner import definition as definitions
 from provisioner.settings import DEFINITION_SETTINGS, OPTIONS, Settings, shown_default
-from tests.conftest import cli_env, run_cli
+from tests.conftest import cli_env, help_text, run_cli
 
 VERBS = ("run", "resume", "state", "stop", "graph", "check")
 
 
 def help_of(verb: str) -> str:
-    text = subprocess.run(
-        [sys.executable, "-m", "provisioner", verb, "--help"], capture_output=True, text=True, check=True
-    ).stdout
-    return " ".join(text.split())  # argparse wraps lines wherever the terminal is narrow
+    return " ".join(help_text(verb).split())  # argparse wraps lines wherever the terminal is narrow
 
 
 @pytest.mark.parametrize("verb", VERBS)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import subprocess
-import sys
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -15,14 +13,23 @@ from typing import Any
 import pytest
 import yaml
 
-from provisioner import __version__, actions, exits
-from provisioner import definition as definitions
+from provisioner import __version__, exits
 from provisioner.actions.validating import ADVISED, DISTINCT_MIN
 from provisioner.errors import TOKEN_MIN
-from provisioner.settings import DEFINITION_SETTINGS, OPTIONS, Settings, shown_default
-from tests.conftest import PREREQUISITES, TOKEN, cli_env, free_port, run_cli, serving
-from tests.docs import (
+from provisioner.settings import OPTIONS, Settings, shown_default
+from tests.conftest import (
     CHECKOUT,
+    PREREQUISITES,
+    TOKEN,
+    cli_env,
+    free_port,
+    help_text,
+    run_cli,
+    serving,
+    shipped_reasons,
+)
+from tests.docs import MARKER as SHELL_MARKER
+from tests.docs import (
     README,
     SHELLS,
     WHERE,
@@ -36,7 +43,6 @@ from tests.docs import (
     normalised_lines,
     slug,
 )
-from tests.docs import MARKER as SHELL_MARKER
 
 DASH = "\N{EN DASH}"  # the docs write a range of numbers as typesetters do
 SCREEN = 8192  # bytes: what a reader takes in before scrolling, as `wc -c` counts
@@ -55,17 +61,6 @@ SECOND_NAME = re.compile(
     r"(?<!-m )(?<![\w/.-])provisioner (?:run|resume|state|stop|graph|check|help|--help|--version)\b"
     r"|bin/provisioner\b|`provisioner`|`provisioner "
 )
-
-
-def shipped_reasons() -> dict[str, int]:
-    shipped = definitions.load(definitions.default_path(), actions.reasons(), DEFINITION_SETTINGS)
-    return dict(shipped.reasons)
-
-
-def help_text(*words: str) -> str:
-    return subprocess.run(
-        [sys.executable, "-m", "provisioner", *words, "--help"], capture_output=True, text=True, check=True
-    ).stdout
 
 
 def readme_shell_blocks() -> list[Block]:
@@ -181,6 +176,17 @@ def test_the_second_command_name_appears_only_where_it_is_explained() -> None:
     assert found == []
 
 
+def test_every_fenced_block_names_its_language() -> None:
+    # A fence with none could hold commands and slip past the rule below: what is no command says `text`.
+    bare = [
+        f"{page.relative_to(CHECKOUT)}:{block.line}"
+        for page in markdown_files()
+        for block in blocks(page.read_text())
+        if not block.lang
+    ]
+    assert bare == []
+
+
 def test_every_shell_block_says_whether_it_is_an_example_or_what_runs_it() -> None:
     unmarked, unrun = [], []
     run_by = 0
@@ -218,7 +224,7 @@ def test_every_shell_block_says_whether_it_is_an_example_or_what_runs_it() -> No
 def synopsis_options() -> dict[str, set[str]]:
     """Each verb's long options, as the docs name them: the verb's synopsis line, and for `run`, whose synopsis says
     `[options]`, the first column of its option table."""
-    [synopsis] = [block for block in blocks(WHERE["synopsis"].text()) if block.lang == ""]
+    [synopsis] = [block for block in blocks(WHERE["synopsis"].text()) if block.lang == "bash"]
     named: dict[str, set[str]] = {}
     for line in synopsis.lines:
         match = re.match(r"^jupyter-init (\w+)\b(.*)$", line)
@@ -353,7 +359,7 @@ def test_the_docs_name_every_program_the_suite_changes_the_machine_with() -> Non
 
 
 def test_the_layout_names_every_module_of_the_package_and_nothing_that_is_not_there() -> None:
-    [layout] = [block for block in blocks(WHERE["layout"].text()) if block.lang == ""]
+    [layout] = [block for block in blocks(WHERE["layout"].text()) if block.lang == "text"]
     named: set[str] = set()
     parent = ""
     for line in layout.lines:

@@ -5,14 +5,9 @@ from __future__ import annotations
 import re
 import signal
 
-from provisioner import actions, exits
-from provisioner import definition as definitions
+from provisioner import exits
 from provisioner.exits import REASONS, SIGNALS, STATE_STATUS, ExitCode
-from provisioner.settings import DEFINITION_SETTINGS
-
-
-def shipped_reasons() -> dict[str, int]:
-    return dict(definitions.load(definitions.default_path(), actions.reasons(), DEFINITION_SETTINGS).reasons)
+from tests.conftest import shipped_reasons
 
 
 def test_no_number_has_two_names_and_none_lies_in_the_failure_band() -> None:
