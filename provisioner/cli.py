@@ -25,6 +25,11 @@ if TYPE_CHECKING:
 # not at start-up: `jupyter-init --help` stays as fast as Python itself allows.
 TOKEN_ENV = "JUPYTER_TOKEN"  # noqa: S105 - the variable's name; settings.TOKEN_ENV, without importing settings
 HELP_WORDS = ("-h", "--help", "--version")
+# Words a newcomer types for a verb that no spelling distance finds (`start` is nearer to state than to run).
+SYNONYMS = {
+    **{"start": "run", "up": "run", "status": "state", "kill": "stop", "validate": "check", "draw": "graph"},
+    "version": "--version",
+}
 TYPO_MAX = 8  # a word this long or longer is never shown back, even when it looks like a verb mistyped
 HELP = "help"  # `jupyter-init help [VERB]`, as git and pip take it: the help, never a verb or a token
 
@@ -85,6 +90,8 @@ def _parse(words: list[str]) -> argparse.Namespace:
         # A mistyped command line may hold the token in the wrong place, and argparse quotes what it could not take
         # in ways of its own ('x', "x", --option=x, -hx): no word long enough to be a token is shown back.
         message = exc.message
+        if words[:1] and words[0] in VERBS:  # the words the top parser found left over are the verb's
+            message = message.replace(f"(see {PROG} --help)", f"(see {PROG} {words[0]} --help)")
         for piece in sorted(_long_pieces(words), key=len, reverse=True):
             for form in {piece, repr(piece)[1:-1]}:
                 message = message.replace(form, "(a value hidden)")
@@ -404,7 +411,9 @@ def _not_a_verb(word: str, after_run: bool = False) -> str:
     and short: any other may be a token typed where it does not belong."""
     import difflib
 
-    close = difflib.get_close_matches(word.lower(), VERBS, n=1)
+    close = (
+        [SYNONYMS[word.lower()]] if word.lower() in SYNONYMS else difflib.get_close_matches(word.lower(), VERBS, n=1)
+    )
     shown = close and len(word) < TYPO_MAX
     if after_run:
         verb = f" ({PROG} {close[0]})" if close else ""

@@ -26,6 +26,12 @@ else
     exit 127
 fi
 
+# The old script took any first word as the token; asking for help is the one it cannot have meant as one.
+if [ "${1-}" = "--help" ] || [ "${1-}" = "-h" ]; then
+    echo "usage: ${0##*/} TOKEN [START_URL] [COMPLETE_URL] [OPTIONS...]  (OPTIONS: those of \`jupyter-init run --help\`)"
+    exit 0
+fi
+
 # An absent token is an empty one: the provisioner reports status=failed&reason=no_token, as the old script did.
 export JUPYTER_TOKEN="${1-}"
 exec "${command[@]}" run --start-url "${2-}" --complete-url "${3-}" "${@:4}"

@@ -52,7 +52,10 @@ def refused(argv: list[str], home: Path, capsys: pytest.CaptureFixture[str], cod
 
 @pytest.mark.parametrize(
     ("word", "verb"),
-    [("statee", "state"), ("stat", "state"), ("stpo", "stop"), ("resum", "resume"), ("grahp", "graph"), ("rnu", "run")],
+    [
+        *[("statee", "state"), ("stat", "state"), ("stpo", "stop"), ("resum", "resume"), ("grahp", "graph")],
+        *[("rnu", "run"), ("start", "run"), ("status", "state"), ("version", "--version")],
+    ],
 )
 def test_a_mistyped_verb_is_a_usage_error_that_names_the_verb(
     word: str, verb: str, nobody_home: Path, capsys: pytest.CaptureFixture[str]
@@ -150,6 +153,8 @@ def test_a_token_file_named_by_a_path_is_shown_so_the_operator_sees_which(
 def test_an_unknown_option_is_named_and_its_value_is_not(nobody_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     err = refused(["run", "--prot", "tok-given-in-the-wrong-place-42", "--colour", "blue"], nobody_home, capsys)
     assert "unrecognized arguments: --prot --colour and 1 other word(s)" in err and "tok-" not in err
+    err = refused(["stop", "http://a.example/", "http://b.example/"], nobody_home, capsys)
+    assert "unrecognized arguments: 2 word(s) (see jupyter-init stop --help)" in err
 
 
 @pytest.mark.parametrize("command", [COMMAND, SECOND_NAME])

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import TOKEN, CallbackServer, cli_env, cmdlines
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "jupyter_init.sh"
@@ -52,3 +54,13 @@ def test_without_a_provisioner_it_says_so_and_exits_127(tmp_path: Path, reap: Pa
     )
     assert completed.returncode == 127
     assert "not installed" in completed.stderr
+
+
+@pytest.mark.parametrize("asked", ["--help", "-h"])
+def test_asking_the_drop_in_for_help_is_not_a_token(asked: str, reap: Path) -> None:
+    completed = subprocess.run(
+        ["/bin/bash", str(SCRIPT), asked], env=cli_env(reap), capture_output=True, text=True, check=False
+    )
+    assert (completed.returncode, completed.stderr) == (0, "")
+    assert completed.stdout.startswith("usage: jupyter_init.sh TOKEN [START_URL] [COMPLETE_URL]")
+    assert not (reap / ".jupyter").exists()

@@ -482,7 +482,7 @@ def test_root_reads_no_input_that_the_account_can_change(user: Researcher, reap:
     user.own(token_file)
     run = as_root(["run", "--user", user.account.pw_name, "--token-file", str(token_file)], reap)
     assert run.returncode == 2, run.stderr
-    assert f"--token-file: {token_file} is {user.account.pw_name}'s" in run.stderr
+    assert f"--token-file: '{token_file}' is {user.account.pw_name}'s" in run.stderr
     states = user.home / "states.toml"
     shutil.copy(CHECKOUT / "states.toml", states)
     user.own(states)
