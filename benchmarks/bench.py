@@ -37,7 +37,7 @@ PYTHON_BIN = Path(sys.executable).parent
 JUPYTER = PYTHON_BIN / "jupyter-notebook"
 JUPYTER_INIT = PYTHON_BIN / "jupyter-init"
 OLD_SCRIPT = HERE / "old_jupyter_init.sh"
-TARGETS = {"provisioner / bare": 1.05, "crash detection (s)": 0.2, "--help (ms)": 150.0, "peak RSS (MB)": 60.0}
+TARGETS = {"jupyter-init / bare": 1.05, "crash detection (s)": 0.2, "--help (ms)": 150.0, "peak RSS (MB)": 60.0}
 
 
 class Receiver:
@@ -156,7 +156,7 @@ def provisioner(
         _, exit_status, usage = os.wait4(process.pid, 0)
         exited = time.monotonic() - started
         if os.waitstatus_to_exitcode(exit_status) != 0:
-            raise RuntimeError(f"provisioner failed: {process.stderr.read() if process.stderr else ''}")
+            raise RuntimeError(f"jupyter-init failed: {process.stderr.read() if process.stderr else ''}")
         receiver.close()
         history = json.loads((home / ".jupyter" / "provisioner-state.json").read_text())["history"]
         verifying = next(entry["duration"] for entry in history if entry["state"] == "verifying")
@@ -190,7 +190,7 @@ def crash_detection(modules: Path) -> dict[str, float]:
         fake.write_text(f"#!/bin/sh\nsleep 1\ndate +%s.%N > {died_at}\nexit 1\n")
         fake.chmod(0o755)
         env = {**base, "PATH": f"{fake_dir}:{base['PATH']}", "JUPYTER_TOKEN": secrets.token_hex(24)}
-        argv = [str(PYTHON_BIN / "provisioner"), "run", "--module", "", "--port", "auto"]
+        argv = [str(PYTHON_BIN / "jupyter-init"), "run", "--module", "", "--port", "auto"]
         subprocess.run([*argv, "--complete-url", receiver.url("/complete")], env=env, capture_output=True, check=False)
         arrived = receiver.wait_for("failed")
         receiver.close()
@@ -205,7 +205,7 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
 
 def help_time(modules: Path) -> dict[str, float]:
     return {
-        "help": timed([str(PYTHON_BIN / "provisioner"), "--help"]),
+        "help": timed([str(PYTHON_BIN / "jupyter-init"), "--help"]),
         "python": timed([sys.executable, "-c", "pass"]),
     }
 
@@ -269,17 +269,17 @@ def main() -> int:
     bare_ready = median("bare", "ready")
     rows = [
         ("bare server: start to first 200 (s)", bare_ready),
-        ("provisioner: start to init_completed (s)", median("provisioner", "completed")),
-        ("provisioner: start to exit (s)", median("provisioner", "exited")),
-        ("provisioner: its server's start to first 200 (s)", median("provisioner", "verifying")),
-        ("provisioner: added to its server's start (s)", added("provisioner")),
+        ("jupyter-init: start to init_completed (s)", median("provisioner", "completed")),
+        ("jupyter-init: start to exit (s)", median("provisioner", "exited")),
+        ("jupyter-init: its server's start to first 200 (s)", median("provisioner", "verifying")),
+        ("jupyter-init: added to its server's start (s)", added("provisioner")),
         ("  with --progress-page: added (s)", added("page")),
         ("  with --tls self-signed: added (s)", added("tls")),
         ("old script: start to init_completed (s)", median("old", "completed")),
-        ("provisioner / bare", median("provisioner", "completed") / bare_ready),
+        ("jupyter-init / bare", median("provisioner", "completed") / bare_ready),
         # Jupyter's own start varies by a second from run to run here; the difference within a round cancels that.
         (
-            "provisioner - bare, median of per-round differences (s)",
+            "jupyter-init - bare, median of per-round differences (s)",
             statistics.median(p["completed"] - b["ready"] for p, b in zip(results["provisioner"], results["bare"])),
         ),
         ("old script / bare", median("old", "completed") / bare_ready),
@@ -288,7 +288,7 @@ def main() -> int:
         ("peak RSS (MB)", median("provisioner", "rss_mb")),
         ("--help (ms)", median("help", "help") * 1000),
         ("python -c pass (ms)", median("help", "python") * 1000),
-        ("module load, provisioner (ms)", median("modules", "provisioner") * 1000),
+        ("module load, jupyter-init (ms)", median("modules", "provisioner") * 1000),
         ("module load, bash -lc (ms)", median("modules", "login_shell") * 1000),
     ]
     if args.against is not None:
