@@ -130,7 +130,7 @@ def owner_of(path: Path, what: str = "--output-dir") -> Account | None:
         return None
     if ANYONE in changers or len(changers) > 1:
         raise UsageError(
-            f"{what}: {shown_path(path)} can be changed by another account, or more than one, so root will not use it; "
+            f"{what}: {shown_path(path)} can be changed by {_named(changers)}, so root will not use it; "
             "give one that only root, or only one account, can change"
         )
     [uid] = changers
@@ -140,6 +140,30 @@ def owner_of(path: Path, what: str = "--output-dir") -> Account | None:
         raise UsageError(
             f"{what}: {shown_path(path)} belongs to uid {uid}, which has no account; refusing it"
         ) from None
+
+
+def _named(changers: set[int]) -> str:
+    """Who can change a path, in words: the accounts by name, then "any account" for a group, an ACL or everyone."""
+    names = []
+    for uid in sorted(changers - {ANYONE}):
+        try:
+            names.append(pwd.getpwuid(uid).pw_name)
+        except KeyError:
+            names.append(f"uid {uid}")
+    if ANYONE in changers:
+        names.append("any account (through its group, an ACL or its mode)")
+    return " and ".join(names)
+
+
+def check_output_dir(path: Path, account: Account) -> None:
+    """As root for `account`: its output directory must be one only it (or root) controls; another account's would
+    hand the record, and so what a later `resume` runs as `account`, to that other account."""
+    owner = owner_of(path)
+    if owner is not None and owner.uid != account.uid:
+        raise UsageError(
+            f"--output-dir: {shown_path(path)} can be changed by {owner.name}, not {account.name}; as root, give "
+            f"{account.name}'s own directory"
+        )
 
 
 class _Walk:

@@ -357,7 +357,7 @@ def test_root_inputs_that_are_not_files_are_refused_without_reading(reap: Path, 
     # A device anyone may write (/dev/zero is 0666) is refused before it is opened.
     zero = run_cli(["check", "--states", "/dev/zero"], cli_env(reap), timeout=30)
     assert zero.returncode == 2, zero.stderr
-    assert "'/dev/zero' can be changed by another account" in zero.stderr
+    assert "'/dev/zero' can be changed by any account (through its group, an ACL or its mode)" in zero.stderr
 
 
 @pytest.mark.parametrize(
@@ -408,7 +408,7 @@ def test_root_refuses_a_root_directory_others_can_change(reap: Path) -> None:
         shared.chmod(0o777)  # no sticky bit: anyone may swap what is in it
         run = as_root(["state", "--output-dir", str(shared / "out")], reap)
         assert run.returncode == 2, run.stderr
-        assert "can be changed by another account" in run.stderr
+        assert "can be changed by any account (through its group, an ACL or its mode)" in run.stderr
     finally:
         shutil.rmtree(shared)
 
@@ -560,7 +560,7 @@ def test_root_will_not_act_as_root_in_a_directory_every_account_may_write(
         run = as_root([*verb, "--output-dir", str(target)], reap)
         assert run.returncode == 2, (verb, run.stdout, run.stderr)
         one_line_error(run)
-        expected = "is a link another account could have made" if via == "link" else "can be changed by another"
+        expected = "is a link another account could have made" if via == "link" else "can be changed by "
         assert expected in run.stderr
     assert not (sticky_dir / "ran-as").exists(), f"{script} ran"
     assert servers_of(user) == []
@@ -782,7 +782,7 @@ def test_a_root_directory_an_acl_opens_to_the_account_is_not_roots_alone(user: R
         subprocess.run(["setfacl", "-m", f"u:{user.account.pw_name}:rwx", str(directory)], check=True)
         run = as_root(["state", "--output-dir", str(directory)], reap)
         assert run.returncode == 2, run.stderr
-        assert "can be changed by another account" in run.stderr
+        assert "can be changed by any account (through its group, an ACL or its mode)" in run.stderr
     finally:
         shutil.rmtree(directory)
 
@@ -964,3 +964,22 @@ def test_the_progress_page_is_served_by_the_account_not_root(user: Researcher, r
         assert listener_uid(port) == user.account.pw_uid  # and then Jupyter
     finally:
         shutil.rmtree(modules)
+
+
+def test_root_will_not_run_for_an_account_in_an_output_directory_another_account_controls(
+    user: Researcher, reap: Path
+) -> None:
+    """B makes an output directory A may write, and gets root to run for A in it: B could replace the record, and
+    A's next `resume` would run B's init script as A."""
+    with account() as other:
+        foreign = Path(other.pw_dir) / "shared-out"
+        foreign.mkdir(mode=0o700)
+        os.chown(foreign, other.pw_uid, other.pw_gid)
+        foreign.chmod(0o777)  # as B would, so that A can write there
+        for mode, who in ((0o777, f"{other.pw_name} and any account"), (0o755, f"{other.pw_name}, not")):
+            foreign.chmod(mode)
+            run = run_for(user, reap, "--output-dir", str(foreign))
+            assert run.returncode == 2, run.stderr
+            one_line_error(run)
+            assert f"--output-dir: '{foreign}' can be changed by {who}" in run.stderr
+            assert list(foreign.iterdir()) == [] and servers_of(user) == []

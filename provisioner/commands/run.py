@@ -43,6 +43,8 @@ def run(settings: Settings, definition: Definition, started: float) -> int:
     """Provision a server from the start, or adopt or replace the one the output directory's record has alive."""
     # As root with --user: from here on, the user's rights only; root starts a unit only if root asked for one.
     grants = frozenset({"launch"}) if settings.launcher == "systemd" else frozenset()
+    if os.geteuid() == 0 and settings.user is not None and settings.user.uid != 0:
+        privsep.check_output_dir(settings.out, settings.user)
     privsep.act_for(settings.user, deadline=run_deadline(settings, definition), grants=grants)
     if os.geteuid() == 0:
         owner = privsep.owner_of(settings.out)
