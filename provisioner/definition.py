@@ -29,7 +29,7 @@ else:  # pragma: no cover - exercised on older Pythons only
 SCHEMA = 1
 OK = "ok"
 ENDPOINTS = ("start", "complete")
-_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_NAME = re.compile(r"[a-z][a-z0-9_]*")  # whole names only (fullmatch): `$` would let "loading\n" through
 # What `transitions` (and its GraphMachine) puts on the model besides one method per trigger.
 _MODEL_NAMES = frozenset({"state", "trigger", "get_graph"})
 _MODEL_PREFIXES = ("is_", "may_", "to_")
@@ -278,7 +278,7 @@ class _Checker:
         seen: dict[int, str] = {}
         for reason, code in table.items():
             path = f"reasons.{reason}"
-            if not _NAME.match(reason):
+            if not _NAME.fullmatch(reason):
                 self.problem(path, "a reason is lower case letters, digits and _")
             elif reason in _MODEL_NAMES or reason.startswith(_MODEL_PREFIXES):
                 # A reason is a trigger, and `transitions` makes each trigger a method of the model, beside these.
@@ -310,7 +310,7 @@ class _Checker:
                 continue
             self.unknown_keys(item, {"name", "action", "final", "process_local", "retry"}, path)
             name = self.typed(item, "name", str, f"{path}.name", "")
-            if not _NAME.match(name):
+            if not _NAME.fullmatch(name):
                 self.problem(f"{path}.name", "a state name is lower case letters, digits and _")
                 continue
             if name in names:

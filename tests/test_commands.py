@@ -7,6 +7,8 @@ import re
 import socket
 from pathlib import Path
 
+import pytest
+
 from provisioner import actions
 from provisioner.exits import REASONS, STATE_STATUS
 from tests.conftest import TOKEN, CallbackServer, cli_env, free_port, jupyter_pids, run_cli
@@ -40,6 +42,21 @@ class TestState:
         assert [entry["state"] for entry in data["history"]] == ["idle", "validating", "loading", "failed"]
         assert TOKEN not in table.stdout + dump.stdout
         assert TOKEN not in (reap / ".jupyter" / "provisioner-state.json").read_text()
+
+    @pytest.mark.parametrize("separator", ["\r", "\x85", "\u2028", "\u2029", "\x0b", "\x1c"])
+    def test_a_line_end_an_account_wrote_into_its_record_forges_no_line(
+        self, callbacks: CallbackServer, reap: Path, separator: str
+    ) -> None:
+        env = cli_env(reap, JUPYTER_TOKEN=TOKEN)
+        run_cli(["run", "--module", "NotThere", "--complete-url", callbacks.url("/complete")], env)
+        state = reap / ".jupyter" / "provisioner-state.json"
+        record = json.loads(state.read_text())
+        record["failure"]["message"] = f"boom{separator}status:     ready"
+        state.write_text(json.dumps(record))
+        table = run_cli(["state"], cli_env(reap))
+        lines = table.stdout.split("\n")
+        assert [line for line in lines if line.startswith("status:")] == ["status:     failed"]
+        assert len(lines) == len(table.stdout.splitlines()) + 1, "no character but our own line end breaks a line"
 
 
 class TestStop:

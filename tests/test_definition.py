@@ -144,6 +144,15 @@ class TestValidation:
         assert Problem("states[0].colour", "unknown key") in found
         assert Problem("callbacks.attempts", "must be a whole number") in found
 
+    def test_a_name_with_a_line_end_is_refused_whole(self) -> None:
+        # `re.match` with `$` lets "loading\n" through: a name is matched whole.
+        data = shipped_data()
+        data["states"][2]["name"] = "loading\n"
+        assert "states[2].name" in paths(data)
+        data = shipped_data()
+        data["reasons"]["no_token\n"] = data["reasons"].pop("no_token")
+        assert any(problem.path == "reasons.no_token\n" for problem in problems(data))
+
     def test_exit_codes_outside_the_failure_band_and_repeated_ones_are_refused(self) -> None:
         band = (
             "exit code must be a whole number from 10 to 19 (the band of a run's failures; every other code has a "

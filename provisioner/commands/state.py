@@ -38,7 +38,9 @@ def describe(out: Path) -> dict[str, Any]:
 def state(out: Path, as_json: bool) -> int:
     act_as_owner(out)
     dump = describe(out)
-    text = json.dumps(dump, indent=2) if as_json else "\n".join(map(printable, render_state(dump).splitlines()))
+    # Split on our own line ends only: splitlines() would also break at a \r, U+0085 or U+2028 an account wrote into
+    # its record, and the piece after it would print as a line of ours (`status: ready`).
+    text = json.dumps(dump, indent=2) if as_json else "\n".join(map(printable, render_state(dump).split("\n")))
     print(redact(text))
     # Each status its own code, none of them one of the command's own errors: a script tells "the run failed"
     # from "`state` could not say".
