@@ -219,8 +219,10 @@ def _grace(text: str) -> float:
     """--grace: seconds, from 0 to an hour (argparse's float would take nan, inf and -1)."""
     import math
 
+    from provisioner.settings import ascii_text
+
     try:
-        seconds = float(text)
+        seconds = float(ascii_text(text))
     except ValueError:
         seconds = math.nan
     if not 0 <= seconds <= 3600:

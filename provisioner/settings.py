@@ -131,11 +131,19 @@ class BadValue(ValueError):
     """A value a setting cannot take. The message says why; whoever catches it names where the value came from."""
 
 
+def ascii_text(value: object) -> str:
+    """A number's text, in ASCII digits only: int() and float() also read ٨٠٥٣ as 8053, which no one meant."""
+    text = str(value).strip()
+    if not text.isascii():
+        raise ValueError(text)
+    return text
+
+
 def parse_port(value: object) -> int | None:
     if isinstance(value, str) and value.strip().lower() == "auto":
         return None
     try:
-        port = int(str(value).strip()) if not isinstance(value, bool) else -1
+        port = int(ascii_text(value)) if not isinstance(value, bool) else -1
     except ValueError:
         raise BadValue(f"{shown_option(value)} is not a port number (1-65535 or 'auto')") from None
     if not 1 <= port <= 65535:
@@ -156,7 +164,7 @@ def parse_ip(value: object) -> str:
 
 def parse_timeout(value: object) -> float:
     try:
-        timeout = float(str(value).strip())
+        timeout = float(ascii_text(value))
     except ValueError:
         raise BadValue(f"{shown_option(value)} is not a number of seconds") from None
     if not 0 < timeout < DAY:  # nan and inf are not either
@@ -174,7 +182,7 @@ def parse_base_url(value: object) -> str:
 
 def parse_idle_timeout(value: object) -> int:
     try:
-        seconds = int(str(value).strip()) if not isinstance(value, bool) else -1
+        seconds = int(ascii_text(value)) if not isinstance(value, bool) else -1
     except ValueError:
         raise BadValue(f"{shown_option(value)} is not a whole number of seconds (0: never)") from None
     if not 0 <= seconds <= YEAR:

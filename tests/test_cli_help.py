@@ -105,3 +105,8 @@ def test_an_output_that_cannot_be_written_is_one_line_and_74(reap: Path) -> None
         74,
         "jupyter-init: error: cannot write the output: No space left on device\n",
     )
+
+
+def test_stop_takes_its_grace_in_ascii_digits(reap: Path) -> None:
+    run = run_cli(["stop", "--grace", "٣"], cli_env(reap))
+    assert run.returncode == 2 and "is not a number of seconds" in run.stderr

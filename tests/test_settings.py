@@ -177,3 +177,13 @@ def test_a_certificate_is_named_by_its_absolute_path_and_must_exist(
         resolve({"certfile": "vm.crt", "keyfile": "nothing.key"}, {}, {}, None)
     with pytest.raises(UsageError, match=r"^--certfile: '.' is not a file$"):
         resolve({"certfile": ".", "keyfile": "vm.key"}, {}, {}, None)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("port", "٨٠٥٣"), ("timeout", "٣٠"), ("idle_timeout", "٣٦٠٠"), ("port", "\uff18\uff10\uff10\uff18")],
+)
+def test_a_number_is_written_in_ascii_digits(name: str, value: str) -> None:
+    # int() and float() read any script's digits: ٨٠٥٣ would be port 8053, which no one typed.
+    with pytest.raises(UsageError, match=f"^--{name.replace('_', '-')}: "):
+        resolve({name: value}, {"HOME": "/home/r"}, {}, None)
