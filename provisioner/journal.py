@@ -16,7 +16,7 @@ from provisioner import server
 from provisioner.context import RunContext, log
 from provisioner.definition import Definition
 from provisioner.errors import StepFailed
-from provisioner.output import redact
+from provisioner.output import bounded, redact
 from provisioner.record import (
     STOPPED_STATE,
     Callback,
@@ -78,7 +78,7 @@ class Journal:
             step.duration = round(time.monotonic() - self._entered_at, 3)
             if error is not None:
                 # A message may quote jupyter.log, which the account's own configuration can make print the token.
-                message = redact(error.message)
+                message = bounded(redact(error.message))
                 step.reason, step.error = error.reason, message
                 self.record.failure = Failure(step.state, error.reason, message)
             adopted = outcome is StepOutcome.SKIPPED and step.state == self.origin and self.record.server is not None

@@ -49,10 +49,21 @@ class Redactor:
 
 redact = Redactor()
 
+MESSAGE_MAX = 2000  # characters of one message: a 100 KB path an operator typed is not printed or sent whole
+
+
+def bounded(text: str, limit: int = MESSAGE_MAX) -> str:
+    """`text`, its middle left out past `limit` characters. Cut only after redaction: a token cut in two would be
+    masked in neither half."""
+    if len(text) <= limit:
+        return text
+    keep = limit // 2
+    return f"{text[:keep]} … ({len(text) - 2 * keep} characters left out) … {text[-keep:]}"
+
 
 class _RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage())
+        record.msg = bounded(redact(record.getMessage()))
         record.args = ()
         return True
 

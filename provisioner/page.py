@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from provisioner import netinfo, tls
+from provisioner.output import bounded
 from provisioner.tls import Certificate, TLSError
 
 MARK = "X-Provisioner-Progress"  # on every answer of the page: what the script tells apart from Jupyter's
@@ -334,7 +335,7 @@ class ProgressPage:
         with self.progress.lock:
             self.progress.steps.append(_Step(state, elapsed))
             if reason is not None:
-                self.progress.failure = (reason, self.redact(message or ""))
+                self.progress.failure = (reason, bounded(self.redact(message or "")))
                 self._shown_since = time.monotonic() if self.open else None
 
     def close(self) -> None:

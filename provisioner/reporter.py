@@ -20,6 +20,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 from provisioner import __version__
 from provisioner.context import log
 from provisioner.definition import CallbackPolicy
+from provisioner.output import bounded
 from provisioner.record import Callback, Delivery, mask_url
 from provisioner.settings import Secret
 
@@ -120,7 +121,8 @@ class Reporter:
         # Our own fields are sent as they are, never rewritten by a short token that happens to equal one (`ready`);
         # every other field may quote what others wrote (a tool's error, the server's log) and is redacted.
         callback = Callback(
-            endpoint, {name: value if name in OUR_FIELDS else self.redact(value) for name, value in fields.items()}
+            endpoint,
+            {name: value if name in OUR_FIELDS else bounded(self.redact(value)) for name, value in fields.items()},
         )
         if endpoint != PROGRESS and self.seen(callback):
             log.info("%s callback (%s) is already recorded; not sending it again", endpoint, callback.status)

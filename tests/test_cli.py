@@ -319,6 +319,12 @@ class TestFailures:
 class TestBadInput:
     """A user's mistake: one line on stderr, exit 2 or 3, no callback, nothing started."""
 
+    def test_a_path_of_100_kb_is_not_printed_whole(self, reap: Path) -> None:
+        huge = reap / ("a" * 100_000)
+        run = run_cli(["run", "--module", "", "--output-dir", str(huge)], cli_env(reap, JUPYTER_TOKEN=TOKEN))
+        assert run.returncode == 2 and run.stderr.count("\n") == 1
+        assert len(run.stderr) < 2200 and "characters left out" in run.stderr
+
     @pytest.mark.parametrize(
         ("args", "needle"),
         [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from provisioner.output import Redactor
+from provisioner.output import MESSAGE_MAX, Redactor, bounded
 from provisioner.record import url_secrets
 from provisioner.settings import Secret
 from tests.conftest import TOKEN
@@ -30,3 +30,13 @@ def test_a_callback_urls_short_password_is_masked_in_the_url_and_nowhere_else() 
     assert redact("POST http://jupyter:pa55@platform.example/cb failed; see jupyter.log, pa55word stays") == (
         "POST http://jupyter:***@platform.example/cb failed; see jupyter.log, pa55word stays"
     )
+
+
+def test_a_long_message_is_cut_in_its_middle_after_the_token_is_masked() -> None:
+    redact = Redactor()
+    redact.add(Secret(TOKEN))
+    text = "cannot use /" + "a" * 100_000 + f"/{TOKEN}: File name too long"
+    cut = bounded(redact(text))
+    assert len(cut) < MESSAGE_MAX + 60 and cut.startswith("cannot use /aaa") and cut.endswith("***: File name too long")
+    assert "(99,9" not in cut and f"({len(redact(text)) - MESSAGE_MAX} characters left out)" in cut
+    assert bounded("short") == "short"
