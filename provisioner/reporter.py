@@ -283,23 +283,33 @@ class _NotFollowed(Exception):
 def _follow(post: Callable[[str], requests.Response], url: str) -> tuple[requests.Response, str]:
     """POST to `url`, following 307 and 308 (which keep the method and the body) up to MAX_REDIRECTS hops.
 
-    Returns the last answer and the URL that gave it. Only to http(s), and never from https down to http: the
-    body would cross the network in clear."""
+    Returns the last answer and the URL that gave it. Only within the URL's own origin (scheme, host and port): the
+    signed body is for the platform the operator named, not for wherever an endpoint points it."""
     target = url
     for _ in range(MAX_REDIRECTS + 1):
         response = post(target)
         if response.status_code not in (307, 308):
             return response, target
         location = urljoin(target, response.headers.get("Location", ""))
-        scheme = urlsplit(location).scheme
-        if location == target or scheme not in ("http", "https"):
-            raise _NotFollowed(f"HTTP {response.status_code} to {mask_url(location) or 'nowhere'}: not an http(s) URL")
-        if urlsplit(target).scheme == "https" and scheme == "http":
+        if location == target or _origin(url) is None or _origin(location) != _origin(url):
             raise _NotFollowed(
-                f"HTTP {response.status_code} from https down to http ({mask_url(location)}): not followed"
+                f"HTTP {response.status_code} to {mask_url(location) or 'nowhere'}, outside {_where(url)}: not "
+                "followed (fix the URL)"
             )
         target = location
     raise _NotFollowed(f"more than {MAX_REDIRECTS} redirects from {mask_url(url)}")
+
+
+def _origin(url: str) -> tuple[str, str, int | None] | None:
+    """A URL's origin, its default port spelled out; None for one that is not http(s) or has no host."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return parts.scheme, parts.hostname.lower(), port
 
 
 def _where(url: str) -> str:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -21,7 +23,7 @@ from provisioner.reporter import (
     retry_after,
 )
 from provisioner.settings import Secret
-from tests.conftest import CallbackServer, free_port
+from tests.conftest import CallbackServer, free_port, serving
 
 QUICK = CallbackPolicy(timeout=1.0, attempts=4, deadline=3.0)
 
@@ -156,17 +158,54 @@ def test_a_redirect_that_would_turn_the_post_into_a_get_is_not_delivery(callback
     assert len(callbacks.received) == 1
 
 
-def test_a_redirect_from_https_down_to_http_or_to_another_scheme_is_not_followed() -> None:
+@pytest.mark.parametrize(
+    "location",
+    [
+        "http://platform.example/cb",  # from https down to http
+        "https://platform.example:8443/cb",  # another port
+        "https://evil.example/cb",  # another host
+        "file:///etc/passwd",
+        "ftp://platform.example/cb",
+    ],
+)
+def test_a_redirect_outside_the_urls_origin_is_not_followed(location: str) -> None:
     class Moved:
         status_code = 307
 
         def __init__(self, location: str) -> None:
             self.headers = {"Location": location}
 
-    with pytest.raises(_NotFollowed, match="from https down to http"):
-        _follow(lambda target: Moved("http://platform.example/cb"), "https://platform.example/cb")  # type: ignore[arg-type,return-value]
-    with pytest.raises(_NotFollowed, match="not an http"):
-        _follow(lambda target: Moved("file:///etc/passwd"), "http://platform.example/cb")  # type: ignore[arg-type,return-value]
+    posted: list[str] = []
+
+    def post(target: str) -> Moved:
+        posted.append(target)
+        return Moved(location)
+
+    with pytest.raises(_NotFollowed, match=rf"^HTTP 307 to {re.escape(location)}, outside platform.example"):
+        _follow(post, "https://platform.example/cb")  # type: ignore[arg-type]
+    assert posted == ["https://platform.example/cb"]
+    # Within the origin, its default port spelled out or not, it is followed (here until the hops run out).
+    with pytest.raises(_NotFollowed, match="more than"):
+        _follow(
+            lambda target: Moved(f"https://PLATFORM.example:443{urlsplit(target).path}x"), "https://platform.example/cb"
+        )  # type: ignore[arg-type,return-value]
+
+
+def test_a_redirect_to_another_server_is_recorded_undelivered_naming_where_it_pointed(
+    callbacks: CallbackServer,
+) -> None:
+    with serving() as elsewhere:
+        callbacks.script["/old"] = [307]
+        callbacks.headers["/old"] = {"Location": elsewhere.url("/steal")}
+        reporter = Reporter(QUICK, no_secrets, key=Secret("the-shared-token"))
+        reporter.send("complete", callbacks.url("/old"), {"status": "init_completed"})
+        [callback] = reporter.close(10)
+        assert callback.delivery is Delivery.UNDELIVERED and callback.attempts == 1
+        assert callback.error == (
+            f"HTTP 307 to {elsewhere.url('/steal')}, outside 127.0.0.1:{callbacks.server.server_address[1]}: "
+            "not followed (fix the URL)"
+        )
+        assert elsewhere.received == [], "the signed body went nowhere but where the operator said"
 
 
 def test_a_redirect_loop_ends_after_a_few_hops(callbacks: CallbackServer) -> None:
