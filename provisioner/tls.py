@@ -12,13 +12,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import ipaddress
+import logging
 import os
+import re
 import secrets
 import shutil
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +31,7 @@ from provisioner.settings import Settings
 if TYPE_CHECKING:
     import ssl  # imported where it is used: 8 ms at start-up that a run without TLS does not need
 
+log = logging.getLogger(__name__)
 TLS_DIR = "provisioner-tls"
 KEY_SUFFIX, CERT_SUFFIX = "-key.pem", "-cert.pem"
 OPENSSL_TIMEOUT = 30.0
@@ -60,6 +64,10 @@ def load(certfile: Path, keyfile: Path) -> Certificate:
     import ssl
 
     begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+    first = re.search(r"-----BEGIN ([^-\n]{1,64})-----", text)
+    if first is not None and first[1] != "CERTIFICATE":
+        # OpenSSL serves the first block (a TRUSTED CERTIFICATE too): pinning a later one would pin another.
+        raise TLSError(f"{certfile}: its first PEM block is a {first[1]}, not a CERTIFICATE; put the server's first")
     start = text.find(begin)
     stop = text.find(end, start)
     if start < 0 or stop < 0:
@@ -68,9 +76,68 @@ def load(certfile: Path, keyfile: Path) -> Certificate:
         der = ssl.PEM_cert_to_DER_cert(text[start : stop + len(end)])
     except ValueError:
         raise TLSError(f"{certfile} holds no PEM certificate") from None
+    check_validity(certfile, der, datetime.now(timezone.utc))
     certificate = Certificate(certfile, keyfile, fingerprint(der))
     server_context(certificate)  # the key goes with it, and can be used without a passphrase
     return certificate
+
+
+def check_validity(certfile: Path, der: bytes, now: datetime) -> None:
+    """An expired certificate is refused: every browser refuses it, and the platform would pin a dead one. One not
+    valid yet is served with a warning: a VM's clock can be behind at boot, before it has synchronised."""
+    not_before, not_after = validity(der)
+    if now > not_after:
+        raise TLSError(f"{certfile}: the certificate expired on {not_after:%Y-%m-%d %H:%M} UTC; give a current one")
+    if now < not_before:
+        log.warning(
+            "warning: %s is valid only from %s UTC and this VM's clock says %s UTC: browsers refuse it until then",
+            certfile,
+            f"{not_before:%Y-%m-%d %H:%M}",
+            f"{now:%Y-%m-%d %H:%M}",
+        )
+
+
+def validity(der: bytes) -> tuple[datetime, datetime]:
+    """A DER certificate's notBefore and notAfter (RFC 5280, 4.1.2.5), read without a library of certificates: the
+    certificate's first child is the signed part, whose fields are an optional [0] version, the serial number, the
+    signature's algorithm, the issuer and then the validity."""
+    try:
+        _, body, _ = _element(der, 0)
+        _, fields, _ = _element(der, body)  # tbsCertificate
+        tag, _, stop = _element(der, fields)
+        if tag == 0xA0:  # the version: the serial number is next
+            _, _, stop = _element(der, stop)
+        for _ in range(2):  # the signature's algorithm, the issuer
+            _, _, stop = _element(der, stop)
+        _, times, _ = _element(der, stop)  # the validity
+        tag_before, start, stop = _element(der, times)
+        not_before = _time(tag_before, der[start:stop])
+        tag_after, start, stop = _element(der, stop)
+        return not_before, _time(tag_after, der[start:stop])
+    except (IndexError, ValueError):
+        raise TLSError("the certificate's validity cannot be read: it is not an X.509 certificate") from None
+
+
+def _element(der: bytes, offset: int) -> tuple[int, int, int]:
+    """The DER element at `offset`: its tag, and where its content starts and ends."""
+    tag, length = der[offset], der[offset + 1]
+    start = offset + 2
+    if length & 0x80:
+        count = length & 0x7F
+        length = int.from_bytes(der[start : start + count], "big")
+        start += count
+    if start + length > len(der):
+        raise ValueError("truncated")
+    return tag, start, start + length
+
+
+def _time(tag: int, value: bytes) -> datetime:
+    text = value.decode("ascii")
+    if tag == 0x17:  # UTCTime, YYMMDDHHMMSSZ: years 50-99 are 19xx
+        text = ("19" if int(text[:2]) >= 50 else "20") + text
+    elif tag != 0x18:  # GeneralizedTime, YYYYMMDDHHMMSSZ
+        raise ValueError("not a time")
+    return datetime.strptime(text, "%Y%m%d%H%M%SZ").replace(tzinfo=timezone.utc)
 
 
 def server_context(certificate: Certificate) -> ssl.SSLContext:

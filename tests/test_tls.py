@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from provisioner import tls
 from provisioner.actions.verifying import probe
 from tests.conftest import (
     REAL_JUPYTER,
+    SYSTEM_PATH,
     TOKEN,
     CallbackServer,
     cli_env,
@@ -285,3 +288,79 @@ def test_a_fifo_planted_as_the_key_fails_at_once_instead_of_blocking(tmp_path: P
     assert not loading.is_alive(), "tls.load is blocked opening the FIFO"
     [error] = outcome
     assert str(error) == f"cannot use {planted}: it is not a regular file"
+
+
+def made_certificate(directory: Path, not_before: datetime, not_after: datetime) -> tuple[Path, Path]:
+    """A certificate with the validity asked for, by the `cryptography` library (openssl 3.0 cannot back-date)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vm.example")])
+    certificate = (
+        x509.CertificateBuilder(subject_name=name, issuer_name=name, public_key=key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .sign(key, hashes.SHA256())
+    )
+    certfile, keyfile = directory / f"{not_before:%Y%m%d}-cert.pem", directory / f"{not_before:%Y%m%d}-key.pem"
+    certfile.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return certfile, keyfile
+
+
+@pytest.mark.parametrize(
+    ("not_before", "not_after"),
+    [
+        (datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc), datetime(2049, 12, 31, 23, 59, 59, tzinfo=timezone.utc)),
+        (datetime(1999, 6, 1, tzinfo=timezone.utc), datetime(2051, 2, 3, 4, 5, 6, tzinfo=timezone.utc)),  # 2050+: the
+        (datetime(1950, 1, 1, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc)),  # long form of time
+    ],
+)
+def test_the_validity_is_read_as_the_certificate_says(
+    tmp_path: Path, not_before: datetime, not_after: datetime
+) -> None:
+    certfile, _ = made_certificate(tmp_path, not_before, not_after)
+    assert tls.validity(ssl.PEM_cert_to_DER_cert(certfile.read_text())) == (not_before, not_after)
+
+
+def test_an_expired_certificate_is_refused_in_one_line(tmp_path: Path, reap: Path) -> None:
+    certfile, keyfile = made_certificate(
+        tmp_path, datetime(2020, 1, 1, tzinfo=timezone.utc), datetime(2021, 1, 1, tzinfo=timezone.utc)
+    )
+    with pytest.raises(tls.TLSError, match=r": the certificate expired on 2021-01-01 00:00 UTC; give a current one$"):
+        tls.load(certfile, keyfile)
+    run = run_cli(
+        ["run", "--module", "", "--port", "auto", "--certfile", str(certfile), "--keyfile", str(keyfile)],
+        cli_env(reap, path=f"{REAL_JUPYTER.parent}:{SYSTEM_PATH}", JUPYTER_TOKEN=TOKEN),
+    )
+    assert run.returncode == 14, run.stderr  # failed_to_start, before any server
+    assert "the certificate expired on 2021-01-01 00:00 UTC" in run.stderr and jupyter_pids(reap) == []
+
+
+def test_a_certificate_not_valid_yet_is_served_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A VM's clock can be behind at boot: the certificate is used, and the warning says why a browser refuses it.
+    soon = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=2)
+    certfile, keyfile = made_certificate(tmp_path, soon, soon + timedelta(days=90))
+    caplog.set_level(logging.WARNING, logger="provisioner")
+    assert tls.load(certfile, keyfile).certfile == certfile
+    assert f"is valid only from {soon:%Y-%m-%d %H:%M} UTC and this VM's clock says" in caplog.text
+
+
+def test_a_pem_whose_first_block_is_not_a_plain_certificate_is_refused(tmp_path: Path) -> None:
+    """OpenSSL serves the first block: pinning the plain certificate after a TRUSTED one would pin another."""
+    mine = tls.self_signed(tmp_path, ["127.0.0.1"])
+    other = tls.self_signed(tmp_path, ["127.0.0.1"])
+    trusted = subprocess.run(
+        ["openssl", "x509", "-in", str(other.certfile), "-trustout"], capture_output=True, text=True, check=True
+    ).stdout
+    assert trusted.startswith("-----BEGIN TRUSTED CERTIFICATE-----")
+    mixed = tmp_path / "mixed.pem"
+    mixed.write_text(trusted + mine.certfile.read_text())
+    with pytest.raises(tls.TLSError, match=r"its first PEM block is a TRUSTED CERTIFICATE, not a CERTIFICATE"):
+        tls.load(mixed, mine.keyfile)
