@@ -10,12 +10,13 @@ import dataclasses
 import ipaddress
 import os
 import pwd
+import re
 import stat
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from provisioner.errors import UsageError, shown_option, shown_path
 from provisioner.record import mask_url
@@ -173,11 +174,15 @@ def parse_timeout(value: object) -> float:
 
 
 def parse_base_url(value: object) -> str:
-    """A URL path for a server behind a reverse proxy, as Jupyter wants it: /like/this/."""
+    """A URL path for a server behind a reverse proxy, as Jupyter wants it: /like/this/. Percent-encoded here, once,
+    so that Jupyter, the readiness check, the callbacks and the info file all use the one path a browser sends
+    (`/ü/` is `/%C3%BC/`). What is encoded already stays as it is: the recorded path reads back the same."""
     text = str(value).strip()
-    if any(ch.isspace() or not ch.isprintable() or ch in "?#%" for ch in text) or "://" in text:
+    lone_percent = re.search(r"%(?![0-9A-Fa-f]{2})", text)
+    if any(ch.isspace() or not ch.isprintable() or ch in "?#" for ch in text) or "://" in text or lone_percent:
         raise BadValue("a base URL is a path like /user/alice/ (no host, query or spaces)")
-    return "/" + "/".join(part for part in text.split("/") if part) + ("/" if text.strip("/") else "")
+    path = "/" + "/".join(part for part in text.split("/") if part) + ("/" if text.strip("/") else "")
+    return quote(path, safe="/%!$&'()*+,;=:@-._~")
 
 
 def parse_idle_timeout(value: object) -> int:

@@ -19,9 +19,33 @@ def test_base_urls_are_normalised_and_checked() -> None:
     assert parse_base_url("user/alice") == "/user/alice/"
     assert parse_base_url("/") == "/"
     assert parse_base_url("//a//b/") == "/a/b/"
-    for bad in ("http://proxy/x", "/a b/", "/x?y=1"):
+    for bad in ("http://proxy/x", "/a b/", "/x?y=1", "/50%/", "/x%zz/"):
         with pytest.raises(BadValue):
             parse_base_url(bad)
+    # Encoded once, as a browser sends it, and read back from the record the same.
+    assert parse_base_url("/ü/Ärger/") == "/%C3%BC/%C3%84rger/" == parse_base_url("/%C3%BC/%C3%84rger/")
+
+
+def test_a_base_url_beyond_ascii_is_one_path_for_jupyter_the_check_and_the_browser(
+    callbacks: CallbackServer, reap: Path
+) -> None:
+    env = cli_env(reap, path=f"{REAL_JUPYTER.parent}:/usr/bin:/bin", JUPYTER_TOKEN=TOKEN)
+    args = ["run", "--module", "", "--port", "auto", "--base-url", "/ü/", "--complete-url", callbacks.url("/c")]
+    run = run_cli(args, env, timeout=60)
+    assert run.returncode == 0, run.stderr
+    info = run.info()
+    port = int(str(info["port"]))
+    assert f":{port}/%C3%BC/?token=" in str(info["url"])
+    assert callbacks.forms("/c")[0]["url"].endswith(f":{port}/%C3%BC/")
+    assert "/%C3%BC/?token=" in (run.out / "jupyter_info.txt").read_text()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", f"/%C3%BC/api/contents?token={TOKEN}")  # the path a browser sends for /ü/
+        assert connection.getresponse().status == 200
+    finally:
+        connection.close()
+    assert run_cli(["state"], cli_env(reap)).returncode == 0, "the recorded base URL reads back"
+    assert run_cli(["stop"], cli_env(reap)).returncode == 0
 
 
 def test_idle_timeout_is_whole_seconds() -> None:
