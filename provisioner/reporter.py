@@ -72,8 +72,10 @@ class _Transient(Exception):
 class Reporter:
     """Sends callbacks, one thread per endpoint URL delivering its callbacks in order, under the retry policy.
 
-    Each endpoint has its own lane, so that a hanging START endpoint never holds `init_completed` back from COMPLETE;
-    within one URL, callbacks arrive in the order they were queued.
+    Callbacks arrive in the order they were queued, within one URL and across URLs: a callback waits until every
+    earlier one is settled (delivered, or given up on). Each endpoint has its own lane only so that a hanging one
+    holds the others back for at most one attempt's timeout: past that, the later callback goes, and the earlier one
+    is delivered late, or not, and recorded as it went.
     """
 
     def __init__(
@@ -95,7 +97,7 @@ class Reporter:
         # Whether the record already holds this platform callback (same endpoint and fields): never sent twice.
         self.seen = seen
         self.callbacks: list[Callback] = []  # what this process queued (new ones and ones an earlier run left)
-        self._queues: dict[str, queue.Queue[tuple[str, Callback] | None]] = {}
+        self._queues: dict[str, queue.Queue[tuple[str, Callback, tuple[Callback, ...]] | None]] = {}
         # Settles each callback: a lane thread ending it and close() giving up on it never overwrite one another.
         self._settle = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -134,8 +136,17 @@ class Reporter:
     def resend(self, callback: Callback, url: str) -> None:
         """Queue a recorded callback that is not delivered yet; its record entry is updated as it goes."""
         callback.done.clear()
+        earlier = tuple(self.callbacks)  # what must be settled before this one goes (see _wait_for)
         self.callbacks.append(callback)
-        self._lane(url).put((url, callback))
+        self._lane(url).put((url, callback, earlier))
+
+    def release_after(self, seconds: float) -> None:
+        """Release deliveries in `seconds` if nothing has by then: a module load that takes minutes (a cold EESSI
+        stack) must not keep `init_started` from the platform, while a run that starts its server sooner than that
+        still starts it before the imports."""
+        timer = threading.Timer(seconds, self.release)
+        timer.daemon = True
+        timer.start()
 
     def close(self, timeout: float) -> list[Callback]:
         """Wait up to `timeout` seconds for every queued callback; what is left is recorded as not delivered."""
@@ -161,9 +172,9 @@ class Reporter:
             headers[SIGNATURE_HEADER] = sign(body, self.key.reveal())
         return body, headers
 
-    def _lane(self, url: str) -> queue.Queue[tuple[str, Callback] | None]:
+    def _lane(self, url: str) -> queue.Queue[tuple[str, Callback, tuple[Callback, ...]] | None]:
         if url not in self._queues:
-            lane: queue.Queue[tuple[str, Callback] | None] = queue.Queue()
+            lane: queue.Queue[tuple[str, Callback, tuple[Callback, ...]] | None] = queue.Queue()
             # Daemon: a hung endpoint must not keep the process alive past close()'s deadline.
             name = f"callbacks-{len(self._queues)}"
             thread = threading.Thread(target=self._work, args=(lane,), name=name, daemon=True)
@@ -172,14 +183,15 @@ class Reporter:
             thread.start()
         return self._queues[url]
 
-    def _work(self, lane: queue.Queue[tuple[str, Callback] | None]) -> None:
+    def _work(self, lane: queue.Queue[tuple[str, Callback, tuple[Callback, ...]] | None]) -> None:
         self._released.wait()
         import requests  # here, not at import time: it costs ~120 ms and the main path never needs it
 
         with requests.Session() as session:
             session.headers["User-Agent"] = USER_AGENT
             while (item := lane.get()) is not None:
-                url, callback = item
+                url, callback, earlier = item
+                self._wait_for(earlier)
                 delivered = False
                 try:
                     delivered = self._deliver(session, url, callback)
@@ -199,6 +211,14 @@ class Reporter:
                         callback.attempts,
                         callback.error,
                     )
+
+    def _wait_for(self, earlier: tuple[Callback, ...]) -> None:
+        """Until every earlier callback is settled, or one attempt's timeout has passed: a platform never hears a
+        later step before an earlier one, unless the earlier one's endpoint is down or hangs."""
+        bound = time.monotonic() + self.policy.timeout
+        for callback in earlier:
+            if not callback.done.wait(max(0.0, bound - time.monotonic())):
+                return
 
     def _deliver(self, session: requests.Session, url: str, callback: Callback) -> bool:
         """Try to deliver `callback` under the policy; whether an answer was a 2xx."""

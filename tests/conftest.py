@@ -259,6 +259,20 @@ def module_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+MODULE_SECONDS = "SLOW_MODULE_SECONDS"  # how long the Slow modules take to load, from the run's environment
+
+
+@pytest.fixture(scope="session")
+def slow_modules(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Lmod modules that take a while, as a module on a cold network file system does (EESSI over CernVM-FS)."""
+    root = tmp_path_factory.mktemp("slow-modules")
+    jupyter_bin = make_bin(root.parent / "slow-jupyter-bin", {"jupyter-notebook": REAL_JUPYTER})
+    wait = f'os.execute("sleep " .. (os.getenv("{MODULE_SECONDS}") or "3"))\n'
+    write_module(root, "Slow", f'{wait}prepend_path("PATH", "{jupyter_bin}")\n')
+    write_module(root, "SlowBroken", f'{wait}LmodError("this module is broken on purpose")\n')
+    return root
+
+
 @pytest.fixture(autouse=True)
 def _fresh_logger() -> Iterator[None]:
     """cli.main() points the provisioner's logger at stderr; undo that, so that caplog sees the next test's lines."""

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import (
+    MODULE_SECONDS,
     REAL_JUPYTER,
     TOKEN,
     CallbackServer,
@@ -28,10 +29,14 @@ from tests.conftest import (
     free_port,
     jupyter_pids,
     make_bin,
+    read_state,
     run_cli,
     server_execs,
     serving,
+    shipped_definition,
+    start_cli,
     stop_servers,
+    to_toml,
     traced_cli,
 )
 
@@ -490,3 +495,46 @@ def test_on_a_terminal_a_long_state_ticks_its_elapsed_time(tmp_path: Path, reap:
     text = output.decode()
     assert "\rjupyter-init: [" in text and "verifying …" in text
     assert "failed (failed_to_start)" in text
+
+
+class TestCallbacksInTime:
+    """What the platform hears, and when: as it happens, and in the order it happened."""
+
+    def test_init_started_and_loading_arrive_while_a_slow_module_still_loads(
+        self, slow_modules: Path, callbacks: CallbackServer, reap: Path
+    ) -> None:
+        """A cold module on CernVM-FS can take minutes: the platform must not hear nothing all that while."""
+        env = cli_env(reap, slow_modules, JUPYTER_TOKEN=TOKEN, **{MODULE_SECONDS: "6"})
+        args = ["run", "--module", "Slow", "--port", "auto", "--start-url", callbacks.url("/start")]
+        args += ["--complete-url", callbacks.url("/complete"), "--progress-url", callbacks.url("/p")]
+        process = start_cli(args, env)
+        try:
+            assert [form["status"] for form in callbacks.wait_for(1, "/start", timeout=4)] == ["init_started"]
+            progress = [form["status"] for form in callbacks.wait_for(2, "/p", timeout=4)]
+            assert progress == ["validating", "loading"]
+            assert read_state(reap)["state"] == "loading", "heard while the module still loads, not after"
+        finally:
+            _, err = process.communicate(timeout=60)
+        assert process.returncode == 0, err
+
+    def test_with_the_port_taken_init_started_always_arrives_before_failed(
+        self, callbacks: CallbackServer, reap: Path, tmp_path: Path
+    ) -> None:
+        states = tmp_path / "states.toml"  # the shipped machine without the port check's retries: a quick failure
+        definition = shipped_definition()
+        for state in definition["states"]:
+            state.pop("retry", None)
+        states.write_text(to_toml(definition))
+        with socket.socket() as taken:
+            taken.bind(("0.0.0.0", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            for round_ in range(10):
+                start, complete = callbacks.url(f"/s{round_}"), callbacks.url(f"/c{round_}")
+                args = ["run", "--states", str(states), "--module", "", "--port", str(port)]
+                run = run_cli(
+                    [*args, "--start-url", start, "--complete-url", complete], cli_env(reap, JUPYTER_TOKEN=TOKEN)
+                )
+                assert run.returncode == 13, run.stderr
+                got = [(r.path, r.form["status"]) for r in callbacks.received if r.path[2:] == str(round_)]
+                assert got == [(f"/s{round_}", "init_started"), (f"/c{round_}", "failed")]

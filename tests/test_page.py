@@ -25,6 +25,7 @@ from provisioner.output import Redactor
 from provisioner.settings import Secret, Settings
 from tests.browser import Tab
 from tests.conftest import (
+    MODULE_SECONDS,
     REAL_JUPYTER,
     TOKEN,
     CallbackServer,
@@ -34,22 +35,8 @@ from tests.conftest import (
     read_state,
     run_cli,
     start_cli,
-    write_module,
 )
 from tests.test_tls import fingerprint, served_certificate
-
-MODULE_SECONDS = "SLOW_MODULE_SECONDS"  # how long the Slow modules take to load, from the run's environment
-
-
-@pytest.fixture(scope="module")
-def slow_modules(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Lmod modules that take a while, as a module on a cold network file system does (EESSI over CernVM-FS)."""
-    root = tmp_path_factory.mktemp("slow-modules")
-    jupyter_bin = make_bin(root.parent / "slow-jupyter-bin", {"jupyter-notebook": REAL_JUPYTER})
-    wait = f'os.execute("sleep " .. (os.getenv("{MODULE_SECONDS}") or "3"))\n'
-    write_module(root, "Slow", f'{wait}prepend_path("PATH", "{jupyter_bin}")\n')
-    write_module(root, "SlowBroken", f'{wait}LmodError("this module is broken on purpose")\n')
-    return root
 
 
 def get(
