@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from provisioner import __version__, exits, output
-from provisioner.errors import TOKEN_MIN, ConfigError, ProvisionError, UsageError, shown_path
+from provisioner.errors import TOKEN_MIN, ConfigError, ProvisionError, UsageError
 from provisioner.exits import VERBS, ExitCode
 from provisioner.output import PROG, log
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 # The verbs' modules (commands, and through it the machine, the actions, requests...) are imported when a verb runs,
 # not at start-up: `jupyter-init --help` stays as fast as Python itself allows.
 TOKEN_ENV = "JUPYTER_TOKEN"  # noqa: S105 - the variable's name; settings.TOKEN_ENV, without importing settings
+CALLBACKS_FILE_ENV = "PROVISIONER_CALLBACKS_FILE"
 HELP_WORDS = ("-h", "--help", "--version")
 # Words a newcomer types for a verb that no spelling distance finds (`start` is nearer to state than to run).
 SYNONYMS = {
@@ -138,6 +139,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--start-url", dest="start_url_option", metavar="URL", help="START_URL as an option")
     parser.add_argument("--complete-url", dest="complete_url_option", metavar="URL", help="COMPLETE_URL as an option")
     parser.add_argument("--progress-url", metavar="URL", help="POSTed status=<state> at every transition")
+    parser.add_argument(
+        "--callbacks-file",
+        type=Path,
+        metavar="PATH",
+        help=f"the callback URLs from this file (TOML: start_url, complete_url, progress_url), out of ps; or "
+        f"${CALLBACKS_FILE_ENV}",
+    )
     parser.add_argument("--token-file", type=Path, metavar="PATH", help="read the token from this file")
     # Every setting is an option of the same name, its help and default from settings.OPTIONS.
     for name, option in OPTIONS.items():
@@ -309,10 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_of(positional: str | None, option: str | None, name: str) -> str | None:
-    if positional is not None and option is not None:
-        raise UsageError(f"{name} given twice (as an argument and as an option)")
-    return positional if positional is not None else option
+def _one_of(name: str, *given: str | None) -> str | None:
+    values = [value for value in given if value is not None]
+    if len(values) > 1:
+        raise UsageError(f"{name} is given more than once (the old call's words, an option, --callbacks-file)")
+    return values[0] if values else None
 
 
 def _token(args: argparse.Namespace) -> Secret | None:
@@ -323,20 +332,27 @@ def _token(args: argparse.Namespace) -> Secret | None:
     if args.token is not None:
         return Secret(args.token)
     if args.token_file is not None:
-        from provisioner.files import read_regular
-        from provisioner.privsep import check_root_input
-        from provisioner.store import TOKEN_LIMIT
+        from provisioner import inputs
 
-        check_root_input(args.token_file, "--token-file")
-        try:
-            # Root's own input, read as root: a FIFO, a device or a huge file is an error, not a hang.
-            return Secret(read_regular(args.token_file, TOKEN_LIMIT, follow=True).decode("utf-8").rstrip("\r\n"))
-        except (OSError, UnicodeDecodeError) as exc:
-            # A token given here by mistake must not be printed back: the path is shown only when it looks like one.
-            raise UsageError(
-                f"--token-file: cannot read {shown_path(args.token_file)}: {getattr(exc, 'strerror', None) or exc}"
-            ) from None
+        return inputs.token_file(args.token_file)
     return Secret(from_env) if from_env is not None else None
+
+
+def _callback_urls(args: argparse.Namespace) -> dict[str, str | None]:
+    """The callback URLs from the old call's words, the options or a callbacks file: each from one of them."""
+    from_file: dict[str, str] = {}
+    path = args.callbacks_file or os.environ.get(CALLBACKS_FILE_ENV) or None
+    if path is not None:
+        from provisioner import inputs
+
+        from_file = inputs.callbacks_file(Path(path), "--callbacks-file" if args.callbacks_file else CALLBACKS_FILE_ENV)
+    return {
+        "start_url": _one_of("START_URL", args.start_url, args.start_url_option, from_file.get("start_url")),
+        "complete_url": _one_of(
+            "COMPLETE_URL", args.complete_url, args.complete_url_option, from_file.get("complete_url")
+        ),
+        "progress_url": _one_of("PROGRESS_URL", args.progress_url, from_file.get("progress_url")),
+    }
 
 
 def _run(args: argparse.Namespace, started: float) -> int:
@@ -349,11 +365,7 @@ def _run(args: argparse.Namespace, started: float) -> int:
     output.redact.add(token)  # before anything can echo a value: a mistyped option may hold the token
     definition = common.load_definition(args.states)
     # Every layered setting has an option of the same name.
-    cli = {name: getattr(args, name) for name in OPTIONS} | {
-        "start_url": _one_of(args.start_url, args.start_url_option, "START_URL"),
-        "complete_url": _one_of(args.complete_url, args.complete_url_option, "COMPLETE_URL"),
-        "progress_url": args.progress_url,
-    }
+    cli = {name: getattr(args, name) for name in OPTIONS} | _callback_urls(args)
     settings = resolve(cli, os.environ, definition.settings, token)
     for url in settings.urls().values():  # a password or a key in a callback URL is masked wherever it would show
         for secret in url_secrets(url):

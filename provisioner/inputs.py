@@ -1,0 +1,63 @@
+"""What the run reads of root's own before it acts for an account: the token file and the callbacks file.
+
+Each is a file only root can change (as root), read as a regular file of bounded size: a FIFO, a device or a huge
+file is a line, not a hang. Neither reaches a command line: what they hold goes to the account's worker in memory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from provisioner.errors import UsageError, shown_path
+from provisioner.files import read_regular
+from provisioner.privsep import check_root_input
+from provisioner.settings import BadValue, Secret, parse_url
+
+INPUT_LIMIT = 64 * 1024  # a token is a word and three URLs are a few lines: a larger file is neither
+CALLBACK_KEYS = ("start_url", "complete_url", "progress_url")
+
+
+def read_root_input(path: Path, option: str) -> str:
+    """The text of `path`, a file only root may change when we are root."""
+    check_root_input(path, option)
+    try:
+        return read_regular(path, INPUT_LIMIT, follow=True).decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        # A token given here by mistake must not be printed back: the path is shown only when it looks like one.
+        raise UsageError(f"{option}: cannot read {shown_path(path)}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def token_file(path: Path) -> Secret:
+    """--token-file: its content without the line ends at its end."""
+    return Secret(read_root_input(path, "--token-file").rstrip("\r\n"))
+
+
+def callbacks_file(path: Path, option: str = "--callbacks-file") -> dict[str, str]:
+    """--callbacks-file: `start_url = "…"`, `complete_url = "…"`, `progress_url = "…"` (TOML), each optional, each an
+    http(s) URL; the URLs then stay off every command line, as the token does."""
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
+
+    try:
+        table = tomllib.loads(read_root_input(path, option))
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{option}: {shown_path(path)} is not valid TOML: {exc}") from None
+    unknown = sorted(set(table) - set(CALLBACK_KEYS))
+    if unknown:
+        names = ", ".join(repr(key) for key in unknown) if all(len(key) < 32 for key in unknown) else "some"
+        raise UsageError(f"{option}: unknown keys {names}; it holds {', '.join(CALLBACK_KEYS)}")
+    urls = {}
+    for key, value in table.items():
+        try:
+            url = parse_url(value) if isinstance(value, str) else None
+        except BadValue:
+            url = None
+        if url is None:
+            # Never echoed: a URL may hold a password or a key.
+            raise UsageError(f"{option}: {key} is not an http or https URL with a host")
+        urls[key] = url
+    return urls
