@@ -158,20 +158,22 @@ def _named(changers: set[int]) -> str:
 def check_output_dir(path: Path, account: Account) -> None:
     """As root for `account`: its output directory must be one only it (or root) controls; another account's would
     hand the record, and so what a later `resume` runs as `account`, to that other account."""
-    owner = owner_of(path)
-    if owner is not None and owner.uid != account.uid:
+    # The account's own links are followed: what they lead to, the worker reaches with the account's rights alone.
+    others = _Walk(path, "--output-dir", trusted=account.uid).changers() - {0, account.uid}
+    if others:
         raise UsageError(
-            f"--output-dir: {shown_path(path)} can be changed by {owner.name}, not {account.name}; as root, give "
-            f"{account.name}'s own directory"
+            f"--output-dir: {shown_path(path)} can be changed by {_named(others)}; as root for {account.name}, give "
+            f"a directory only {account.name} (or root) can change"
         )
 
 
 class _Walk:
     """One walk of a path from /, resolving root's own links by hand, collecting who could change each part."""
 
-    def __init__(self, path: Path, what: str) -> None:
+    def __init__(self, path: Path, what: str, trusted: int = 0) -> None:
         self.path = path if path.is_absolute() else Path(os.getcwd()) / path  # as given: `..` is the walk's
         self.what = what
+        self.trusted = {0, trusted}  # whose links may be followed: root's, and the account root acts for
         self.given = shown_path(path)  # not made absolute: a token given here by mistake stays unshown
 
     def refuse(self, why: str) -> NoReturn:
@@ -198,7 +200,7 @@ class _Walk:
             changers |= _entry_changers(current, info, child_info)
             if stat.S_ISLNK(child_info.st_mode):
                 links += 1
-                if changers - {0} or links > MAX_LINKS:
+                if changers - self.trusted or links > MAX_LINKS:
                     self.refuse(f"{child} is a link another account could have made; give the real path")
                 target = Path(os.readlink(child))
                 pending = [

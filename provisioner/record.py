@@ -144,6 +144,8 @@ class Callback:
     url: str | None = None  # where it went last, masked (a 307/308 may have moved it)
     # Not recorded: set when this process is done with it (delivered or given up), for the reporter's close().
     done: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+    # Not recorded: set once later callbacks need not wait for it (delivered, given up, or an attempt failed).
+    passed: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
 
     @property
     def status(self) -> str | None:

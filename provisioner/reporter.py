@@ -73,9 +73,9 @@ class Reporter:
     """Sends callbacks, one thread per endpoint URL delivering its callbacks in order, under the retry policy.
 
     Callbacks arrive in the order they were queued, within one URL and across URLs: a callback waits until every
-    earlier one is settled (delivered, or given up on). Each endpoint has its own lane only so that a hanging one
-    holds the others back for at most one attempt's timeout: past that, the later callback goes, and the earlier one
-    is delivered late, or not, and recorded as it went.
+    earlier one is delivered or has failed an attempt. Each endpoint has its own lane so that a failing or hanging
+    one holds the others back for one attempt at most (its timeout, if it hangs): then the later callback goes, and
+    the earlier one is retried, delivered late or not, and recorded as it went.
     """
 
     def __init__(
@@ -136,6 +136,7 @@ class Reporter:
     def resend(self, callback: Callback, url: str) -> None:
         """Queue a recorded callback that is not delivered yet; its record entry is updated as it goes."""
         callback.done.clear()
+        callback.passed.clear()
         earlier = tuple(self.callbacks)  # what must be settled before this one goes (see _wait_for)
         self.callbacks.append(callback)
         self._lane(url).put((url, callback, earlier))
@@ -200,6 +201,7 @@ class Reporter:
                 with self._settle:  # after close() gave up on it, what really happened still wins
                     callback.delivery = Delivery.DELIVERED if delivered else Delivery.UNDELIVERED
                     callback.done.set()
+                    callback.passed.set()
                 if self.on_done is not None:
                     self.on_done()
                 if not callback.delivered:
@@ -213,11 +215,11 @@ class Reporter:
                     )
 
     def _wait_for(self, earlier: tuple[Callback, ...]) -> None:
-        """Until every earlier callback is settled, or one attempt's timeout has passed: a platform never hears a
-        later step before an earlier one, unless the earlier one's endpoint is down or hangs."""
+        """Until every earlier callback is delivered or has failed an attempt, or one attempt's timeout has passed: a
+        platform never hears a later step before an earlier one, unless the earlier one's endpoint failed or hangs."""
         bound = time.monotonic() + self.policy.timeout
         for callback in earlier:
-            if not callback.done.wait(max(0.0, bound - time.monotonic())):
+            if not callback.passed.wait(max(0.0, bound - time.monotonic())):
                 return
 
     def _deliver(self, session: requests.Session, url: str, callback: Callback) -> bool:
@@ -248,6 +250,13 @@ class Reporter:
 
         def attempt() -> None:
             callback.attempts += 1
+            try:
+                tried()
+            finally:
+                if not answered[0]:  # failed: later callbacks need not wait for its retries
+                    callback.passed.set()
+
+        def tried() -> None:
             try:
                 response, target = _follow(post, url)
             except _NotFollowed as exc:

@@ -976,7 +976,7 @@ def test_root_will_not_run_for_an_account_in_an_output_directory_another_account
         foreign.mkdir(mode=0o700)
         os.chown(foreign, other.pw_uid, other.pw_gid)
         foreign.chmod(0o777)  # as B would, so that A can write there
-        for mode, who in ((0o777, f"{other.pw_name} and any account"), (0o755, f"{other.pw_name}, not")):
+        for mode, who in ((0o777, f"{other.pw_name} and any account"), (0o755, f"{other.pw_name}; as root for")):
             foreign.chmod(mode)
             run = run_for(user, reap, "--output-dir", str(foreign))
             assert run.returncode == 2, run.stderr

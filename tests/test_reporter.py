@@ -121,6 +121,23 @@ def test_an_endpoint_that_hangs_holds_back_another_for_one_attempts_timeout_at_m
     reporter.close(0.5)
 
 
+def test_an_endpoint_that_refuses_holds_back_another_for_one_attempt_not_its_retries(
+    callbacks: CallbackServer,
+) -> None:
+    policy = CallbackPolicy(timeout=3.0, attempts=6, deadline=20.0)
+    reporter = Reporter(policy, no_secrets)
+    reporter.release()
+    queued = time.monotonic()
+    refused = reporter.send("progress", f"http://127.0.0.1:{free_port()}/p", {"status": "loading"})
+    reporter.send("start", callbacks.url("/start"), {"status": "init_started"})
+    [started] = callbacks.wait_for(1, "/start", timeout=5.0)
+    assert started["status"] == "init_started"
+    arrived = next(r for r in callbacks.received if r.path == "/start").at
+    assert arrived - queued < policy.timeout, "not held for the timeout: the refusal was an answer"
+    assert refused is not None and not refused.done.is_set(), "the refused one is still being retried"
+    reporter.close(0.5)
+
+
 def test_callbacks_reach_healthy_endpoints_in_the_order_they_were_sent(callbacks: CallbackServer) -> None:
     """Across endpoints too: a platform that keeps the last status it heard must not hear `failed` and then
     `init_started`. Each endpoint has a lane of its own, so this raced before."""
