@@ -6,7 +6,6 @@ import contextlib
 import socket
 import subprocess
 import time
-from urllib.parse import quote
 
 from provisioner import files, netinfo, server, tls
 from provisioner.context import RunContext, program
@@ -34,8 +33,7 @@ def probe(
     over TLS to a server that shows exactly that certificate, or not at all.
     """
     deadline = time.monotonic() + timeout
-    # settings.parse_base_url encodes the base URL once; what is encoded already stays as it is.
-    path = quote(f"{base_url}api/status", safe="/%!$&'()*+,;=:@-._~")
+    path = f"{base_url}api/status"  # percent-encoded already, once, by settings.parse_base_url
     # No `Connection: close`: we close first, so that no TIME_WAIT is left on the server's port when it stops.
     request = f"GET {path} HTTP/1.1\r\nHost: {netinfo.url_host(host)}:{port}\r\n"
     if token is not None:

@@ -12,6 +12,7 @@ from provisioner.actions import verifying
 from provisioner.actions.verifying import probe
 from provisioner.context import RunContext
 from provisioner.errors import StepFailed
+from provisioner.settings import parse_base_url
 
 
 def test_a_server_that_exits_fails_at_once_with_the_end_of_its_log(ctx: RunContext) -> None:
@@ -67,5 +68,5 @@ def test_a_probe_has_one_deadline_for_the_whole_answer_however_slowly_it_trickle
 
 def test_a_probe_reads_the_status_of_an_answer_in_time() -> None:
     port, thread = serve_once(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", delay=0)
-    assert probe("127.0.0.1", port, "token", base_url="/é/") == 403
+    assert probe("127.0.0.1", port, "token", base_url=parse_base_url("/é/")) == 403
     thread.join(5)
