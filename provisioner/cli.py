@@ -28,7 +28,12 @@ CALLBACKS_FILE_ENV = "PROVISIONER_CALLBACKS_FILE"
 HELP_WORDS = ("-h", "--help", "--version")
 # Words a newcomer types for a verb that no spelling distance finds (`start` is nearer to state than to run).
 SYNONYMS = {
-    **{"start": "run", "up": "run", "status": "state", "kill": "stop", "validate": "check", "draw": "graph"},
+    "start": "run",
+    "up": "run",
+    "status": "state",
+    "kill": "stop",
+    "validate": "check",
+    "draw": "graph",
     "version": "--version",
 }
 TYPO_MAX = 8  # a word this long or longer is never shown back, even when it looks like a verb mistyped
@@ -402,15 +407,13 @@ def _old_call_shape(token: str | None, start: str | None, complete: str | None) 
 
 
 def _is_url_slot(word: str | None) -> bool:
-    from urllib.parse import urlsplit
+    """A callback URL as settings judges one, or empty."""
+    from provisioner.settings import BadValue, parse_url
 
-    if word is None or word == "":
-        return word == ""
     try:
-        parts = urlsplit(word)
-    except ValueError:
+        return word is not None and (word == "" or parse_url(word) is not None)
+    except BadValue:
         return False
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
 def _check_old_call(args: argparse.Namespace) -> None:
