@@ -21,7 +21,6 @@ from provisioner.exits import SIGNALS, ExitCode
 # The shortest token a server listening beyond loopback may have. A value this long on a command line could be the
 # token given in the wrong place: it is never quoted in a message.
 TOKEN_MIN = 16
-PATH_MAX = 4096  # as Linux's PATH_MAX: a longer one is no path a message needs to show
 
 
 def shown(value: object, longest: int = 30) -> str:
@@ -47,8 +46,9 @@ def shown_path(path: object) -> str:
 def path_label(path: object) -> str:
     """`shown_path` unquoted: where a message names a file as its subject (`states.toml: not valid TOML`)."""
     text = str(path)
+    # However long, a path is cut where every message is, in output.bounded, after the token is masked.
     if text.startswith(("/", "./", "../", "~")) or len(text) < TOKEN_MIN:
-        return text if len(text) <= PATH_MAX else f"(a path of {len(text)} characters)"
+        return text
     return f"(a value of {len(text)} characters)"
 
 

@@ -6,12 +6,18 @@ file is a line, not a hang. Neither reaches a command line: what they hold goes 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from provisioner.errors import UsageError, shown_path
 from provisioner.files import read_regular
 from provisioner.privsep import check_root_input
 from provisioner.settings import BadValue, Secret, parse_url
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 INPUT_LIMIT = 64 * 1024  # a token is a word and three URLs are a few lines: a larger file is neither
 CALLBACK_KEYS = ("start_url", "complete_url", "progress_url")
@@ -35,13 +41,6 @@ def token_file(path: Path) -> Secret:
 def callbacks_file(path: Path, option: str = "--callbacks-file") -> dict[str, str]:
     """--callbacks-file: `start_url = "…"`, `complete_url = "…"`, `progress_url = "…"` (TOML), each optional, each an
     http(s) URL; the URLs then stay off every command line, as the token does."""
-    import sys
-
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:
-        import tomli as tomllib
-
     try:
         table = tomllib.loads(read_root_input(path, option))
     except tomllib.TOMLDecodeError as exc:
