@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from provisioner import envmodules, netinfo, server
+from provisioner import envmodules, netinfo, proof, server
 from provisioner.settings import APPS, TOKEN_ENV, Settings
 from provisioner.tls import Certificate
 
@@ -47,6 +47,7 @@ class RunContext:
     handed_over: bool = False
     certificate: Certificate | None = None  # with TLS: the one the server shows, and the pin it is checked with
     page: ProgressPage | None = None  # --progress-page, while it holds the port
+    proof_config: Path | None = None  # with the page: the configuration that makes Jupyter show its proof
     unrecordable: str | None = None  # why the run cannot be recorded: validating fails it before any server starts
     # Saves the record now, returning why it could not be saved: the journal's, once the run has one.
     record: Callable[[], str | None] = field(default=lambda: None, repr=False)
@@ -96,6 +97,8 @@ class RunContext:
         env = dict(self.env)
         if self.settings.token is not None:
             env[TOKEN_ENV] = self.settings.token.reveal()
+        if self.page is not None and self.proof_config is not None:
+            env = proof.environment(env, self.proof_config, self.page.tab.proof)
         return env
 
 

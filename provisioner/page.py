@@ -6,9 +6,12 @@ would otherwise get.
 - The states so far with their times, the current one ticking, and on failure the reason and message. Nothing else:
   never the address asked for (it holds the token), never a header of the request. Every text is escaped, and
   messages go through the token's redactor.
-- The port is released just before the server starts. The page's script polls the address the browser opened (token
-  and all) through the gap, and loads it again once something other than this page answers: Jupyter. Without
-  JavaScript a meta refresh reloads it.
+- The port is released just before the server starts. The page's script polls through the gap *without* the token
+  (and without cookies), and loads the address the browser opened only once an answer carries the run's proof
+  (provisioner.proof), which the page gives only to a tab that opened it with the token: another account that binds
+  the port in the gap, or after a failure, is never sent the token. An answer without the proof is not followed; the
+  tab asks for a reload by hand. Without JavaScript nothing reloads by itself: the page says to reload by hand.
+- After a failure the tab stops polling: the run is over.
 - With TLS the page is served with the server's certificate, so that the address is https from the first moment.
 - After a failure the page stays a moment (LINGER) so that an open tab polls it at least twice.
 """
@@ -19,6 +22,7 @@ import base64
 import contextlib
 import errno
 import hashlib
+import hmac
 import html
 import json
 import socket
@@ -26,17 +30,17 @@ import socketserver
 import ssl
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from provisioner import netinfo, tls
+from provisioner import netinfo, proof, tls
 from provisioner.output import bounded
 from provisioner.tls import Certificate, TLSError
 
 MARK = "X-Provisioner-Progress"  # on every answer of the page: what the script tells apart from Jupyter's
 POLL = 1.0  # seconds between the script's polls
-REFRESH = 3  # seconds between the meta refresh's reloads, without JavaScript
 LINGER = 2.5 * POLL  # seconds a failure stays shown after the run ended: two polls of an open tab see it
 CONNECTION_TIMEOUT = 5.0  # seconds a connection may wait for each of its reads
 CONNECTION_DEADLINE = 10.0  # seconds a connection may take in all: a client trickling bytes holds no thread longer
@@ -71,11 +75,17 @@ class Progress:
         }
 
 
-SCRIPT = """
+SCRIPT = (
+    """
 "use strict";
 const shown = JSON.parse(document.getElementById("progress").textContent);
+// Given only to a tab that opened the address with the token: what the run's own Jupyter answers with.
+const proof = shown.proof;
 let base = shown, since = performance.now();
 const clock = (s) => s < 60 ? s.toFixed(1) + " s" : Math.floor(s / 60) + " min " + Math.floor(s % 60) + " s";
+const note = (shownNote) => ["gap", "unproven", "over"].forEach((id) => {
+  document.getElementById(id).hidden = id !== shownNote;
+});
 function draw() {
   const now = base.elapsed + (performance.now() - since) / 1000;
   const rows = document.getElementById("steps");
@@ -92,22 +102,37 @@ function draw() {
   if (base.failure) failure.textContent = "Failed (" + base.failure.reason + "): " + base.failure.message;
 }
 async function poll() {
+  let answer;
   try {
-    const answer = await fetch(location.href, {cache: "no-store", headers: {Accept: "application/json"}});
-    if (!answer.headers.has("__MARK__")) { location.reload(); return; }
-    base = await answer.json(); since = performance.now();
-    document.getElementById("gap").hidden = true;
+    // Never the token, never a cookie, never a redirect followed: whoever holds the port now may not be Jupyter.
+    answer = await fetch(shown.probe, {
+      cache: "no-store", credentials: "omit", redirect: "error", referrerPolicy: "no-referrer",
+      headers: {Accept: "application/json"},
+    });
   } catch (e) {
-    // Nothing listens for a moment: the page let go of the port and Jupyter is starting; or, after a failure, the
-    // run is over (a run started again would serve the page again, and Jupyter after it: keep asking, less often).
-    document.getElementById("gap").hidden = Boolean(base.failure);
+    note("gap");  // nothing listens for a moment: the page let go of the port and Jupyter is starting
+    setTimeout(poll, __POLL__);
+    return;
   }
-  setTimeout(poll, base.failure ? 5 * __POLL__ : __POLL__);
+  if (answer.headers.has("__MARK__")) {
+    try { base = await answer.json(); since = performance.now(); } catch (e) { /* a page cut short: next time */ }
+    note(null);
+  } else if (proof && answer.headers.get("__PROOF__") === proof) {
+    location.reload();  // the run's own Jupyter: the address, token and all, goes to it alone
+    return;
+  } else {
+    note("unproven");
+  }
+  if (base.failure) { note("over"); return; }  // the run is over: nothing more to ask anyone
+  setTimeout(poll, __POLL__);
 }
 setInterval(draw, 100);
 draw();
-setTimeout(poll, __POLL__);
-""".replace("__MARK__", MARK).replace("__POLL__", str(int(POLL * 1000)))
+if (base.failure) note("over"); else setTimeout(poll, __POLL__);
+""".replace("__MARK__", MARK)
+    .replace("__PROOF__", proof.HEADER)
+    .replace("__POLL__", str(int(POLL * 1000)))
+)
 
 # Only this script may run: a message that got past the escaping could not add one.
 _SCRIPT_HASH = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
@@ -126,11 +151,30 @@ HEADERS = {
 STYLE = """
 body { font: 16px/1.5 system-ui, sans-serif; max-width: 40em; margin: 3em auto; padding: 0 1em; color: #222 }
 ol { padding-left: 1.2em } li.current { font-weight: bold } li.current::after { content: " \\2026" }
-#failure { color: #a00; font-weight: bold } #gap { color: #555 }
+#failure { color: #a00; font-weight: bold } #gap, #unproven, #over, #noscript { color: #555 }
 """
 
 
-def render(snapshot: dict[str, Any]) -> str:
+@dataclass(frozen=True)
+class Tab:
+    """What the page's script is given besides the progress: where to poll, and the proof, for a tab that opened the
+    address with the token."""
+
+    probe: str  # {base_url}api: Jupyter answers it without the token and without a redirect
+    token: str | None
+    proof: str
+
+    def proof_for(self, target: bytes) -> str | None:
+        """The proof, when the request's target carries the token as `?token=` (Jupyter's own way); else None."""
+        if self.token is None:
+            return None
+        query = urllib.parse.urlsplit(target.decode("latin-1")).query
+        given = [value for key, value in urllib.parse.parse_qsl(query, keep_blank_values=True) if key == "token"]
+        token = self.token.encode()
+        return self.proof if any(hmac.compare_digest(value.encode(), token) for value in given) else None
+
+
+def render(snapshot: dict[str, Any], probe: str, proof_value: str | None) -> str:
     """The page: readable as it is (no script needed), kept current by its script."""
     steps = snapshot["steps"]
     rows = []
@@ -145,32 +189,39 @@ def render(snapshot: dict[str, Any]) -> str:
     )
     title = "Jupyter could not be started" if failure else "Jupyter is being set up"
     # The data for the script, in a block no browser runs; "<" escaped so that no text can close the block.
-    data = json.dumps(snapshot).replace("<", "\\u003c")
+    data = json.dumps({**snapshot, "probe": probe, "proof": proof_value}).replace("<", "\\u003c")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-<noscript><meta http-equiv="refresh" content="{REFRESH}"></noscript>
 <title>{title}</title><style>{STYLE}</style></head>
 <body><h1>{title}</h1>
-<p>This address becomes your Jupyter server when it is ready; this page then loads it by itself.</p>
+<p>This address becomes your Jupyter server when it is ready.</p>
+<noscript><p id="noscript">Without JavaScript this page does not follow the run: reload it by hand once the platform
+says your notebook is ready.</p></noscript>
 <ol id="steps">{"".join(rows)}</ol>
 <p id="failure"{"" if failure else " hidden"}>{failed}</p>
 <p id="gap" hidden>Jupyter is starting\u2026</p>
+<p id="unproven" hidden>Something other than this page answers at this address, and it has not shown that it is the
+Jupyter server this run started, so this page does not open it by itself. Reload this page by hand once the platform
+says your notebook is ready.</p>
+<p id="over" hidden>This run is over. Reload this page by hand once the platform starts it again.</p>
 <script type="application/json" id="progress">{data}</script>
 <script>{SCRIPT}</script>
 </body></html>
 """
 
 
-def answer(request: bytes, snapshot: dict[str, Any]) -> bytes:
+def answer(request: bytes, snapshot: dict[str, Any], tab: Tab) -> bytes:
     """The whole answer to a request, whatever it asked: the page, or its JSON form for the page's own script. Only
-    `Accept` is read from the request; nothing of it is sent back."""
+    the request's target (for the token) and `Accept` are read; nothing of the request is sent back."""
     lines = request.split(b"\n")
-    method = lines[0].split(b" ", 1)[0]
+    method, _, rest = lines[0].partition(b" ")
     accept = b"".join(line for line in lines[1:] if line[:7].lower() == b"accept:")
     if b"application/json" in accept:
         content, kind = json.dumps(snapshot), "application/json"
     else:
-        content, kind = render(snapshot), "text/html; charset=utf-8"
+        # A tab opens the address with GET: only that is given the proof, never an answer to any other method.
+        given = tab.proof_for(rest.partition(b" ")[0]) if method == b"GET" else None
+        content, kind = render(snapshot, tab.probe, given), "text/html; charset=utf-8"
     payload = content.encode()
     head = [
         "HTTP/1.0 503 Service Unavailable",
@@ -198,7 +249,7 @@ class _Handler(socketserver.BaseRequestHandler):
             head += chunk
         if not head:
             return
-        connection.sendall(answer(head, self.server.snapshot()))
+        connection.sendall(answer(head, self.server.snapshot(), self.server.tab))
         if not isinstance(connection, ssl.SSLSocket):
             socket.socket.shutdown(connection, socket.SHUT_WR)  # the answer is whole: a client reading to the end stops
         # What is left of a long request is read and dropped before closing: closed with it unread, the connection
@@ -214,12 +265,15 @@ class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True  # a connection in progress never keeps the run from ending
     block_on_close = False
 
-    def __init__(self, sock: socket.socket, context: ssl.SSLContext | None, snapshot: Callable[[], dict[str, Any]]):
+    def __init__(
+        self, sock: socket.socket, context: ssl.SSLContext | None, snapshot: Callable[[], dict[str, Any]], tab: Tab
+    ):
         super().__init__(sock.getsockname()[:2], _Handler, bind_and_activate=False)
         self.socket.close()  # the one socketserver made: ours is bound already, the way Jupyter binds
         self.socket = sock
         self.tls = context
         self.snapshot = snapshot
+        self.tab = tab
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._accepted: dict[socket.socket, float] = {}  # each connection in progress, and when it was accepted
         self._lock = threading.Lock()
@@ -280,8 +334,11 @@ class ProgressPage:
         redact: Callable[[str], str],
         *,
         make_certificate: Callable[[], Certificate | None] | None = None,
+        tab: Tab | None = None,
     ) -> None:
         self.ip, self.port = ip, port
+        # Without one, no tab is ever given a proof: it never loads the address by itself.
+        self.tab = tab or Tab("/api", None, proof.draw())
         self.certificate = certificate
         # Called once the port is ours, so that a run that cannot show the page makes no certificate for it.
         self._make_certificate = make_certificate
@@ -322,7 +379,7 @@ class ProgressPage:
             except TLSError as exc:
                 sock.close()
                 return str(exc)
-        self._server = _Server(sock, context, self._snapshot)
+        self._server = _Server(sock, context, self._snapshot, self.tab)
         # It checks for close() every SHUTDOWN_POLL seconds: what letting go of the port adds to the server's start.
         self._thread = threading.Thread(target=self._server.serve_forever, args=(SHUTDOWN_POLL,), name="progress-page")
         self._thread.daemon = True

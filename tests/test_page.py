@@ -6,18 +6,21 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import pwd
 import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from provisioner import netinfo, page, tls
+from provisioner import netinfo, page, proof, tls
 from provisioner.actions import port_check
 from provisioner.context import RunContext
 from provisioner.errors import StepFailed
@@ -29,14 +32,19 @@ from tests.conftest import (
     REAL_JUPYTER,
     TOKEN,
     CallbackServer,
+    account,
     cli_env,
     free_port,
     make_bin,
     read_state,
     run_cli,
+    shipped_reasons,
     start_cli,
 )
+from tests.netns import network_namespace
 from tests.test_tls import fingerprint, served_certificate
+
+SQUATTER = Path(__file__).with_name("squatter.py")
 
 
 def get(
@@ -97,11 +105,22 @@ def wait_for_progress(
     pytest.fail(f"the page never showed {until!r} in {timeout} s; last seen: {seen}")
 
 
+PROOF = "proof-" + "0a9b8c7d6e" * 3  # what the fixture's page hands a tab that opened it with the token
+
+
+def data_of(text: str) -> dict[str, Any]:
+    """The data the page gives its script."""
+    block = text.split('<script type="application/json" id="progress">', 1)[1].split("</script>", 1)[0]
+    shown: dict[str, Any] = json.loads(block)
+    return shown
+
+
 @pytest.fixture
 def shown() -> Iterator[page.ProgressPage]:
     redact = Redactor()
     redact.add(Secret(TOKEN))
-    served = page.ProgressPage("127.0.0.1", free_port(), None, time.monotonic(), redact)
+    tab = page.Tab("/user/alice/api", TOKEN, PROOF)
+    served = page.ProgressPage("127.0.0.1", free_port(), None, time.monotonic(), redact, tab=tab)
     assert served.start() is None
     yield served
     served.close()
@@ -120,8 +139,28 @@ class TestThePage:
         assert headers[page.MARK] == "1"
         assert "<li class=current>loading" in text
         assert TOKEN not in text
-        assert "alice" not in text
-        assert f'<meta http-equiv="refresh" content="{page.REFRESH}">' in text
+        assert "alice" not in text.replace(shown.tab.probe, "")  # only where the script polls, not from the request
+        assert 'http-equiv="refresh"' not in text  # nothing reloads the address without the script's proof
+
+    def test_only_a_tab_that_opened_it_with_the_token_is_given_the_proof(self, shown: page.ProgressPage) -> None:
+        shown.enter("loading")
+        with_token = data_of(get(shown.port, f"/lab/tree/x.ipynb?a=1&token={TOKEN}")[2].decode())
+        assert with_token["proof"] == PROOF
+        assert with_token["probe"] == "/user/alice/api"
+        for path in (
+            "/",
+            "/tree?token=",
+            f"/tree?token={TOKEN[:-1]}",
+            f"/tree?token={TOKEN}x",
+            f"/tree?x={TOKEN}",
+            f"/tree/{TOKEN}",
+            f"/tree#token={TOKEN}",
+        ):
+            text = get(shown.port, path)[2].decode()
+            assert data_of(text)["proof"] is None, path
+            assert PROOF not in text, path
+        _, headers, body = get(shown.port, f"/?token={TOKEN}", accept="application/json")
+        assert PROOF not in body.decode() and PROOF not in str(headers)  # never in what the script polls
 
     def test_a_failure_shows_its_reason_and_message_escaped_and_without_the_token(
         self, shown: page.ProgressPage
@@ -196,6 +235,7 @@ class TestThePage:
             assert f"{page.MARK}: 1".encode() in answer
             assert TOKEN.encode() not in answer
             assert b"x" * 100 not in answer and b"y" * 100 not in answer
+            assert PROOF.encode() not in answer  # a POST with the token is not a tab that opened the page
 
     def test_a_client_that_trickles_its_request_is_cut_off_at_the_deadline(
         self, shown: page.ProgressPage, monkeypatch: pytest.MonkeyPatch
@@ -268,12 +308,24 @@ class TestARun:
         shown = wait_for_progress(port, "loading")
         assert [step["state"] for step in shown["steps"]] == ["idle", "validating", "loading"]
         assert shown["failure"] is None
+        given = data_of(get(port, f"/?token={TOKEN}")[2].decode())["proof"]
         _, stderr = process.communicate(timeout=120)
         assert process.returncode == 0, stderr
         assert "progress page" not in stderr
         status, headers, _ = get(port, f"/tree?token={TOKEN}")
         assert headers.get(page.MARK) is None  # Jupyter's own answer
         assert status == 200
+        assert get(port, "/api")[1][proof.HEADER] == given  # what the tab was given is what Jupyter shows
+
+    def test_a_server_that_cannot_show_the_proof_is_started_with_a_warning(
+        self, slow_modules: Path, reap: Path
+    ) -> None:
+        port = free_port()
+        env = cli_env(reap, slow_modules, JUPYTER_TOKEN=TOKEN, JUPYTER_NO_CONFIG="1")  # Jupyter reads no configuration
+        run = run_cli(run_args(port, "Slow", "--progress-page"), env)
+        assert run.returncode == 0, run.stderr
+        assert f"the server does not show the progress page's proof ({proof.HEADER})" in run.stderr
+        assert proof.HEADER not in get(port, "/api")[1]
 
     def test_without_the_option_the_port_stays_closed_until_the_server_listens(
         self, slow_modules: Path, reap: Path
@@ -431,25 +483,20 @@ class TestInABrowser:
         _, stderr = process.communicate(timeout=60)
         assert process.returncode == 0, stderr
 
-    def test_without_javascript_a_meta_refresh_loads_the_address_again(
+    def test_without_javascript_the_tab_never_reloads_by_itself_and_says_so(
         self, slow_modules: Path, reap: Path, tmp_path: Path
     ) -> None:
-        env = cli_env(reap, slow_modules, JUPYTER_TOKEN=TOKEN, **{MODULE_SECONDS: str(3 * page.REFRESH)})
+        env = cli_env(reap, slow_modules, JUPYTER_TOKEN=TOKEN, **{MODULE_SECONDS: "3"})
         with opened_early(tmp_path, env, "Slow", scripts=False) as (tab, process, address):
-            try:
-                first = tab.wait_for("document.querySelector('li.current') && performance.timeOrigin", timeout=10)
-                again = tab.wait_for(
-                    f"performance.timeOrigin !== {first} && document.querySelector('li.current') && "
-                    "performance.timeOrigin",
-                    timeout=3 * page.REFRESH,
-                )
-                assert again > first
-                assert tab.evaluate("location.href") == address  # the address opened, token and all
-            finally:
-                process.terminate()
-                process.communicate(timeout=60)
+            first = tab.wait_for("document.querySelector('li.current') && performance.timeOrigin", timeout=10)
+            assert "reload it by hand" in tab.evaluate("document.body.innerText")
+            _, stderr = process.communicate(timeout=120)
+            assert process.returncode == 0, stderr
+            time.sleep(3 * page.POLL)  # Jupyter answers now: a reload would have happened
+            assert tab.evaluate("performance.timeOrigin") == first
+            assert tab.evaluate("location.href") == address
 
-    def test_a_failure_stays_in_the_tab_after_the_run_has_ended(
+    def test_a_failure_stays_in_the_tab_and_the_tab_stops_asking(
         self, slow_modules: Path, reap: Path, tmp_path: Path
     ) -> None:
         env = cli_env(reap, slow_modules, JUPYTER_TOKEN=TOKEN, **{MODULE_SECONDS: "2"})
@@ -457,9 +504,91 @@ class TestInABrowser:
             shown = "document.getElementById('failure')"
             failure = tab.wait_for(f"!{shown}.hidden && {shown}.textContent", timeout=20)
             assert failure.startswith("Failed (module_load_failed): module load SlowBroken failed")
+            assert tab.wait_for("!document.getElementById('over').hidden", timeout=5)
             process.communicate(timeout=30)
             assert process.returncode == 11
-            time.sleep(6 * page.POLL)  # past the slower polls after a failure: at least one found the port closed
+            time.sleep(3 * page.POLL)
             assert tab.evaluate(f"{shown}.textContent") == failure
             assert tab.evaluate("document.getElementById('gap').hidden") is True
+            assert tab.evaluate("location.href") == address
+
+
+@contextlib.contextmanager
+def squatting(other: pwd.struct_passwd, port: int) -> Iterator[Path]:
+    """Another account's squatter on `port` (tests/squatter.py) for the block; what it was sent goes to the file."""
+    log = Path(other.pw_dir) / "squatted.log"
+    squatter = subprocess.Popen(
+        ["runuser", "-u", other.pw_name, "--", sys.executable, str(SQUATTER), str(port), str(log)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd="/",
+    )
+    try:
+        yield log
+    finally:
+        subprocess.run(["pkill", "-KILL", "-u", other.pw_name], check=False)
+        squatter.wait(timeout=10)
+
+
+def wait_for_squat(log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and log.read_text().startswith("bound"):
+            return
+        time.sleep(0.05)
+    pytest.fail(f"the other account never held the port in {timeout} s")
+
+
+@contextlib.contextmanager
+def squatted(
+    tmp_path: Path, env: dict[str, str], module: str, *, scripts: bool = True
+) -> Iterator[tuple[Tab, subprocess.Popen[str], str, Path]]:
+    """opened_early(), in a network namespace of the test's own, with another account squatting the port from the
+    moment the page holds it; the squatter's log last."""
+    with (
+        network_namespace(),
+        account() as other,
+        opened_early(tmp_path, env, module, scripts=scripts) as (tab, process, address),
+        squatting(other, urllib.parse.urlsplit(address).port or 0) as log,
+    ):
+        yield tab, process, address, log
+
+
+class TestAgainstAnotherAccountOnThePort:
+    """A real second account binds the port the moment it is free, every 3 ms, in a network namespace of the test's
+    own: in the gap between the page and Jupyter, and after a failure. The researcher's real chromium tab, opened with
+    the token, never sends it the token nor a cookie, with or without script."""
+
+    @pytest.mark.parametrize("scripts", [True, False], ids=["script", "no-script"])
+    def test_in_the_gap_it_is_sent_no_token_and_the_tab_asks_for_a_reload_by_hand(
+        self, slow_modules: Path, reap: Path, tmp_path: Path, scripts: bool
+    ) -> None:
+        env = cli_env(reap, slow_modules, JUPYTER_TOKEN=TOKEN, **{MODULE_SECONDS: "5"})
+        with squatted(tmp_path, env, "Slow", scripts=scripts) as (tab, process, address, log):
+            tab.wait_for("document.querySelector('li.current') !== null", timeout=10)
+            tab.evaluate("document.cookie = 'session=cookie-of-the-researcher; path=/'")
+            process.communicate(timeout=120)
+            assert process.returncode == shipped_reasons()["port_in_use"]
+            wait_for_squat(log, timeout=5)
+            if scripts:
+                tab.wait_for("!document.getElementById('unproven').hidden", timeout=10)
+            time.sleep(4 * page.POLL)  # the tab polled it more than once
+            sent = log.read_text()
+            assert tab.evaluate("location.href") == address  # still the page: nothing was loaded from it
+        assert ("GET /api HTTP/1.1" in sent) is scripts  # what it was sent: the tab's polls, or nothing
+        assert TOKEN not in sent
+        assert "cookie-of-the-researcher" not in sent
+
+    def test_after_a_failure_it_is_sent_nothing(self, slow_modules: Path, reap: Path, tmp_path: Path) -> None:
+        env = cli_env(reap, slow_modules, JUPYTER_TOKEN=TOKEN, **{MODULE_SECONDS: "2"})
+        with squatted(tmp_path, env, "SlowBroken") as (tab, process, address, log):
+            process.communicate(timeout=60)
+            assert process.returncode == shipped_reasons()["module_load_failed"]
+            wait_for_squat(log, timeout=5)
+            time.sleep(6 * page.POLL)
+            sent = log.read_text()
+            assert TOKEN not in sent
+            assert sent == "bound\n"  # not even a poll: the run was over
+            assert tab.evaluate("!document.getElementById('over').hidden")
             assert tab.evaluate("location.href") == address

@@ -7,7 +7,7 @@ import subprocess
 import time
 from datetime import datetime, timezone
 
-from provisioner import files, netinfo, server, systemd, tls
+from provisioner import files, netinfo, proof, server, systemd, tls
 from provisioner.context import BESIDE, RunContext, base_environment, find_jupyter, log, program
 from provisioner.errors import StepFailed
 
@@ -84,6 +84,7 @@ def run(ctx: RunContext) -> None:
         os.close(fd)
         raise StepFailed("output_unwritable", f"cannot write {ctx.log_path}: {exc.strerror or exc}") from None
     if ctx.page is not None:
+        _prove(ctx)
         ctx.page.close()  # the port is the server's from here: the page's script polls through the gap
     try:
         if ctx.settings.launcher == "systemd":
@@ -103,6 +104,19 @@ def run(ctx: RunContext) -> None:
     ctx.server_started = time.monotonic()
     if ctx.settings.tls == "self-signed" and ctx.certificate is not None:
         tls.forget_others(ctx.out, ctx.certificate)  # an earlier run's, whose server was stopped before this one
+
+
+def _prove(ctx: RunContext) -> None:
+    """Make the server show the page's proof (provisioner.proof). Without it a tab is never sent the token by the
+    page: it asks for a reload by hand, so a run goes on without it."""
+    try:
+        ctx.proof_config = proof.install(ctx.out)
+    except OSError as exc:
+        log.warning(
+            "warning: the server cannot be made to show the progress page's proof (%s): an open tab will ask for a "
+            "reload by hand",
+            exc.strerror or exc,
+        )
 
 
 # Reads one line from its stdin, a pipe from us, and becomes the server (stdin /dev/null) only if it is "go": if we

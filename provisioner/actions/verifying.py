@@ -7,8 +7,8 @@ import socket
 import subprocess
 import time
 
-from provisioner import files, netinfo, server, tls
-from provisioner.context import RunContext, program
+from provisioner import files, netinfo, proof, server, tls
+from provisioner.context import RunContext, log, program
 from provisioner.errors import StepFailed
 
 REASONS = ("failed_to_start", "port_in_use")
@@ -28,16 +28,35 @@ def probe(
 ) -> int | None:
     """GET {base_url}api/status; the HTTP status, or None when nothing answers in `timeout` seconds all told.
 
+    With `pin` (a certificate's fingerprint), over TLS to a server that shows exactly that certificate, or not at all.
+    """
+    head = exchange(host, port, f"{base_url}api/status", token, timeout=timeout, pin=pin, whole=False)
+    status = (head or b"").split(b"\r\n", 1)[0].split()
+    return int(status[1]) if len(status) > 1 and status[0].startswith(b"HTTP/") and status[1].isdigit() else None
+
+
+def exchange(
+    host: str,
+    port: int,
+    path: str,
+    token: str | None,
+    *,
+    timeout: float = REQUEST_TIMEOUT,
+    pin: str | None = None,
+    whole: bool = True,
+) -> bytes | None:
+    """GET `path` (percent-encoded already, once, by settings.parse_base_url); the answer's head (its first line
+    only unless `whole`), or None when nothing answers in `timeout` seconds all told.
+
     A few lines of HTTP over a socket, with one deadline for the whole exchange: http.client's timeout is per read,
-    and a server that sends its answer a byte a second would hold us for days. With `pin` (a certificate's fingerprint),
-    over TLS to a server that shows exactly that certificate, or not at all.
+    and a server that sends its answer a byte a second would hold us for days.
     """
     deadline = time.monotonic() + timeout
-    path = f"{base_url}api/status"  # percent-encoded already, once, by settings.parse_base_url
     # No `Connection: close`: we close first, so that no TIME_WAIT is left on the server's port when it stops.
     request = f"GET {path} HTTP/1.1\r\nHost: {netinfo.url_host(host)}:{port}\r\n"
     if token is not None:
         request += f"Authorization: token {token}\r\n"
+    end, limit = (b"\r\n\r\n", 16384) if whole else (b"\r\n", 1024)
     answer = b""
     try:
         with contextlib.ExitStack() as stack:
@@ -48,16 +67,15 @@ def probe(
                     return None
                 sock = stack.enter_context(wrapped)
             sock.sendall((request + "\r\n").encode("ascii"))
-            while b"\r\n" not in answer and len(answer) < 1024:
+            while end not in answer and len(answer) < limit:
                 sock.settimeout(max(0.001, deadline - time.monotonic()))
-                chunk = sock.recv(1024)
+                chunk = sock.recv(limit)
                 if not chunk or time.monotonic() > deadline:
                     return None
                 answer += chunk
     except (OSError, UnicodeEncodeError):
         return None
-    status = answer.split(b"\r\n", 1)[0].split()
-    return int(status[1]) if len(status) > 1 and status[0].startswith(b"HTTP/") and status[1].isdigit() else None
+    return answer
 
 
 def run(ctx: RunContext) -> None:
@@ -86,6 +104,22 @@ def run(ctx: RunContext) -> None:
     if refused != 403:
         raise StepFailed(
             "failed_to_start", f"the server answered {refused} without the token instead of 403: authentication is off"
+        )
+    if ctx.page is not None and ctx.proof_config is not None:
+        _check_proof(ctx, host, pin, ctx.page.tab.proof)
+
+
+def _check_proof(ctx: RunContext, host: str, pin: str | None, value: str) -> None:
+    """Whether the server shows the page's proof, as a tab asks for it: without it, the tab never opens the server by
+    itself (a configuration of the site's or the account's that replaces Jupyter's headers, loaded after ours)."""
+    assert ctx.port is not None
+    head = exchange(host, ctx.port, f"{ctx.settings.base_url}api", None, pin=pin) or b""
+    fields = [line.partition(b":") for line in head.split(b"\r\n")]
+    name = proof.HEADER.lower().encode()
+    if not any(key.strip().lower() == name and got.strip() == value.encode() for key, _, got in fields):
+        log.warning(
+            "warning: the server does not show the progress page's proof (%s): an open tab asks for a reload by hand",
+            proof.HEADER,
         )
 
 
