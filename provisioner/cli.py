@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import os
 import re
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 # not at start-up: `jupyter-init --help` stays as fast as Python itself allows.
 TOKEN_ENV = "JUPYTER_TOKEN"  # noqa: S105 - the variable's name; settings.TOKEN_ENV, without importing settings
 CALLBACKS_FILE_ENV = "PROVISIONER_CALLBACKS_FILE"
+SIGNING_KEY_FILE_ENV = "PROVISIONER_SIGNING_KEY_FILE"
 HELP_WORDS = ("-h", "--help", "--version")
 # Words a newcomer types for a verb that no spelling distance finds (`start` is nearer to state than to run).
 SYNONYMS = {
@@ -152,6 +154,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         f"${CALLBACKS_FILE_ENV}",
     )
     parser.add_argument("--token-file", type=Path, metavar="PATH", help="read the token from this file")
+    parser.add_argument(
+        "--signing-key-file",
+        type=Path,
+        metavar="PATH",
+        help=f"sign callbacks with the platform's key in this file instead of the token; or ${SIGNING_KEY_FILE_ENV}",
+    )
     # Every setting is an option of the same name, its help and default from settings.OPTIONS.
     for name, option in OPTIONS.items():
         if option.flag:
@@ -372,6 +380,12 @@ def _run(args: argparse.Namespace, started: float) -> int:
     # Every layered setting has an option of the same name.
     cli = {name: getattr(args, name) for name in OPTIONS} | _callback_urls(args)
     settings = resolve(cli, os.environ, definition.settings, token)
+    key_file = args.signing_key_file or os.environ.get(SIGNING_KEY_FILE_ENV) or None
+    if key_file is not None:
+        from provisioner import signing
+
+        option = "--signing-key-file" if args.signing_key_file else SIGNING_KEY_FILE_ENV
+        settings = dataclasses.replace(settings, signing_key=signing.read_key(Path(key_file), option))
     for url in settings.urls().values():  # a password or a key in a callback URL is masked wherever it would show
         for secret in url_secrets(url):
             output.redact.add(Secret(secret))

@@ -31,6 +31,7 @@ import signal
 import socket
 import stat
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, NoReturn
@@ -54,6 +55,7 @@ class _Worker:
     """In the worker only: its end of the socket pair to the monitor."""
 
     channel: socket.socket | None = None
+    asking: threading.Lock = threading.Lock()
 
 
 _worker = _Worker()
@@ -82,13 +84,14 @@ def ask(op: str, **fields: Any) -> dict[str, Any]:
     """Ask the monitor to do `op`; its answer, or OSError when it refused or failed (with its reason)."""
     channel = _worker.channel
     assert channel is not None, "only a worker has a monitor to ask"
-    channel.sendall(json.dumps({"op": op, **fields}).encode() + b"\n")
-    reply = b""
-    while not reply.endswith(b"\n"):
-        chunk = channel.recv(65536)
-        if not chunk:
-            raise OSError("jupyter-init's root process is gone")
-        reply += chunk
+    with _worker.asking:  # one request and its answer at a time: the callbacks' threads ask too (signing)
+        channel.sendall(json.dumps({"op": op, **fields}).encode() + b"\n")
+        reply = b""
+        while not reply.endswith(b"\n"):
+            chunk = channel.recv(65536)
+            if not chunk:
+                raise OSError("jupyter-init's root process is gone")
+            reply += chunk
     answer: dict[str, Any] = json.loads(reply)
     if "error" in answer:
         raise OSError(str(answer["error"]))
@@ -407,7 +410,7 @@ def _kill(pid: int, account: Account, why: str) -> int:
 
 
 # The option of root's command line that grants each service beyond answering, for the message that refuses it.
-GRANTED_BY = {"launch": "--launcher systemd"}
+GRANTED_BY = {"launch": "--launcher systemd", "sign": "--signing-key-file"}
 
 
 def _serve(account: Account, line: bytes, grants: frozenset[str] = frozenset()) -> dict[str, Any]:

@@ -8,8 +8,6 @@ cannot be delivered is logged and recorded, and never changes the outcome of the
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import queue
 import threading
 import time
@@ -22,10 +20,11 @@ from provisioner.context import log
 from provisioner.definition import CallbackPolicy
 from provisioner.output import bounded
 from provisioner.record import Callback, Delivery, mask_url
-from provisioner.settings import Secret
 
 if TYPE_CHECKING:
     import requests
+
+    from provisioner.signing import Signer
 
 USER_AGENT = f"jupyter-init/{__version__}"
 PROGRESS = "progress"  # the --progress-url endpoint; its callbacks travel in a lane of their own
@@ -33,11 +32,6 @@ SIGNATURE_HEADER = "X-Jupyter-Init-Signature"
 FORM = "application/x-www-form-urlencoded"
 RETRY_AFTER_CAP = 10.0  # seconds: an endpoint may slow us down, not hold us past reason
 MAX_REDIRECTS = 5  # 307/308 hops followed per attempt
-
-
-def sign(body: bytes, key: str) -> str:
-    """The signature header's value: HMAC-SHA256 of the exact body, keyed with the token."""
-    return "sha256=" + hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
 
 
 def retry_after(value: str | None) -> float | None:
@@ -83,7 +77,7 @@ class Reporter:
         policy: CallbackPolicy,
         redact: Callable[[str], str],
         *,
-        key: Secret | None = None,
+        signer: Signer | None = None,
         on_queue: Callable[[Callback], None] = lambda callback: None,
         on_done: Callable[[], object] | None = None,
         seen: Callable[[Callback], bool] = lambda callback: False,
@@ -91,7 +85,7 @@ class Reporter:
     ) -> None:
         self.policy = policy
         self.redact = redact
-        self.key = key  # signs every callback; the caller gives only a token that may sign
+        self.signer = signer  # signs every callback's body (provisioner.signing): the token or the platform's key
         self.on_queue = on_queue  # records a new callback, pending, before anything is tried
         self.on_done = on_done
         # Whether the record already holds this platform callback (same endpoint and fields): never sent twice.
@@ -169,8 +163,11 @@ class Reporter:
         fields = {**callback.fields, "timestamp": str(int(time.time()))}
         body = urlencode(fields).encode()
         headers = {"Content-Type": FORM}
-        if self.key is not None:
-            headers[SIGNATURE_HEADER] = sign(body, self.key.reveal())
+        if self.signer is not None:
+            try:
+                headers[SIGNATURE_HEADER] = self.signer(body)
+            except OSError as exc:  # root would not vouch for it (provisioner.signing): sent unsigned, never
+                raise _Unsigned(f"not signed: {exc}") from None
         return body, headers
 
     def _lane(self, url: str) -> queue.Queue[tuple[str, Callback, tuple[Callback, ...]] | None]:
@@ -259,7 +256,7 @@ class Reporter:
         def tried() -> None:
             try:
                 response, target = _follow(post, url)
-            except _NotFollowed as exc:
+            except _NotSent as exc:
                 callback.error = exc.message
                 return
             except (requests.ConnectionError, requests.Timeout) as exc:
@@ -301,12 +298,20 @@ class Reporter:
         return answered[0]
 
 
-class _NotFollowed(Exception):
-    """A 307/308 the reporter will not follow: to another scheme, from https to http, or one hop too many."""
+class _NotSent(Exception):
+    """An attempt that ends the callback's delivery without a try more: recorded undelivered with its message."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class _Unsigned(_NotSent):
+    """A body the platform's key would not sign: not sent (an unsigned callback would be taken for a forgery)."""
+
+
+class _NotFollowed(_NotSent):
+    """A 307/308 the reporter will not follow: to another scheme, from https to http, or one hop too many."""
 
 
 def _follow(post: Callable[[str], requests.Response], url: str) -> tuple[requests.Response, str]:

@@ -29,7 +29,7 @@ def alive(
         return False
     if fields[19] != str(start_time):
         return False
-    if _uid(pid) != os.geteuid():
+    if owner(pid) != os.geteuid():
         return False
     return exe is None or executable(pid) == exe
 
@@ -42,7 +42,7 @@ def executable(pid: int) -> str | None:
         return None
 
 
-def _uid(pid: int) -> int | None:
+def owner(pid: int) -> int | None:
     """The process's real user id."""
     try:
         with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as handle:

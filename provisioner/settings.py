@@ -15,11 +15,14 @@ import stat
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from provisioner.errors import UsageError, shown_option, shown_path
 from provisioner.record import mask_url
+
+if TYPE_CHECKING:
+    from provisioner.signing import SigningKey
 
 TOKEN_ENV = "JUPYTER_TOKEN"  # noqa: S105 - the variable's name, not a token
 ENV_PREFIX = "PROVISIONER_"
@@ -71,6 +74,7 @@ class Settings:
     """Everything a run needs to know, fixed before the machine starts."""
 
     token: Secret | None = None
+    signing_key: SigningKey | None = None  # --signing-key-file; never recorded (not in public())
     start_url: str | None = None
     complete_url: str | None = None
     progress_url: str | None = None

@@ -343,10 +343,10 @@ def test_the_documented_receiver_verifies_every_callback_of_a_real_run(module_tr
         for received in callbacks.received:
             signature = received.headers["X-Jupyter-Init-Signature"]
             assert signature == "sha256=" + hmac.new(TOKEN.encode(), received.body, hashlib.sha256).hexdigest()
-            fields = namespace["verify"](received.body, signature, TOKEN)
+            fields = namespace["verify"](received.body, signature, TOKEN.encode())
             verified.setdefault(received.path, []).append(fields["status"])
             with pytest.raises(ValueError, match="bad signature"):
-                namespace["verify"](received.body, signature, "forged")
+                namespace["verify"](received.body, signature, b"forged")
     assert verified == expected
 
 

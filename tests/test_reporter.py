@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from provisioner import signing
 from provisioner.definition import CallbackPolicy
 from provisioner.output import Redactor
 from provisioner.record import Delivery
@@ -56,7 +57,7 @@ def test_our_own_fields_are_never_redacted_and_the_rest_is(callbacks: CallbackSe
 
 
 def test_a_signed_callback_verifies_with_the_token_and_only_with_it(callbacks: CallbackServer) -> None:
-    reporter = Reporter(QUICK, no_secrets, key=Secret("the-shared-token"))
+    reporter = Reporter(QUICK, no_secrets, signer=lambda body: signing.sign(body, b"the-shared-token"))
     reporter.send("complete", callbacks.url("/complete"), {"status": "init_completed"})
     reporter.close(10)
     [received] = callbacks.received
@@ -228,7 +229,7 @@ def test_a_redirect_to_another_server_is_recorded_undelivered_naming_where_it_po
     with serving() as elsewhere:
         callbacks.script["/old"] = [307]
         callbacks.headers["/old"] = {"Location": elsewhere.url("/steal")}
-        reporter = Reporter(QUICK, no_secrets, key=Secret("the-shared-token"))
+        reporter = Reporter(QUICK, no_secrets, signer=lambda body: signing.sign(body, b"the-shared-token"))
         reporter.send("complete", callbacks.url("/old"), {"status": "init_completed"})
         [callback] = reporter.close(10)
         assert callback.delivery is Delivery.UNDELIVERED and callback.attempts == 1

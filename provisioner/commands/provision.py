@@ -15,6 +15,7 @@ from pathlib import Path
 
 from transitions import MachineError
 
+from provisioner import signing
 from provisioner.actions.validating import token_problem
 from provisioner.context import INFO_TXT, RunContext, log
 from provisioner.definition import Definition
@@ -68,8 +69,9 @@ def provision(
     reporter = Reporter(
         definition.callbacks,
         redact,
-        # A token validating refuses is none to sign with: a no_token failure comes unsigned, whatever was given.
-        key=settings.token if token_problem(settings.token, settings.ip) is None else None,
+        # A token validating refuses is none to sign with: a no_token failure comes unsigned, whatever was given
+        # (or signed with the platform's key, which does not depend on it).
+        signer=signing.signer(settings, token_signs=token_problem(settings.token, settings.ip) is None),
         on_queue=journal.queued,
         on_done=journal.save,
         seen=journal.holds,

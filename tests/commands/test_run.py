@@ -21,8 +21,9 @@ import pytest
 from provisioner import netinfo
 from provisioner.commands.run import differences_from
 from provisioner.record import Record, Server
-from provisioner.reporter import SIGNATURE_HEADER, sign
+from provisioner.reporter import SIGNATURE_HEADER
 from provisioner.settings import Secret, resolve
+from provisioner.signing import sign
 from provisioner.store import Store
 from tests.conftest import (
     REAL_JUPYTER,
@@ -71,7 +72,7 @@ def test_run_again_while_the_server_is_up_adopts_it_and_tells_the_platform(
     assert statuses(callbacks, "/start") == ["init_started", "init_started"]
     assert statuses(callbacks, "/complete") == ["init_completed", "init_completed"]
     told = [r for r in callbacks.received if r.path == "/complete"][-1]
-    assert hmac.compare_digest(told.headers[SIGNATURE_HEADER], sign(told.body, TOKEN))
+    assert hmac.compare_digest(told.headers[SIGNATURE_HEADER], sign(told.body, TOKEN.encode()))
     assert (told.form["port"], told.form["pid"]) == (str(port), str(pid))
     reported = f"http://{netinfo.vm_ipv4() or '127.0.0.1'}:{port}/"  # bound to 0.0.0.0: the VM's address
     assert told.form["url"] == reported

@@ -1,0 +1,203 @@
+"""Callback signatures: keyed with the token by default, or with a key of the platform's own (--signing-key-file).
+
+Signed with the token, a callback proves "someone who knows the token" sent it: the researcher does (it is in their
+info file). Signed with a platform key that only root can read, it proves that jupyter-init, run by root on the VM,
+sent it, and nobody else: not the researcher, not a copy of the token elsewhere.
+
+Run by root for an account (--user), the key never reaches the account's worker: the monitor reads it into memory
+it wipes in the worker right after the fork, and the worker asks the monitor to sign each body. A monitor that
+signed whatever the worker asked would be a signing oracle for the account, so it signs only what it can vouch for:
+a body of our own fields, stamped now, and one that names a server's address (`url`: the server is ready) only once
+root has found that server itself, as the account's process listening on the port root was told, answering with
+root's token and refusing without it, showing the certificate named, at the address root would report. Without
+privilege separation (the account runs jupyter-init itself), the key is the account's and proves no more than that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+from provisioner import files, privsep
+from provisioner.errors import UsageError, shown_path
+from provisioner.settings import Account, Settings
+
+KEY_MIN = 32  # bytes: a key the platform generated, not a word
+KEY_MAX = 4096
+CLOCK_SLACK = 30  # seconds a body's timestamp may be off root's clock
+# The fields a callback may have; their values are checked where root can check them.
+FIELDS = frozenset({"status", "reason", "state", "port", "pid", "url", "fingerprint", "message", "timestamp"})
+
+Signer = Callable[[bytes], str]
+
+
+def sign(body: bytes, key: bytes) -> str:
+    """The signature header's value: HMAC-SHA256 of the exact body."""
+    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+class SigningKey:
+    """The platform's key, in a buffer of its own that is wiped where it must not stay (the account's worker)."""
+
+    __slots__ = ("_buffer", "_length")
+
+    def __init__(self, buffer: bytearray, length: int) -> None:
+        self._buffer = buffer
+        self._length = length
+
+    def sign(self, body: bytes) -> str:
+        if not self._length:
+            raise RuntimeError("the signing key was wiped")
+        return sign(body, bytes(memoryview(self._buffer)[: self._length]))
+
+    def wipe(self) -> None:
+        self._buffer[:] = bytes(len(self._buffer))
+        self._length = 0
+
+    def __repr__(self) -> str:
+        return "SigningKey('***')"
+
+    __str__ = __repr__
+
+
+def read_key(path: Path, option: str) -> SigningKey:
+    """The key in `path` (its bytes, without the line ends at its end), read straight into a buffer of its own: no
+    other copy of it is left in memory that a forked worker would inherit. As root, a file only root can change."""
+    privsep.check_root_input(path, option)
+    buffer = bytearray(KEY_MAX + 1)
+    try:
+        fd = files.open_regular(path, os.O_RDONLY, follow=True)
+        with os.fdopen(fd, "rb", buffering=0) as handle:
+            length = 0
+            while length <= KEY_MAX and (got := handle.readinto(memoryview(buffer)[length:])):
+                length += got
+    except OSError as exc:
+        raise UsageError(f"{option}: cannot read {shown_path(path)}: {exc.strerror or exc}") from None
+    while length and buffer[length - 1] in b"\r\n":
+        length -= 1
+    key = SigningKey(buffer, length)
+    if not KEY_MIN <= length <= KEY_MAX:
+        key.wipe()
+        raise UsageError(f"{option}: a signing key is {KEY_MIN} to {KEY_MAX} bytes; {shown_path(path)} holds {length}")
+    return key
+
+
+@dataclass
+class _Custody:
+    """In the monitor: what it signs with and checks against, root's own settings and key, never the worker's word."""
+
+    settings: Settings | None = None
+    key: SigningKey | None = None
+
+
+_custody = _Custody()
+
+
+def entrust(settings: Settings) -> frozenset[str]:
+    """Before privsep.act_for, as root: keep the key for the monitor; the grant that lets the worker ask for it."""
+    if settings.signing_key is None or settings.user is None or os.geteuid() != 0:
+        return frozenset()
+    _custody.settings, _custody.key = settings, settings.signing_key
+    return frozenset({"sign"})
+
+
+def signer(settings: Settings, *, token_signs: bool) -> Signer | None:
+    """How this process signs its callbacks: the platform's key (asking the monitor, where the key stayed with
+    it, after wiping the worker's copy), else the token if it may sign; None when there is neither."""
+    key = settings.signing_key
+    if key is not None and privsep.monitored():
+        key.wipe()
+        return _by_monitor
+    if key is not None:
+        return key.sign
+    if settings.token is not None and token_signs:
+        token = settings.token.reveal().encode()
+        return lambda body: sign(body, token)
+    return None
+
+
+def _by_monitor(body: bytes) -> str:
+    answer = privsep.ask("sign", body=body.decode("ascii"))
+    signature = answer.get("signature")
+    if not isinstance(signature, str):
+        raise OSError("the monitor's answer holds no signature")
+    return signature
+
+
+@privsep.serves("sign")
+def _sign_for(account: Account, request: dict[str, Any]) -> dict[str, Any]:
+    """As root, for the worker: a signature over a body root can vouch for (see the module's docstring)."""
+    settings, key = _custody.settings, _custody.key
+    if settings is None or key is None:
+        raise ValueError("root holds no signing key")
+    body = request["body"]
+    if not (isinstance(body, str) and body.isascii()):
+        raise ValueError("not a callback body")
+    vouch(parse_body(body), account, settings)
+    return {"signature": key.sign(body.encode("ascii"))}
+
+
+def parse_body(body: str) -> dict[str, str]:
+    """The body's fields: each once, each one of ours."""
+    pairs = parse_qsl(body, keep_blank_values=True, strict_parsing=bool(body))
+    fields = dict(pairs)
+    if len(fields) != len(pairs) or not set(fields) <= FIELDS or "status" not in fields:
+        raise ValueError("not a callback body of jupyter-init's")
+    return fields
+
+
+def vouch(fields: dict[str, str], account: Account, settings: Settings) -> None:
+    """ValueError unless root can stand behind `fields`: stamped now, and a named server found by root itself."""
+    stamp = fields.get("timestamp", "")
+    if not (stamp.isascii() and stamp.isdigit() and abs(int(stamp) - time.time()) <= CLOCK_SLACK):
+        raise ValueError("the body is not stamped with the time")
+    if "url" in fields:
+        _found_server(fields, account, settings)
+
+
+def _platforms_pin(settings: Settings, pin: str | None) -> str | None:
+    """The fingerprint of the platform's certificate when root was given one; else the body's, which the probe
+    below holds the server to (a self-signed one is made by the account's worker: root knows it only from there)."""
+    from provisioner import tls
+
+    if settings.certfile is None or settings.keyfile is None:
+        return pin
+    try:
+        return tls.load(settings.certfile, settings.keyfile).fingerprint
+    except tls.TLSError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _found_server(fields: dict[str, str], account: Account, settings: Settings) -> None:
+    from provisioner import netinfo, server
+    from provisioner.actions.verifying import probe
+
+    pid, port = fields.get("pid", ""), fields.get("port", "")
+    if not (pid.isascii() and pid.isdigit() and port.isascii() and port.isdigit()):
+        raise ValueError("a server is named without its pid and port")
+    pid_n, port_n = int(pid), int(port)
+    if settings.port is not None and port_n != settings.port:
+        raise ValueError(f"port {port_n} is not the one root was given")
+    if server.owner(pid_n) != account.uid or not netinfo.listens(pid_n, port_n):
+        raise ValueError(f"no process of {account.name}'s listens on port {port_n}")
+    pin = fields.get("fingerprint") or None
+    scheme = "https" if pin is not None else "http"
+    if fields["url"] != netinfo.server_url(
+        settings.ip, port_n, settings.base_url, netinfo.vm_address(settings.ip), scheme
+    ):
+        raise ValueError("the URL is not where root finds the server")
+    if (pin is None) != (settings.tls == "off" and settings.certfile is None) or pin != _platforms_pin(settings, pin):
+        raise ValueError("the certificate is not the one root was asked for")
+    host = netinfo.local_host(settings.ip)
+    token = settings.token.reveal() if settings.token is not None else None
+    if token is None or probe(host, port_n, token, settings.base_url, pin=pin) != 200:
+        raise ValueError(f"the server on port {port_n} does not answer with root's token")
+    if probe(host, port_n, None, settings.base_url, pin=pin) != 403:
+        raise ValueError(f"the server on port {port_n} does not refuse a request without the token")
