@@ -102,6 +102,7 @@ _custody = _Custody()
 
 def entrust(settings: Settings) -> frozenset[str]:
     """Before privsep.act_for, as root: keep the key for the monitor; the grant that lets the worker ask for it."""
+    _custody.settings = _custody.key = None
     if settings.signing_key is None or settings.user is None or os.geteuid() != 0:
         return frozenset()
     _custody.settings, _custody.key = settings, settings.signing_key
