@@ -80,7 +80,7 @@ def draw() -> str:
 
 def install(out: Path) -> Path:
     """Write the configuration into the output directory; its directory, for JUPYTER_CONFIG_PATH. OSError if not."""
-    directory = out / CONFIG_DIR
+    directory = out.absolute() / CONFIG_DIR  # Jupyter runs in the account's home: a relative path would miss it
     try:
         directory.mkdir(mode=0o700)
     except FileExistsError:

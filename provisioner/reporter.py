@@ -256,6 +256,9 @@ class Reporter:
         def tried() -> None:
             try:
                 response, target = _follow(post, url)
+            except _Unsigned as exc:  # root may vouch for it at the next try (a server slow to answer root's probe)
+                callback.error = exc.message
+                raise _Transient from None
             except _NotSent as exc:
                 callback.error = exc.message
                 return
@@ -307,7 +310,8 @@ class _NotSent(Exception):
 
 
 class _Unsigned(_NotSent):
-    """A body the platform's key would not sign: not sent (an unsigned callback would be taken for a forgery)."""
+    """A body the platform's key would not sign: not sent (an unsigned callback would be taken for a forgery), but
+    tried again within the deadline, as root may vouch for it then."""
 
 
 class _NotFollowed(_NotSent):

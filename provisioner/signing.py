@@ -18,14 +18,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from provisioner import files, privsep
+from provisioner.definition import Definition
 from provisioner.errors import UsageError, shown_path
 from provisioner.settings import Account, Settings
 
@@ -75,6 +77,9 @@ def read_key(path: Path, option: str) -> SigningKey:
     try:
         fd = files.open_regular(path, os.O_RDONLY, follow=True)
         with os.fdopen(fd, "rb", buffering=0) as handle:
+            mode = stat.S_IMODE(os.fstat(fd).st_mode)
+            if mode & 0o077:  # as ssh refuses a private key others can read: it would be theirs as much as root's
+                raise UsageError(f"{option}: {shown_path(path)} can be read by others (mode {mode:o}); make it 0600")
             length = 0
             while length <= KEY_MAX and (got := handle.readinto(memoryview(buffer)[length:])):
                 length += got
@@ -89,23 +94,44 @@ def read_key(path: Path, option: str) -> SigningKey:
     return key
 
 
+@dataclass(frozen=True)
+class Vocabulary:
+    """The words a callback of this definition may hold, and those that say the server is ready."""
+
+    statuses: frozenset[str]
+    states: frozenset[str]
+    reasons: frozenset[str]
+    ready: frozenset[str]  # final states no failure leads to, and the statuses sent on entering them
+
+    @classmethod
+    def of(cls, definition: Definition) -> Vocabulary:
+        failing = {t.dest for t in definition.transitions if any(notify.reason for notify in t.notify)}
+        finals = {state.name for state in definition.states if state.final} - failing
+        entering = {notify.status for t in definition.transitions if t.dest in finals for notify in t.notify}
+        states = frozenset(state.name for state in definition.states)
+        notified = frozenset(notify.status for t in definition.transitions for notify in t.notify)
+        return cls(notified | states, states, frozenset(definition.reasons), frozenset(finals | entering))
+
+
 @dataclass
 class _Custody:
-    """In the monitor: what it signs with and checks against, root's own settings and key, never the worker's word."""
+    """In the monitor: what it signs with and checks against, root's own settings, definition and key, never the
+    worker's word."""
 
     settings: Settings | None = None
+    words: Vocabulary | None = None
     key: SigningKey | None = None
 
 
 _custody = _Custody()
 
 
-def entrust(settings: Settings) -> frozenset[str]:
+def entrust(settings: Settings, definition: Definition) -> frozenset[str]:
     """Before privsep.act_for, as root: keep the key for the monitor; the grant that lets the worker ask for it."""
-    _custody.settings = _custody.key = None
+    _custody.settings = _custody.words = _custody.key = None
     if settings.signing_key is None or settings.user is None or os.geteuid() != 0:
         return frozenset()
-    _custody.settings, _custody.key = settings, settings.signing_key
+    _custody.settings, _custody.words, _custody.key = settings, Vocabulary.of(definition), settings.signing_key
     return frozenset({"sign"})
 
 
@@ -135,45 +161,44 @@ def _by_monitor(body: bytes) -> str:
 @privsep.serves("sign")
 def _sign_for(account: Account, request: dict[str, Any]) -> dict[str, Any]:
     """As root, for the worker: a signature over a body root can vouch for (see the module's docstring)."""
-    settings, key = _custody.settings, _custody.key
-    if settings is None or key is None:
+    settings, words, key = _custody.settings, _custody.words, _custody.key
+    if settings is None or words is None or key is None:
         raise ValueError("root holds no signing key")
     body = request["body"]
     if not (isinstance(body, str) and body.isascii()):
         raise ValueError("not a callback body")
-    vouch(parse_body(body), account, settings)
+    vouch(parse_body(body, words), account, settings, words)
     return {"signature": key.sign(body.encode("ascii"))}
 
 
-def parse_body(body: str) -> dict[str, str]:
-    """The body's fields: each once, each one of ours."""
-    pairs = parse_qsl(body, keep_blank_values=True, strict_parsing=bool(body))
+def parse_body(body: str, words: Vocabulary) -> dict[str, str]:
+    """The body's fields: each once, each one of ours, encoded as the reporter encodes them (so that no receiver
+    can read the same bytes another way), its status, state and reason words of the definition."""
+    try:
+        pairs = parse_qsl(body, keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        raise ValueError("not a callback body of jupyter-init's") from None
     fields = dict(pairs)
-    if len(fields) != len(pairs) or not set(fields) <= FIELDS or "status" not in fields:
+    if len(fields) != len(pairs) or not set(fields) <= FIELDS or urlencode(pairs) != body:
         raise ValueError("not a callback body of jupyter-init's")
+    if fields.get("status") not in words.statuses:
+        raise ValueError("the status is not one of the definition's")
+    if fields.get("state", "") not in words.states | {""} or fields.get("reason", "") not in words.reasons | {""}:
+        raise ValueError("the state or the reason is not one of the definition's")
     return fields
 
 
-def vouch(fields: dict[str, str], account: Account, settings: Settings) -> None:
-    """ValueError unless root can stand behind `fields`: stamped now, and a named server found by root itself."""
+def vouch(fields: dict[str, str], account: Account, settings: Settings, words: Vocabulary) -> None:
+    """ValueError unless root can stand behind `fields`: stamped now, with the port root was given, and a server
+    said to be ready (or its address given) only once root found it itself."""
     stamp = fields.get("timestamp", "")
     if not (stamp.isascii() and stamp.isdigit() and abs(int(stamp) - time.time()) <= CLOCK_SLACK):
         raise ValueError("the body is not stamped with the time")
-    if "url" in fields:
+    port = fields.get("port")
+    if port is not None and settings.port is not None and port != str(settings.port):
+        raise ValueError(f"port {port} is not the one root was given")
+    if "url" in fields or fields["status"] in words.ready or fields.get("state") in words.ready:
         _found_server(fields, account, settings)
-
-
-def _platforms_pin(settings: Settings, pin: str | None) -> str | None:
-    """The fingerprint of the platform's certificate when root was given one; else the body's, which the probe
-    below holds the server to (a self-signed one is made by the account's worker: root knows it only from there)."""
-    from provisioner import tls
-
-    if settings.certfile is None or settings.keyfile is None:
-        return pin
-    try:
-        return tls.load(settings.certfile, settings.keyfile).fingerprint
-    except tls.TLSError as exc:
-        raise ValueError(str(exc)) from None
 
 
 def _found_server(fields: dict[str, str], account: Account, settings: Settings) -> None:
@@ -182,20 +207,18 @@ def _found_server(fields: dict[str, str], account: Account, settings: Settings) 
 
     pid, port = fields.get("pid", ""), fields.get("port", "")
     if not (pid.isascii() and pid.isdigit() and port.isascii() and port.isdigit()):
-        raise ValueError("a server is named without its pid and port")
+        raise ValueError("a ready server is named without its pid and port")
     pid_n, port_n = int(pid), int(port)
-    if settings.port is not None and port_n != settings.port:
-        raise ValueError(f"port {port_n} is not the one root was given")
     if server.owner(pid_n) != account.uid or not netinfo.listens(pid_n, port_n):
         raise ValueError(f"no process of {account.name}'s listens on port {port_n}")
     pin = fields.get("fingerprint") or None
-    scheme = "https" if pin is not None else "http"
-    if fields["url"] != netinfo.server_url(
-        settings.ip, port_n, settings.base_url, netinfo.vm_address(settings.ip), scheme
-    ):
-        raise ValueError("the URL is not where root finds the server")
-    if (pin is None) != (settings.tls == "off" and settings.certfile is None) or pin != _platforms_pin(settings, pin):
-        raise ValueError("the certificate is not the one root was asked for")
+    if (pin is None) != (settings.tls == "off" and settings.certfile is None):
+        raise ValueError("a certificate is named where root asked for none, or none where root asked for one")
+    if "url" in fields:
+        scheme = "https" if pin is not None else "http"
+        where = netinfo.server_url(settings.ip, port_n, settings.base_url, netinfo.vm_address(settings.ip), scheme)
+        if fields["url"] != where:
+            raise ValueError("the URL is not where root finds the server")
     host = netinfo.local_host(settings.ip)
     token = settings.token.reveal() if settings.token is not None else None
     if token is None or probe(host, port_n, token, settings.base_url, pin=pin) != 200:

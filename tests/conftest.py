@@ -22,10 +22,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import pytest
+
+if TYPE_CHECKING:
+    from provisioner.definition import Definition
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -192,13 +195,18 @@ def shipped_definition() -> dict[str, Any]:
     return data
 
 
-def shipped_reasons() -> dict[str, int]:
-    """The shipped definition's failure reasons and their exit codes, as the code loads them."""
+def shipped() -> Definition:
+    """The shipped definition, as the code loads it."""
     from provisioner import actions
     from provisioner import definition as definitions
     from provisioner.settings import DEFINITION_SETTINGS
 
-    return dict(definitions.load(definitions.default_path(), actions.reasons(), DEFINITION_SETTINGS).reasons)
+    return definitions.load(definitions.default_path(), actions.reasons(), DEFINITION_SETTINGS)
+
+
+def shipped_reasons() -> dict[str, int]:
+    """The shipped definition's failure reasons and their exit codes, as the code loads them."""
+    return dict(shipped().reasons)
 
 
 def help_text(*words: str) -> str:

@@ -307,3 +307,32 @@ def test_callbacks_wait_for_release(callbacks: CallbackServer) -> None:
     reporter.release()
     assert sorted(form["status"] for form in callbacks.wait_for(2)) == ["init_completed", "init_started"]
     reporter.close(10)
+
+
+def test_a_body_root_would_not_sign_yet_is_tried_again_and_never_sent_unsigned(callbacks: CallbackServer) -> None:
+    """Root vouches for a ready server only once its own probe finds it: a refusal is an attempt, not the end."""
+    refusals = [OSError("the server on port 1 does not answer with root's token")]
+
+    def signer(body: bytes) -> str:
+        if refusals:
+            raise refusals.pop()
+        return signing.sign(body, b"the-platform-key")
+
+    reporter = Reporter(QUICK, no_secrets, signer=signer)
+    reporter.send("complete", callbacks.url("/complete"), {"status": "init_completed"})
+    [callback] = reporter.close(10)
+    assert callback.delivery is Delivery.DELIVERED and callback.attempts == 2
+    [received] = callbacks.received  # the refused attempt sent nothing
+    assert received.headers[SIGNATURE_HEADER] == signing.sign(received.body, b"the-platform-key")
+
+
+def test_a_body_root_never_signs_is_recorded_undelivered_with_why(callbacks: CallbackServer) -> None:
+    def signer(body: bytes) -> str:
+        raise OSError("no process of alice's listens on port 8008")
+
+    reporter = Reporter(QUICK, no_secrets, signer=signer)
+    reporter.send("complete", callbacks.url("/complete"), {"status": "init_completed"})
+    [callback] = reporter.close(10)
+    assert callback.delivery is Delivery.UNDELIVERED
+    assert callback.error == "not signed: no process of alice's listens on port 8008"
+    assert callbacks.received == []

@@ -30,6 +30,7 @@ from tests.conftest import (
     cli_env,
     free_port,
     run_cli,
+    shipped,
     start_cli,
     write_module,
 )
@@ -94,6 +95,13 @@ class TestTheKeyFile:
         message = raised.value.message
         assert message.startswith("--signing-key-file: a signing key is 32 to 4096 bytes;")
         assert "short-key" not in message and "kkkk" not in message and "\n" not in message
+
+    def test_a_key_others_can_read_is_refused(self, tmp_path: Path) -> None:
+        path = key_file(tmp_path)
+        path.chmod(0o640)
+        with pytest.raises(UsageError) as raised:
+            signing.read_key(path, "--signing-key-file")
+        assert raised.value.message.endswith("can be read by others (mode 640); make it 0600")
 
     def test_a_fifo_is_refused_at_once(self, tmp_path: Path) -> None:
         fifo = tmp_path / "fifo"
@@ -191,9 +199,9 @@ def entrusted(researcher: pwd.struct_passwd, tmp_path: Path) -> Iterator[tuple[A
     account = Account.of(researcher)
     key = signing.read_key(key_file(tmp_path), "--signing-key-file")
     settings = dataclasses.replace(settings, user=account, signing_key=key)
-    assert signing.entrust(settings) == frozenset({"sign"})
+    assert signing.entrust(settings, shipped()) == frozenset({"sign"})
     yield account, settings, port
-    signing.entrust(dataclasses.replace(settings, signing_key=None))
+    assert signing.entrust(dataclasses.replace(settings, signing_key=None), shipped()) == frozenset()
 
 
 def ask_monitor(account: Account, fields: dict[str, str]) -> dict[str, Any]:
@@ -220,7 +228,13 @@ class TestRootVouches:
             ({"status": "init_started", "timestamp": "100"}, "not stamped with the time"),
             ({"status": "init_started"}, "not stamped with the time"),
             ({"status": "init_started", "timestamp": "", "token": TOKEN}, "not a callback body"),
-            ({"state": "ready", "timestamp": ""}, "not a callback body"),
+            ({"state": "loading", "timestamp": ""}, "the status is not one of the definition's"),
+            ({"status": "hacked", "timestamp": ""}, "the status is not one of the definition's"),
+            ({"status": "failed", "reason": "bribed", "timestamp": ""}, "the state or the reason is not"),
+            ({"status": "init_started", "port": "1", "timestamp": ""}, "port 1 is not the one root was given"),
+            # Ready, said without a server root could look at: as init_completed, and as the progress of `ready`.
+            ({"status": "init_completed", "timestamp": ""}, "a ready server is named without its pid and port"),
+            ({"status": "ready", "state": "ready", "timestamp": ""}, "a ready server is named without its pid"),
         ],
     )
     def test_a_body_root_cannot_stand_behind_is_refused(
@@ -229,6 +243,21 @@ class TestRootVouches:
         account, _, _ = entrusted
         stamped = {name: (now() if name == "timestamp" and not value else value) for name, value in fields.items()}
         assert why in ask_monitor(account, stamped)["error"]
+
+    def test_a_body_a_receiver_could_read_another_way_is_refused(
+        self, entrusted: tuple[Account, Settings, int]
+    ) -> None:
+        account, _, _ = entrusted
+        for body in (
+            f"status=failed&message=x;status=init_completed;url=http://elsewhere/&timestamp={now()}",
+            f"status=init_started&timestamp={now()}&status=failed",
+            f"%73tatus=init_started&timestamp={now()}",
+            f"status=init_started&&timestamp={now()}",
+        ):
+            line = json.dumps({"op": "sign", "body": body}).encode()
+            assert privsep._serve(account, line, frozenset({"sign"})) == {
+                "error": "not a callback body of jupyter-init's"
+            }
 
     def test_a_ready_server_root_did_not_find_is_refused(self, entrusted: tuple[Account, Settings, int]) -> None:
         account, _, port = entrusted

@@ -45,7 +45,9 @@ def run(settings: Settings, definition: Definition, started: float) -> int:
     grants = frozenset({"launch"}) if settings.launcher == "systemd" else frozenset()
     if os.geteuid() == 0 and settings.user is not None and settings.user.uid != 0:
         privsep.check_output_dir(settings.out, settings.user)
-    grants |= signing.entrust(settings)  # the platform's key stays with root, which signs what it can vouch for
+    grants |= signing.entrust(
+        settings, definition
+    )  # the platform's key stays with root, which signs what it can vouch for
     privsep.act_for(settings.user, deadline=run_deadline(settings, definition), grants=grants)
     if privsep.monitored() and settings.signing_key is not None:
         settings.signing_key.wipe()  # the worker's copy: the account's process holds no key
