@@ -9,7 +9,8 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 
-packages=(lmod tcl procps curl iproute2 cloud-init systemd python3-venv util-linux acl strace chromium)
+packages=(lmod tcl procps curl iproute2 cloud-init systemd python3-venv util-linux acl strace chromium
+    mmdebstrap qemu-system-x86 qemu-utils cloud-image-utils socat e2fsprogs)
 # Everything already here (CI ran this before the README's test command runs it again): nothing to fetch.
 if dpkg -s "${packages[@]}" >/dev/null 2>&1 && ! dpkg -s environment-modules >/dev/null 2>&1 \
     && compgen -G "/opt/environment-modules/usr/lib/*/modulecmd.tcl" >/dev/null; then
@@ -25,6 +26,8 @@ if dpkg -s environment-modules >/dev/null 2>&1; then apt-get purge -y -qq enviro
 # acl: setfacl, for the test that root will not act as root in a directory an ACL opens to an account;
 # strace: records every program a run executes, with its whole argv, for the test that the token is on none;
 # chromium: the real browser (headless) that opens the progress page early and must end on Jupyter's file browser.
+# mmdebstrap, qemu-system-x86, qemu-utils, cloud-image-utils, socat, e2fsprogs: the VM tier (tests/vm) builds Debian
+# images from the archive apt is set up with and boots the examples in them under QEMU.
 apt-get install -y -qq "${packages[@]}" >/dev/null
 
 # Environment Modules is tested too, but its package conflicts with lmod: unpack it instead of installing it.

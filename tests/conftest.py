@@ -552,6 +552,13 @@ def reached_through(path: Path) -> list[Path]:
 def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory holding the wheel built from this checkout, readable by every account."""
     directory = tmp_path_factory.mktemp("wheels")
+    build_wheel(directory)
+    directory.chmod(0o755)
+    return directory
+
+
+def build_wheel(directory: Path) -> Path:
+    """The wheel of this checkout, built now into `directory`."""
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(directory), str(CHECKOUT)], check=True
     )
@@ -559,8 +566,7 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from provisioner import __version__
 
     assert wheel.name.startswith(f"jupyter_init-{__version__}-")
-    directory.chmod(0o755)
-    return directory
+    return wheel
 
 
 def pytest_report_header() -> str:

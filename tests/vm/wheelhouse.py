@@ -1,0 +1,66 @@
+"""What a guest's pip installs from, offline: the checkout's wheel and everything `jupyter-init[notebook]` needs, as
+wheels for the guest's Python, plus current pip and setuptools (for `venv --upgrade-deps`).
+
+The dependencies are downloaded once per guest Python into the cache (pip resolves them for that Python with
+--python-version); the checkout's wheel is built afresh each run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.conftest import CHECKOUT, build_wheel
+from tests.vm.debian import cache_root
+
+PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "linux_x86_64")
+
+
+def downloader() -> Path:
+    """A current pip, in a venv of its own in the cache: pip 23 backtracks for many minutes resolving Notebook for
+    Python 3.9 from here; today's pip takes seconds."""
+    venv = cache_root() / "downloader"
+    pip = venv / "bin" / "pip"
+    if not pip.exists():
+        subprocess.run([sys.executable, "-m", "venv", "--upgrade-deps", str(venv)], check=True, capture_output=True)
+    return pip
+
+
+def for_python(version: str, work: Path) -> Path:
+    """A directory of wheels for CPython `version` (X.Y): ours, and all it needs with the notebook extra."""
+    built = work / "ours"
+    built.mkdir(parents=True, exist_ok=True)
+    wheel = build_wheel(built)
+    project = (CHECKOUT / "pyproject.toml").read_bytes()
+    deps = cache_root() / f"wheels-{version}-{hashlib.sha256(project).hexdigest()[:12]}"
+    if not (deps / "done").exists():
+        shutil.rmtree(deps, ignore_errors=True)
+        with tempfile.TemporaryDirectory() as scratch:
+            shutil.copy(wheel, scratch)
+            abi = "cp" + version.replace(".", "")
+            subprocess.run(
+                [
+                    *(str(downloader()), "download", "--quiet", "--dest", str(deps)),
+                    *("--only-binary=:all:", "--python-version", version, "--implementation", "cp"),
+                    *("--abi", abi, "--abi", "abi3", "--abi", "none"),
+                    *(part for platform in PLATFORMS for part in ("--platform", platform)),
+                    *("--find-links", scratch),
+                    f"{wheel.name.split('-')[0].replace('_', '-')}[notebook]=={wheel.name.split('-')[1]}",
+                    "pip",
+                    "setuptools",
+                    "wheel",
+                ],
+                check=True,
+            )
+        for ours in deps.glob("jupyter_init-*.whl"):
+            ours.unlink()  # the checkout's own is added fresh each time
+        (deps / "done").write_text("")
+    house = work / f"wheelhouse-{version}"
+    shutil.rmtree(house, ignore_errors=True)
+    shutil.copytree(deps, house, ignore=shutil.ignore_patterns("done"))
+    shutil.copy(wheel, house)
+    return house
