@@ -74,7 +74,7 @@ def guest_state(booted: Booted, jupyter_init: str) -> str:
     return ran.out
 
 
-@pytest.mark.parametrize("release", ["12"])
+@pytest.mark.parametrize("release", ["11", "12", "13"])
 def test_the_standalone_example_provisions_a_fresh_vm(tmp_path: Path, release: str) -> None:
     with booted(tmp_path, release, filled("user-data-standalone.yaml")) as vm:
         provisioned(vm)
@@ -83,5 +83,11 @@ def test_the_standalone_example_provisions_a_fresh_vm(tmp_path: Path, release: s
 
 def test_the_module_stack_example_provisions_a_vm_whose_image_has_the_stack(tmp_path: Path) -> None:
     with booted(tmp_path, "12", filled("user-data.yaml"), module_stack()) as vm:
+        provisioned(vm)
+        assert "ready" in guest_state(vm, "/opt/jupyter-init/bin/jupyter-init")
+
+
+def test_the_drop_in_example_provisions_a_vm_with_the_old_runcmd_line(tmp_path: Path) -> None:
+    with booted(tmp_path, "12", filled("user-data-dropin.yaml"), module_stack()) as vm:
         provisioned(vm)
         assert "ready" in guest_state(vm, "/opt/jupyter-init/bin/jupyter-init")
