@@ -38,9 +38,9 @@ def chromium() -> str:
 class Tab:
     """One tab of a headless chromium, and the commands the tests send it."""
 
-    def __init__(self, profile: Path) -> None:
+    def __init__(self, profile: Path, *flags: str) -> None:
         self.process = subprocess.Popen(
-            [chromium(), *FLAGS, "--remote-debugging-port=0", f"--user-data-dir={profile}", "about:blank"],
+            [chromium(), *FLAGS, *flags, "--remote-debugging-port=0", f"--user-data-dir={profile}", "about:blank"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

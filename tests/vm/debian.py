@@ -22,7 +22,7 @@ from pathlib import Path
 SUITES = {"11": "bullseye", "12": "bookworm", "13": "trixie"}
 PACKAGES = (
     "systemd-sysv,udev,dbus,kmod,linux-image-cloud-amd64,initramfs-tools,zstd,cloud-init,python3,python3-venv,"
-    "python3-pip,lmod,sudo,procps,iproute2,netbase,locales,qemu-guest-agent"
+    "python3-pip,lmod,sudo,procps,iproute2,netbase,locales,qemu-guest-agent,e2fsprogs"
 )
 CACHE_ENV = "JUPYTER_INIT_VM_CACHE"
 SIZE = "4G"
@@ -160,5 +160,6 @@ def chroot(root: Path, *command: str) -> str:
 
 def wheels_disk(wheelhouse: Path, disk: Path) -> Path:
     """The wheelhouse as a small read-only ext4 disk, labelled for the image's fstab."""
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", WHEELS_LABEL, "-d", str(wheelhouse), str(disk), "1G"], check=True)
+    command = ["mkfs.ext4", "-q", "-F", "-L", WHEELS_LABEL, "-d", str(wheelhouse), str(disk), "1G"]
+    subprocess.run(command, check=True, capture_output=True)
     return disk

@@ -1,8 +1,9 @@
 """What a guest's pip installs from, offline: the checkout's wheel and everything `jupyter-init[notebook]` needs, as
 wheels for the guest's Python, plus current pip and setuptools (for `venv --upgrade-deps`).
 
-The dependencies are downloaded once per guest Python into the cache (pip resolves them for that Python with
---python-version); the checkout's wheel is built afresh each run.
+The dependencies are downloaded once per guest Python into the cache, by a pip running on a Python of the guest's
+version (tests/pythons.py finds one), for the platforms a Debian 11 glibc can run; the checkout's wheel is built afresh
+each run.
 """
 
 from __future__ import annotations
@@ -10,23 +11,32 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import CHECKOUT, build_wheel
+from tests.pythons import interpreters
 from tests.vm.debian import cache_root
 
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "linux_x86_64")
+PLATFORMS_KEY = "native-markers".join(PLATFORMS).encode()  # what the cached downloads depend on beside pyproject
 
 
-def downloader() -> Path:
-    """A current pip, in a venv of its own in the cache: pip 23 backtracks for many minutes resolving Notebook for
-    Python 3.9 from here; today's pip takes seconds."""
-    venv = cache_root() / "downloader"
+def downloader(version: str) -> Path:
+    """A current pip, in a venv of CPython `version` (from tests/pythons.py) in the cache: pip evaluates the
+    dependencies' markers (`tomli; python_version < "3.11"`) for the Python it runs on, whatever --python-version
+    says, and pip 23 backtracks for many minutes over Notebook's dependencies on 3.9 where today's takes seconds."""
+    venv = cache_root() / f"downloader-{version}"
     pip = venv / "bin" / "pip"
     if not pip.exists():
-        subprocess.run([sys.executable, "-m", "venv", "--upgrade-deps", str(venv)], check=True, capture_output=True)
+        found = [path for full, path in interpreters().items() if full.startswith(version + ".")]
+        if not found:
+            pytest.fail(
+                f"the VM tier needs a Python {version} here to gather its guest's wheels (see tests/pythons.py)"
+            )
+        subprocess.run([str(found[0]), "-m", "venv", "--upgrade-deps", str(venv)], check=True, capture_output=True)
     return pip
 
 
@@ -36,7 +46,7 @@ def for_python(version: str, work: Path) -> Path:
     built.mkdir(parents=True, exist_ok=True)
     wheel = build_wheel(built)
     project = (CHECKOUT / "pyproject.toml").read_bytes()
-    deps = cache_root() / f"wheels-{version}-{hashlib.sha256(project).hexdigest()[:12]}"
+    deps = cache_root() / f"wheels-{version}-{hashlib.sha256(project + PLATFORMS_KEY).hexdigest()[:12]}"
     if not (deps / "done").exists():
         shutil.rmtree(deps, ignore_errors=True)
         with tempfile.TemporaryDirectory() as scratch:
@@ -44,7 +54,7 @@ def for_python(version: str, work: Path) -> Path:
             abi = "cp" + version.replace(".", "")
             subprocess.run(
                 [
-                    *(str(downloader()), "download", "--quiet", "--dest", str(deps)),
+                    *(str(downloader(version)), "download", "--quiet", "--dest", str(deps)),
                     *("--only-binary=:all:", "--python-version", version, "--implementation", "cp"),
                     *("--abi", abi, "--abi", "abi3", "--abi", "none"),
                     *(part for platform in PLATFORMS for part in ("--platform", platform)),

@@ -1,0 +1,91 @@
+"""The researcher's browser through the VM: Debian's headless chromium on the host, through the forward to the guest,
+opens the address early and lands on Notebook's file browser by itself; over TLS, it is let in only by pinning the
+certificate whose fingerprint the signed init_completed carried."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from provisioner import page
+from tests.browser import Tab
+from tests.test_tls import fingerprint, served_certificate
+from tests.vm.conftest import BOOT_TIMEOUT, TOKEN, booted, filled, module_stack
+from tests.vm.test_examples import provisioned
+
+SLOW = 20  # seconds the module takes to load: a cold CernVM-FS, long enough to open the address meanwhile
+
+
+def with_options(user_data: str, *options: str) -> str:
+    """The example with more options for jupyter-init's run, as a platform that wants them adds them."""
+    marker = "    - --user\n"
+    assert user_data.count(marker) == 1
+    return user_data.replace(marker, "".join(f"    - {option}\n" for option in options) + marker)
+
+
+def wait_for_the_page(port: int, timeout: float) -> None:
+    """Until the guest's port, through the forward, answers with the progress page."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 503 and exc.headers.get(page.MARK):
+                return
+        except OSError:
+            pass
+        time.sleep(1)
+    raise AssertionError(f"the progress page never answered through the forward in {timeout:g} s")
+
+
+def test_the_tab_shows_the_progress_page_then_lands_on_the_file_browser(tmp_path: Path) -> None:
+    user_data = with_options(filled("user-data.yaml"), "--progress-page")
+    with booted(tmp_path, "12", user_data, module_stack(SLOW)) as vm:
+        wait_for_the_page(vm.port, BOOT_TIMEOUT)
+        tab = Tab(tmp_path / "profile")
+        try:
+            tab.navigate(f"http://127.0.0.1:{vm.port}/?token={TOKEN}")
+            current = tab.wait_for("document.querySelector('li.current')?.textContent", timeout=30)
+            assert current.startswith("loading")
+            tab.screenshot(tmp_path / "progress.png")
+            tab.wait_for("document.querySelector('.jp-DirListing-content') !== null", timeout=BOOT_TIMEOUT)
+            assert tab.evaluate("location.pathname") == "/tree"
+            tab.screenshot(tmp_path / "jupyter.png")
+        finally:
+            tab.close()
+        provisioned(vm)
+
+
+def spki_pin(der: bytes) -> str:
+    """The certificate's public key as chromium pins one: base64 of the SHA-256 of its SubjectPublicKeyInfo."""
+    key = x509.load_der_x509_certificate(der).public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(key).digest()).decode()
+
+
+def test_over_tls_the_tab_is_let_in_by_the_pinned_certificate_the_callback_named(tmp_path: Path) -> None:
+    user_data = with_options(filled("user-data.yaml"), "--tls", "self-signed")
+    with booted(tmp_path, "12", user_data, module_stack(SLOW)) as vm:
+        completed = provisioned(vm, scheme="https")
+        der = served_certificate(vm.port)
+        assert fingerprint(der) == completed["fingerprint"]
+        address = f"https://127.0.0.1:{vm.port}/?token={TOKEN}"
+        unpinned = Tab(tmp_path / "unpinned")
+        try:
+            unpinned.navigate(address)
+            assert unpinned.wait_for("location.href.startsWith('chrome-error://')", timeout=30)
+        finally:
+            unpinned.close()
+        pinned = Tab(tmp_path / "pinned", f"--ignore-certificate-errors-spki-list={spki_pin(der)}")
+        try:
+            pinned.navigate(address)
+            pinned.wait_for("document.querySelector('.jp-DirListing-content') !== null", timeout=120)
+            assert pinned.evaluate("location.protocol") == "https:"
+        finally:
+            pinned.close()
