@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from provisioner import privsep, signing
+from provisioner import netinfo, privsep, signing
 from provisioner.errors import UsageError
 from provisioner.settings import Account, Secret, Settings, resolve
 from tests.conftest import (
@@ -280,8 +280,9 @@ class TestRootVouches:
             deadline = time.monotonic() + 10
             pid = None
             while pid is None and time.monotonic() < deadline:
-                pid = _child_of(impostor.pid, account.uid) or (impostor.pid if _listening(impostor.pid, port) else None)
-                if pid is not None and not _listening(pid, port):
+                # runuser's child, running as the account, is the listener.
+                pid = _child_of(impostor.pid, account.uid)
+                if pid is not None and not netinfo.listens(pid, port):
                     pid = None
                 time.sleep(0.05)
             assert pid is not None, "the account's listener never listened"
@@ -293,9 +294,3 @@ class TestRootVouches:
         finally:
             subprocess.run(["pkill", "-KILL", "-u", account.name], check=False)
             impostor.wait(timeout=10)
-
-
-def _listening(pid: int, port: int) -> bool:
-    from provisioner import netinfo
-
-    return netinfo.listens(pid, port)

@@ -21,7 +21,6 @@ from tests.pythons import interpreters
 from tests.vm.debian import cache_root
 
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "linux_x86_64")
-PLATFORMS_KEY = "native-markers".join(PLATFORMS).encode()  # what the cached downloads depend on beside pyproject
 
 
 def downloader(version: str) -> Path:
@@ -46,7 +45,8 @@ def for_python(version: str, work: Path) -> Path:
     built.mkdir(parents=True, exist_ok=True)
     wheel = build_wheel(built)
     project = (CHECKOUT / "pyproject.toml").read_bytes()
-    deps = cache_root() / f"wheels-{version}-{hashlib.sha256(project + PLATFORMS_KEY).hexdigest()[:12]}"
+    key = hashlib.sha256(project + repr(PLATFORMS).encode()).hexdigest()[:12]  # what the downloads depend on
+    deps = cache_root() / f"wheels-{version}-{key}"
     if not (deps / "done").exists():
         shutil.rmtree(deps, ignore_errors=True)
         with tempfile.TemporaryDirectory() as scratch:
