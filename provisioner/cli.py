@@ -45,7 +45,7 @@ HELP = "help"  # `jupyter-init help [VERB]`, as git and pip take it: the help, n
 def _epilog(verb: str) -> Callable[[], str]:
     def made() -> str:
         reasons: dict[str, int] = {}
-        if verb in ("run", "resume"):
+        if verb in ("run", "resume", "boot"):
             from provisioner.commands.common import load_definition
 
             reasons = dict(load_definition(None).reasons)
@@ -311,6 +311,25 @@ def _check(args: argparse.Namespace, started: float) -> int:
     return check.check(args.states)
 
 
+def _add_boot(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "boot",
+        help="bring the server back after a reboot (root; its unit runs it at every boot)",
+        description="Run, as root, the settings a `run --launcher systemd --user NAME` kept for NAME's server: "
+        "once per boot, with callbacks that carry `boot` and `boot_id`; nothing when this boot was reported "
+        "already or `stop` stopped the server. jupyter-init-boot@NAME.service runs it at every boot.",
+    )
+    parser.epilog_from = _epilog("boot")
+    parser.add_argument("--user", required=True, metavar="NAME", help="the account whose server comes back")
+    parser.set_defaults(func=_boot)
+
+
+def _boot(args: argparse.Namespace, started: float) -> int:
+    from provisioner.commands import boot
+
+    return boot.boot(args.user, started)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
@@ -327,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stop(subparsers)
     _add_graph(subparsers)
     _add_check(subparsers)
+    _add_boot(subparsers)
     return parser
 
 

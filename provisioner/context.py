@@ -16,6 +16,7 @@ from provisioner.settings import APPS, TOKEN_ENV, Settings
 from provisioner.tls import Certificate
 
 if TYPE_CHECKING:
+    from provisioner.boot import Boot
     from provisioner.page import ProgressPage  # imported only by a run that shows it
 
 BESIDE = Path(sys.executable).parent  # a venv's scripts directory, where the `notebook` extra puts Jupyter
@@ -49,6 +50,7 @@ class RunContext:
     page: ProgressPage | None = None  # --progress-page, while it holds the port
     proof_config: Path | None = None  # with the page: the configuration that makes Jupyter show its proof
     unrecordable: str | None = None  # why the run cannot be recorded: validating fails it before any server starts
+    boot: Boot | None = None  # run by the boot unit after a reboot: its callbacks say which boot
     # Saves the record now, returning why it could not be saved: the journal's, once the run has one.
     record: Callable[[], str | None] = field(default=lambda: None, repr=False)
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 
-VERBS = ("run", "resume", "state", "stop", "graph", "check")
+VERBS = ("run", "resume", "state", "stop", "graph", "check", "boot")
 
 
 class ExitCode(IntEnum):
@@ -63,6 +63,7 @@ SUCCESS: Mapping[str, str] = {
     "stop": "stopped, or nothing to stop",
     "graph": "drawn",
     "check": "valid",
+    "boot": "the server is ready, or there was nothing to bring back",
 }
 
 
@@ -78,7 +79,7 @@ _MEANINGS: Mapping[ExitCode, tuple[str, tuple[str, ...]]] = {
         VERBS,
     ),
     ExitCode.CONFIG: ("the definition (states.toml) is invalid or unreadable", VERBS),
-    ExitCode.LOCKED: ("another run holds the output directory", ("run", "resume", "stop")),
+    ExitCode.LOCKED: ("another run holds the output directory", ("run", "resume", "stop", "boot")),
     ExitCode.RUNNING: ("status `running`: a run holds the output directory now", ("state",)),
     ExitCode.NEVER_RUN: ("status `never_run`: no run is recorded", ("state",)),
     ExitCode.FAILED: ("status `failed`: the run failed (its `failure` says why)", ("state",)),
@@ -103,7 +104,7 @@ def rows(reasons: Mapping[str, int]) -> list[Row]:
     """The whole table, by number: a row per code, one per failure reason of `reasons`, and the signals'."""
     table = [Row(str(int(code)), *_MEANINGS[code]) for code in ExitCode]
     for reason, number in sorted(reasons.items(), key=lambda item: item[1]):
-        table.append(Row(str(number), f"the run failed: `{reason}`", ("run", "resume")))
+        table.append(Row(str(number), f"the run failed: `{reason}`", ("run", "resume", "boot")))
     # A run turns SIGTERM, SIGINT and SIGHUP into this; any verb acting for an account as root exits so when the
     # account's process is ended by a signal; any verb at all, as a shell reports it, when killed itself.
     table.append(Row(f"{SIGNALS}+N", "ended by signal N (143: SIGTERM)", VERBS))
@@ -120,7 +121,7 @@ def epilog(verb: str, reasons: Mapping[str, int]) -> str:
     note = (
         " The failure reasons are the shipped definition's; another --states numbers its own, from "
         f"{REASONS.start} to {REASONS.stop - 1}."
-        if verb in ("run", "resume")
+        if verb in ("run", "resume", "boot")
         else ""
     )
     return f"Exit codes: {codes}.{note}"

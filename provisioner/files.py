@@ -11,8 +11,8 @@ from pathlib import Path
 READ_LIMIT = 1024 * 1024  # our own files are a few KiB: more is not ours, and is not read
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write `text` to `path` with mode 0600, atomically: a temporary file in the same directory, fsync, rename.
+def write_private(path: Path, text: str | bytes) -> None:
+    """Write `text` (or bytes) to `path` with mode 0600, atomically: a temporary file beside it, fsync, rename.
 
     A reader sees the old file or the new one, never half of one; a full disk leaves the old file in place. The
     rename replaces whatever was at `path` (a link too) rather than writing through it.
@@ -21,8 +21,8 @@ def write_private(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode() if isinstance(text, str) else text)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temporary, 0o600)

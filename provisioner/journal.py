@@ -13,11 +13,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from provisioner import server
+from provisioner.boot import Boot, boot_id
 from provisioner.context import RunContext, log
 from provisioner.definition import Definition
 from provisioner.errors import StepFailed
 from provisioner.output import bounded, redact
 from provisioner.record import (
+    BOOT_STATE,
     STOPPED_STATE,
     Callback,
     Delivery,
@@ -52,8 +54,12 @@ class Journal:
         self._said: str | None = None  # the last problem saving the record, said once
         self.ctx: RunContext | None = None
 
-    def begin(self, definition: Definition, settings: Settings, ctx: RunContext) -> None:
+    def begin(self, definition: Definition, settings: Settings, ctx: RunContext, boot: Boot | None = None) -> None:
         with self._lock:
+            if boot is not None:  # the history says why this run began: the VM booted again
+                self.record.boot = boot.count
+                stamp = now()
+                self.record.history.append(Step(BOOT_STATE, entered=stamp, left=stamp, outcome=StepOutcome.OK))
             self.ctx = ctx
             ctx.record = self.save
             public = settings.public()
@@ -160,7 +166,7 @@ class Journal:
         if ctx.pid is not None:
             recorded = self.record.server
             if recorded is None or recorded.pid != ctx.pid:
-                recorded = Server(pid=ctx.pid, start_time=ctx.pid_start, started=now())
+                recorded = Server(pid=ctx.pid, start_time=ctx.pid_start, started=now(), boot_id=boot_id())
                 if self.record.history and self.record.history[-1].outcome is None:
                     self.record.history[-1].started_server = True  # the state in progress started it
             recorded.port, recorded.unit, recorded.exe = ctx.port, ctx.unit, ctx.pid_exe

@@ -164,6 +164,8 @@ class Runner:
                 extras["fingerprint"] = ctx.certificate.fingerprint
         if error is not None:
             extras["message"] = error.message
+        if ctx.boot is not None:  # a later boot's: the platform tells it from the first, and from each other
+            extras.update(ctx.boot.fields())
         return extras
 
     def _progress(self, state: str, error: StepFailed | None = None) -> None:

@@ -51,6 +51,11 @@ KEPT_PREFIXES = ("LC_", "LMOD", "__LMOD", "MODULES_", "__MODULES_", "PROVISIONER
 REQUEST_LIMIT = 1024 * 1024  # a request holds an environment and a command line: far less than this
 
 
+def is_kept(name: str) -> bool:
+    """Whether root's environment variable `name` is one the account's worker keeps."""
+    return name in KEPT or name.startswith(KEPT_PREFIXES)
+
+
 class _Worker:
     """In the worker only: its end of the socket pair to the monitor."""
 
@@ -321,7 +326,7 @@ def _drop(account: Account) -> None:
     # can open root's terminal through /dev/tty and type into it. Signals reach it through the monitor.
     os.setsid()
     # Root's environment, reset as sudo's env_reset does: what a module system, the locale and a proxy need.
-    kept = {name: value for name, value in os.environ.items() if name in KEPT or name.startswith(KEPT_PREFIXES)}
+    kept = {name: value for name, value in os.environ.items() if is_kept(name)}
     os.environ.clear()
     os.environ.update(kept, **account.environment())
     try:

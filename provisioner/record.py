@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 SCHEMA = 2
+BOOT_STATE = "boot"  # the first history entry of a run the boot unit started after a reboot: an event, not a state
 STOPPED_STATE = "stopped"  # the record's state after `jupyter-init stop`: an event on the run, not a machine state
 PID_MAX = 1 << 22  # the kernel's largest pid_max
 MASK = "***"
@@ -128,6 +129,7 @@ class Server:
     certfile: str | None = None
     keyfile: str | None = None
     fingerprint: str | None = None
+    boot_id: str | None = None  # the kernel's id of the boot it was started in: after a reboot it is another
 
 
 @dataclass
@@ -182,6 +184,7 @@ class Record:
     definition: dict[str, str] = field(default_factory=dict)
     provisioner_pid: int | None = None
     updated: str | None = None
+    boot: int | None = None  # started by the boot unit: which boot of the VM (2 after the first reboot)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -201,6 +204,7 @@ class Record:
             "definition": self.definition,
             "provisioner_pid": self.provisioner_pid,
             "updated": self.updated,
+            "boot": self.boot,
         }
 
     @classmethod
@@ -227,6 +231,7 @@ class Record:
             definition=_definition(raw.child("definition")),
             provisioner_pid=raw.get("provisioner_pid", int),
             updated=raw.get("updated", str),
+            boot=raw.get("boot", int),
         )
         return record
 
@@ -332,6 +337,7 @@ def _server(raw: _Object | None) -> Server | None:
         certfile=raw.get("certfile", str),
         keyfile=raw.get("keyfile", str),
         fingerprint=raw.get("fingerprint", str),
+        boot_id=raw.get("boot_id", str),
     )
 
 

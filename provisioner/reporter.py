@@ -55,8 +55,8 @@ def _import_delivery_modules() -> None:
     import tenacity  # noqa: F401
 
 
-# The fields whose every value is ours: a status, reason or state of the definition, numbers, a fingerprint.
-OUR_FIELDS = frozenset({"status", "reason", "state", "port", "pid", "fingerprint"})
+# The fields whose every value is ours: a status, reason or state of the definition, numbers, a fingerprint, a boot.
+OUR_FIELDS = frozenset({"status", "reason", "state", "port", "pid", "fingerprint", "boot", "boot_id"})
 
 
 class _Transient(Exception):

@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from provisioner import files, privsep
+from provisioner.boot import Boot
 from provisioner.definition import Definition
 from provisioner.errors import UsageError, shown_path
 from provisioner.settings import Account, Settings
@@ -35,7 +36,9 @@ KEY_MIN = 32  # bytes: a key the platform generated, not a word
 KEY_MAX = 4096
 CLOCK_SLACK = 30  # seconds a body's timestamp may be off root's clock
 # The fields a callback may have; their values are checked where root can check them.
-FIELDS = frozenset({"status", "reason", "state", "port", "pid", "url", "fingerprint", "message", "timestamp"})
+FIELDS = frozenset(
+    {"status", "reason", "state", "port", "pid", "url", "fingerprint", "message", "timestamp", "boot", "boot_id"}
+)
 
 Signer = Callable[[bytes], str]
 
@@ -58,6 +61,10 @@ class SigningKey:
         if not self._length:
             raise RuntimeError("the signing key was wiped")
         return sign(body, bytes(memoryview(self._buffer)[: self._length]))
+
+    def keep(self, path: Path) -> None:
+        """Write the key to `path`, 0600 (provisioner.boot: root keeps it for the callbacks of later boots)."""
+        files.write_private(path, bytes(memoryview(self._buffer)[: self._length]))
 
     def wipe(self) -> None:
         self._buffer[:] = bytes(len(self._buffer))
@@ -121,17 +128,19 @@ class _Custody:
     settings: Settings | None = None
     words: Vocabulary | None = None
     key: SigningKey | None = None
+    boot: Boot | None = None  # run by the boot unit: the only boot a body may name
 
 
 _custody = _Custody()
 
 
-def entrust(settings: Settings, definition: Definition) -> frozenset[str]:
+def entrust(settings: Settings, definition: Definition, boot: Boot | None = None) -> frozenset[str]:
     """Before privsep.act_for, as root: keep the key for the monitor; the grant that lets the worker ask for it."""
-    _custody.settings = _custody.words = _custody.key = None
+    _custody.settings = _custody.words = _custody.key = _custody.boot = None
     if settings.signing_key is None or settings.user is None or os.geteuid() != 0:
         return frozenset()
     _custody.settings, _custody.words, _custody.key = settings, Vocabulary.of(definition), settings.signing_key
+    _custody.boot = boot
     return frozenset({"sign"})
 
 
@@ -167,7 +176,7 @@ def _sign_for(account: Account, request: dict[str, Any]) -> dict[str, Any]:
     body = request["body"]
     if not (isinstance(body, str) and body.isascii()):
         raise ValueError("not a callback body")
-    vouch(parse_body(body, words), account, settings, words)
+    vouch(parse_body(body, words), account, settings, words, _custody.boot)
     return {"signature": key.sign(body.encode("ascii"))}
 
 
@@ -188,12 +197,17 @@ def parse_body(body: str, words: Vocabulary) -> dict[str, str]:
     return fields
 
 
-def vouch(fields: dict[str, str], account: Account, settings: Settings, words: Vocabulary) -> None:
-    """ValueError unless root can stand behind `fields`: stamped now, with the port root was given, and a server
-    said to be ready (or its address given) only once root found it itself."""
+def vouch(
+    fields: dict[str, str], account: Account, settings: Settings, words: Vocabulary, boot: Boot | None = None
+) -> None:
+    """ValueError unless root can stand behind `fields`: stamped now, with the port root was given and the boot root
+    counted, and a server said to be ready (or its address given) only once root found it itself."""
     stamp = fields.get("timestamp", "")
     if not (stamp.isascii() and stamp.isdigit() and abs(int(stamp) - time.time()) <= CLOCK_SLACK):
         raise ValueError("the body is not stamped with the time")
+    named = {name: fields[name] for name in ("boot", "boot_id") if name in fields}
+    if named and (boot is None or named != boot.fields()):
+        raise ValueError("the body names a boot root is not running for")
     port = fields.get("port")
     if port is not None and settings.port is not None and port != str(settings.port):
         raise ValueError(f"port {port} is not the one root was given")

@@ -6,8 +6,8 @@ a `StandardOutput=` file, as root before it switches to `User=`: so as root the 
 only root can use (/var/lib/provisioner), never in the user's, and the log is opened by a shell running as the user.
 
 As root for another account, the worker asks the monitor (privsep) to start and stop the unit: the unit runs as that
-account (User=), under a name of the account's, and the monitor stops no other. The same environment file serves
-examples/systemd/jupyter-notebook@.service, the unit that brings the server back after a reboot.
+account (User=), under a name of the account's, and the monitor stops no other. After a reboot, the boot unit
+(provisioner.boot) starts it again the same way.
 """
 
 from __future__ import annotations
@@ -79,13 +79,19 @@ def env_file_for(who: str, out: Path) -> Path:
 
 
 def system_env_file(who: str) -> Path:
-    """<who>.env in the directory only root can use, made so if it is not yet."""
+    """<who>.env in the directory only root can use."""
+    return system_dir() / f"{who}.env"
+
+
+def system_dir() -> Path:
+    """Root's own directory for what outlives a run (environment files, provisioner.boot's plans), made so if it is
+    not yet; OSError when it is not one only root can use."""
     directory = Path(os.environ.get(SYSTEM_DIR_ENV) or SYSTEM_DIR)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     info = os.lstat(directory)
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or stat.S_IMODE(info.st_mode) & 0o077:
         raise OSError(f"{directory} must be a directory only root can use (0700, root's)")
-    return directory / f"{who}.env"
+    return directory
 
 
 def _quote(value: str) -> str:
@@ -100,10 +106,6 @@ def write_env_file(unit: Unit) -> None:
         if "\n" in value or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
             continue  # systemd could not read it back; such a variable (a shell function's export) is not the server's
         lines.append(f"{key}={_quote(value)}\n")
-    # For examples/systemd/jupyter-notebook@.service, which starts the same server at boot from this file.
-    lines.append(f"PROVISIONER_JUPYTER={_quote(os.path.basename(unit.argv[0]))}\n")  # jupyter-notebook or -lab
-    lines.append(f"PROVISIONER_JUPYTER_ARGS={_quote(' '.join(unit.argv[1:]))}\n")
-    lines.append(f"PROVISIONER_LOG={_quote(str(unit.log))}\n")
     unit.env_file.unlink(missing_ok=True)  # a 0400 file cannot be rewritten in place
     fd = os.open(unit.env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o400)
     try:

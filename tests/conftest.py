@@ -15,6 +15,7 @@ import signal
 import socket
 import stat
 import subprocess
+import tempfile
 import sys
 import threading
 import time
@@ -44,6 +45,9 @@ PREREQUISITES = "scripts/install-test-prerequisites.sh"  # run as root: what the
 ENVIRONMENT_MODULES = Path("/opt/environment-modules")
 TOKEN = "tok-" + "5e3c7a1f9b" * 4  # distinctive, so a leak anywhere is easy to find
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Where a root run with the systemd launcher writes its boot unit (provisioner.boot): never this machine's own
+# /etc/systemd/system, whatever a test forgets to say. A test that looks at the unit gives its own.
+UNIT_SANDBOX = Path(tempfile.mkdtemp(prefix="jupyter-init-units-"))
 
 
 @dataclass
@@ -322,7 +326,7 @@ def home(tmp_path: Path) -> Path:
 
 def cli_env(home: Path, modules: Path | None = None, path: str = SYSTEM_PATH, **extra: str) -> dict[str, str]:
     """A clean environment like cloud-init's: no Jupyter on PATH, no module system set up unless asked."""
-    env = {"HOME": str(home), "PATH": path, "LANG": "C.UTF-8"}
+    env = {"HOME": str(home), "PATH": path, "LANG": "C.UTF-8", "PROVISIONER_UNIT_DIR": str(UNIT_SANDBOX)}
     if modules is not None:
         env["MODULEPATH"] = str(modules)
     env.update(extra)

@@ -71,7 +71,7 @@ def test_a_word_like_no_verb_is_not_shown_back_and_the_verbs_are_listed(
     # Any word but a short typo of a verb may be a token typed where it does not belong.
     err = refused([word], nobody_home, capsys)
     assert err == (
-        "jupyter-init: error: the first word is not a verb: the verbs are run, resume, state, stop, graph, check "
+        "jupyter-init: error: the first word is not a verb: the verbs are run, resume, state, stop, graph, check, boot "
         "(see jupyter-init --help)\n"
     )
 

@@ -35,4 +35,4 @@ def test_the_docs_table_has_one_row_per_number() -> None:
     table = exits.markdown(reasons)
     numbers = re.findall(r"^\| (\d+(?:\+N)?) \|", table, flags=re.M)
     assert len(numbers) == len(set(numbers)) == len(ExitCode) + len(reasons) + 1
-    assert "| 10 | the run failed: `no_token` | `run`, `resume` |" in table
+    assert "| 10 | the run failed: `no_token` | `run`, `resume`, `boot` |" in table

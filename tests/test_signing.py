@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 import pytest
 
 from provisioner import netinfo, privsep, signing
+from provisioner.boot import Boot
 from provisioner.errors import UsageError
 from provisioner.settings import Account, Secret, Settings, resolve
 from tests.conftest import (
@@ -243,6 +244,16 @@ class TestRootVouches:
         account, _, _ = entrusted
         stamped = {name: (now() if name == "timestamp" and not value else value) for name, value in fields.items()}
         assert why in ask_monitor(account, stamped)["error"]
+
+    def test_a_boot_is_signed_only_as_root_counted_it(self, entrusted: tuple[Account, Settings, int]) -> None:
+        account, settings, _ = entrusted
+        named = {"status": "init_started", "boot": "2", "boot_id": "b0"}
+        assert "names a boot root is not running for" in ask_monitor(account, named | {"timestamp": now()})["error"]
+        signing.entrust(settings, shipped(), Boot(2, "b0"))
+        assert "signature" in ask_monitor(account, named | {"timestamp": now()})
+        for other in ({"boot": "3"}, {"boot_id": "b1"}, {"boot_id": None}):
+            fields = {key: value for key, value in (named | other).items() if value is not None}
+            assert "names a boot" in ask_monitor(account, fields | {"timestamp": now()})["error"], other
 
     def test_a_body_a_receiver_could_read_another_way_is_refused(
         self, entrusted: tuple[Account, Settings, int]

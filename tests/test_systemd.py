@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import systemd
+from provisioner import boot, systemd
 from provisioner.settings import locate_user
 from tests.conftest import REAL_JUPYTER, TOKEN, CallbackServer, cli_env, jupyter_pids, make_bin, read_state, run_cli
 
-EXAMPLE_UNIT = Path(__file__).resolve().parent.parent / "examples" / "systemd" / "jupyter-notebook@.service"
 ARGV = ["/opt/jupyter/bin/jupyter-notebook", "--no-browser", "--ip=0.0.0.0", "--port=8008"]
 
 
@@ -65,16 +64,6 @@ def test_the_command_runs_the_server_as_the_user_with_the_token_only_in_the_envi
     text = unit.env_file.read_text()
     assert f'JUPYTER_TOKEN="{TOKEN}"' in text
     assert 'ODD="a \\"\\$b\\" \\`c\\` \\\\d"' in text  # quoted as systemd reads it back
-    assert 'PROVISIONER_JUPYTER_ARGS="--no-browser --ip=0.0.0.0 --port=8008"' in text
-    assert f'PROVISIONER_LOG="{unit.log}"' in text
-    assert 'PROVISIONER_JUPYTER="jupyter-notebook"' in text  # what the shipped template starts
-
-
-def test_the_environment_file_names_the_front_end_the_template_starts(unit: systemd.Unit) -> None:
-    lab = dataclasses.replace(unit, argv=("/opt/jupyter/bin/jupyter-lab", *ARGV[1:]))
-    lab.env_file.parent.mkdir(mode=0o700)
-    systemd.write_env_file(lab)
-    assert 'PROVISIONER_JUPYTER="jupyter-lab"' in lab.env_file.read_text()
 
 
 def test_the_log_wrapper_appends_the_servers_output_as_the_shell_that_runs_it(tmp_path: Path) -> None:
@@ -96,10 +85,10 @@ def test_the_unit_it_asks_for_passes_systemd_analyze_verify(unit: systemd.Unit, 
     assert result.returncode == 0, result.stderr
 
 
-def test_the_example_template_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
-    shutil.copy(EXAMPLE_UNIT, tmp_path / EXAMPLE_UNIT.name)
-    instance = tmp_path / "jupyter-notebook@root.service"
-    instance.symlink_to(EXAMPLE_UNIT.name)
+def test_the_boot_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    (tmp_path / boot.TEMPLATE).write_text(boot.unit_text())
+    instance = tmp_path / boot.TEMPLATE.replace("@", "@root")
+    instance.symlink_to(boot.TEMPLATE)
     result = verify(instance)
     assert result.returncode == 0, result.stderr
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from provisioner import actions, privsep
 from provisioner import definition as definitions
 from provisioner import systemd as _systemd  # noqa: F401 - registers what the monitor does for a worker
 from provisioner.definition import Definition
-from provisioner.errors import UsageError
-from provisioner.settings import DEFINITION_SETTINGS, resolve
+from provisioner.errors import ProvisionError, UsageError
+from provisioner.settings import DEFINITION_SETTINGS, Secret, Settings, resolve
 from provisioner.store import Store
 
 # Seconds a verb's worker may take as root's delegate before the monitor kills it (privsep.act_for).
@@ -49,6 +51,18 @@ def locked_store(out: Path) -> Store | None:
     except OSError as exc:
         raise UsageError(f"cannot use {out}: {exc.strerror or exc}") from None
     return store
+
+
+def settings_of(recorded: Mapping[str, Any], home: str, token: Secret | None) -> Settings:
+    """Settings as a run recorded them (`Settings.public()`, its URLs whole), resolved again: nothing of this
+    process's environment or a definition's [settings] layered in."""
+    cli = {key: value for key, value in recorded.items() if value is not None and key != "home"}
+    try:
+        return resolve(cli, {"HOME": home}, {}, token)
+    except ProvisionError as exc:
+        raise UsageError(f"the recorded settings cannot be used: {exc.message}") from None
+    except (OSError, ValueError) as exc:  # what the record holds is data: a path we may not look at, a NUL...
+        raise UsageError(f"the recorded settings cannot be used: {exc}") from None
 
 
 def is_file(path: Path) -> bool:

@@ -17,6 +17,7 @@ from transitions import MachineError
 
 from provisioner import signing
 from provisioner.actions.validating import token_problem
+from provisioner.boot import Boot
 from provisioner.context import INFO_TXT, RunContext, log
 from provisioner.definition import Definition
 from provisioner.errors import Interrupted, UsageError
@@ -44,10 +45,11 @@ class Start:
     found: Record | None = None
     alive: bool = False
     origin: str | None = None  # the state that started the server taken over, for a new record to say so
+    boot: Boot | None = None  # run by the boot unit: the boot it is for, which its callbacks carry
 
     @classmethod
-    def afresh(cls, definition: Definition) -> Start:
-        return cls(Plan(definition.initial, frozenset()))
+    def afresh(cls, definition: Definition, boot: Boot | None = None) -> Start:
+        return cls(Plan(definition.initial, frozenset()), boot=boot)
 
 
 def provision(
@@ -60,7 +62,7 @@ def provision(
     unrecordable: str | None = None,
 ) -> int:
     """Run the machine as `start` says; the exit code is the outcome's (or Interrupted is raised)."""
-    ctx = RunContext(settings=settings, unrecordable=unrecordable)
+    ctx = RunContext(settings=settings, unrecordable=unrecordable, boot=start.boot)
     journal = Journal(store, start.record, start.origin)
     if start.found is not None:
         _restore(ctx, start.found, start.alive)
@@ -77,7 +79,7 @@ def provision(
         seen=journal.holds,
         warm=bool(settings.start_url or settings.complete_url or settings.progress_url),
     )
-    journal.begin(definition, settings, ctx)
+    journal.begin(definition, settings, ctx, start.boot)
     for callback in journal.undelivered():
         url = settings.endpoint(callback.endpoint)
         if url:

@@ -11,14 +11,21 @@ import os
 from pathlib import Path
 
 from provisioner.actions.validating import token_problem
-from provisioner.commands.common import RESUME_DEADLINE, act_as_owner, is_file, load_definition, locked_store
+from provisioner.commands.common import (
+    RESUME_DEADLINE,
+    act_as_owner,
+    is_file,
+    load_definition,
+    locked_store,
+    settings_of,
+)
 from provisioner.commands.provision import Start, provision
 from provisioner.context import log
-from provisioner.errors import ProvisionError, UsageError
+from provisioner.errors import UsageError
 from provisioner.journal import plan_resume, server_alive
 from provisioner.output import redact
 from provisioner.record import MASK, Record, mask_url, url_secrets
-from provisioner.settings import Secret, Settings, resolve
+from provisioner.settings import Secret, Settings
 from provisioner.store import Store
 
 
@@ -86,10 +93,4 @@ def recorded_settings(record: Record, token: Secret | None, store: Store) -> Set
         elif MASK in str(recorded.get(name) or ""):
             log.warning("warning: the %s is recorded without its secrets and was not kept; no callbacks to it", name)
             recorded[name] = None
-    cli = {key: value for key, value in recorded.items() if value is not None}
-    try:
-        return resolve(cli, {"HOME": home}, {}, token)
-    except ProvisionError as exc:
-        raise UsageError(f"the recorded settings cannot be used: {exc.message}") from None
-    except (OSError, ValueError) as exc:  # what the record holds is data: a path we may not look at, a NUL...
-        raise UsageError(f"the recorded settings cannot be used: {exc}") from None
+    return settings_of(recorded, home, token)

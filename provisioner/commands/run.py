@@ -10,15 +10,17 @@ from __future__ import annotations
 import hmac
 import os
 
-from provisioner import privsep, server, signing, tls
+from provisioner import boot, privsep, server, signing, tls
+from provisioner import definition as definitions
 from provisioner.actions.validating import token_problem
+from provisioner.boot import Boot
 from provisioner.commands.provision import Start, provision
 from provisioner.context import log
 from provisioner.definition import Definition
 from provisioner.envmodules import COMMAND_TIMEOUT
 from provisioner.errors import UsageError
 from provisioner.journal import origin, plan_adoption, server_alive
-from provisioner.record import Record
+from provisioner.record import Outcome, Record
 from provisioner.settings import Settings
 from provisioner.store import Store
 
@@ -39,15 +41,19 @@ def run_deadline(settings: Settings, definition: Definition) -> float:
     return 3 * COMMAND_TIMEOUT + retries + settings.timeout + definition.callbacks.deadline + STOP_GRACE + 65
 
 
-def run(settings: Settings, definition: Definition, started: float) -> int:
-    """Provision a server from the start, or adopt or replace the one the output directory's record has alive."""
+def run(settings: Settings, definition: Definition, started: float, at_boot: Boot | None = None) -> int:
+    """Provision a server from the start, or adopt or replace the one the output directory's record has alive.
+    `at_boot`: run by the boot unit (provisioner.boot), for a boot after the first."""
     # As root with --user: from here on, the user's rights only; root starts a unit only if root asked for one.
     grants = frozenset({"launch"}) if settings.launcher == "systemd" else frozenset()
     if os.geteuid() == 0 and settings.user is not None and settings.user.uid != 0:
         privsep.check_output_dir(settings.out, settings.user)
-    grants |= signing.entrust(
-        settings, definition
-    )  # the platform's key stays with root, which signs what it can vouch for
+        if at_boot is None and settings.launcher == "systemd":
+            boot.keep(settings, definition, definitions.default_path())  # the server comes back after a reboot
+        elif at_boot is None:
+            boot.forget(settings.user.name)  # an earlier run's unit would start a server this run did not ask for
+    # The platform's key stays with root, which signs what it can vouch for.
+    grants |= signing.entrust(settings, definition, at_boot)
     privsep.act_for(settings.user, deadline=run_deadline(settings, definition), grants=grants)
     if privsep.monitored() and settings.signing_key is not None:
         settings.signing_key.wipe()  # the worker's copy: the account's process holds no key
@@ -66,14 +72,17 @@ def run(settings: Settings, definition: Definition, started: float) -> int:
         problem = f"cannot record the run in {settings.out}: {exc.strerror or exc}"
         return provision(settings, definition, None, started, Start.afresh(definition), unrecordable=problem)
     try:
-        start = Start.afresh(definition)
+        start = Start.afresh(definition, at_boot)
         previous = store.load()
+        if at_boot is not None and previous is not None and previous.outcome is Outcome.STOPPED:
+            print(f"the server was stopped (jupyter-init stop): not started at boot {at_boot.count}")
+            return 0
         if previous is not None and server_alive(previous):
             if token_problem(settings.token, settings.ip) is not None:
                 # This run fails on its token (validating) and sends its callback: it must neither take the live
                 # server down nor touch the record that is the only handle on it.
                 return provision(settings, definition, None, started, start)
-            start = _adopt_or_replace(previous, settings, definition, store)
+            start = _adopt_or_replace(previous, settings, definition, store, at_boot)
         unkept = None
         # A token validating will refuse is not kept (it may not even be text a file can hold).
         if settings.token is not None and token_problem(settings.token, settings.ip) is None:
@@ -84,7 +93,9 @@ def run(settings: Settings, definition: Definition, started: float) -> int:
         store.unlock()
 
 
-def _adopt_or_replace(previous: Record, settings: Settings, definition: Definition, store: Store) -> Start:
+def _adopt_or_replace(
+    previous: Record, settings: Settings, definition: Definition, store: Store, start_boot: Boot | None
+) -> Start:
     recorded = previous.server
     assert recorded is not None, "server_alive() said there is one"
     where = f"pid {recorded.pid}, port {recorded.port}"
@@ -92,11 +103,11 @@ def _adopt_or_replace(previous: Record, settings: Settings, definition: Definiti
     plan = None if differences else plan_adoption(previous, definition)
     if plan is not None:
         log.info("the server an earlier run started is up (%s) with these settings: adopting it", where)
-        return Start(plan, found=previous, alive=True, origin=origin(previous))
+        return Start(plan, found=previous, alive=True, origin=origin(previous), boot=start_boot)
     why = ", ".join(differences) or "the record does not say which state started it"
     log.info("stopping the server an earlier run started (%s): %s", where, why)
     server.stop(recorded.pid, start_time=recorded.start_time, grace=STOP_GRACE, unit=recorded.unit, exe=recorded.exe)
-    return Start.afresh(definition)
+    return Start.afresh(definition, start_boot)
 
 
 def _certificate_differences(previous: Record, settings: Settings) -> list[str]:

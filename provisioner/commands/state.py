@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from provisioner.boot import boot_id
 from provisioner.commands.common import act_as_owner
 from provisioner.exits import STATE_STATUS
 from provisioner.journal import server_alive
@@ -55,9 +56,13 @@ def render_state(dump: dict[str, Any]) -> str:
     failure = dump.get("failure")
     if failure:
         lines.append(f"failure:    {failure.get('reason')} in {failure.get('state')}: {failure.get('message')}")
+    if dump.get("boot"):
+        lines.append(f"boot:       {dump['boot']} (the run that brought the server back after a reboot)")
     recorded = dump.get("server")
     if recorded:
         running = "running" if recorded.get("alive") else "not running"
+        if not recorded.get("alive") and recorded.get("boot_id") not in (None, boot_id()):
+            running += ": it was started before the VM last booted"
         if recorded.get("stopped"):
             running += f", stopped at {recorded['stopped']}"
         url = recorded.get("url") or f"port {recorded.get('port')}"

@@ -1,0 +1,163 @@
+"""The server comes back at a later boot, and the platform hears it once per boot (provisioner.boot).
+
+Here systemd is a stand-in (tests/test_systemd.py's) and a later boot is the kept plan saying another boot was the
+last reported: the VM tier (tests/vm) reboots real Debian guests."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import stat
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from provisioner import boot
+from tests.conftest import (
+    REAL_JUPYTER,
+    SYSTEM_PATH,
+    TOKEN,
+    CallbackServer,
+    as_user,
+    cli_env,
+    free_port,
+    make_bin,
+    run_cli,
+)
+from tests.test_privsep import Researcher, servers_of
+from tests.test_systemd import FAKE_SYSTEMCTL, FAKE_SYSTEMD_RUN
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="root keeps the plan and acts for a second account")
+
+
+class Machine:
+    """Root's side of a VM: the stand-in systemd, root's directory and the unit directory, each the test's own."""
+
+    def __init__(self, tmp_path: Path, home: Path) -> None:
+        fakes = make_bin(tmp_path / "fake-systemd", {"systemd-run": FAKE_SYSTEMD_RUN, "systemctl": FAKE_SYSTEMCTL})
+        self.units = tmp_path / "transient"
+        self.units.mkdir()
+        self.system_dir = tmp_path / "var-lib-provisioner"
+        self.unit_dir = tmp_path / "etc-systemd-system"
+        self.unit_dir.mkdir()
+        self.env = cli_env(home, path=f"{fakes}:{REAL_JUPYTER.parent}:{SYSTEM_PATH}") | {
+            "FAKE_SYSTEMD_DIR": str(self.units),
+            "PROVISIONER_SYSTEM_DIR": str(self.system_dir),
+            "PROVISIONER_UNIT_DIR": str(self.unit_dir),
+        }
+
+    def cli(self, *args: str, **extra: str) -> tuple[int, str, str]:
+        ran = run_cli(list(args), self.env | extra)
+        assert "Traceback" not in ran.stderr, ran.stderr
+        return ran.returncode, ran.stdout, ran.stderr
+
+    def plan(self, name: str) -> dict[str, object]:
+        data: dict[str, object] = json.loads((self.system_dir / f"{name}.boot.json").read_text())
+        return data
+
+    def reboot(self, name: str, user: Researcher) -> None:
+        """What a reboot leaves: no server, and a kept plan whose last reported boot is not this one."""
+        for pid in servers_of(user):
+            os.kill(pid, 9)
+        path = self.system_dir / f"{name}.boot.json"
+        path.write_text(json.dumps(self.plan(name) | {"reported": "an-earlier-boot"}))
+
+
+@pytest.fixture
+def user(researcher: pwd.struct_passwd) -> Researcher:
+    return Researcher(researcher)
+
+
+@pytest.fixture
+def machine(tmp_path: Path, user: Researcher) -> Iterator[Machine]:
+    yield Machine(tmp_path, user.home)
+
+
+def first_run(machine: Machine, user: Researcher, callbacks: CallbackServer, *extra: str) -> None:
+    name = user.account.pw_name
+    args = ["run", "--user", name, "--launcher", "systemd", "--module", "", "--port", str(free_port()), *extra]
+    code, _, err = machine.cli(*args, "--complete-url", callbacks.url("/c"), JUPYTER_TOKEN=TOKEN)
+    assert code == 0, err
+    assert [form["status"] for form in callbacks.wait_for(1, "/c")] == ["init_completed"]
+
+
+def test_a_root_run_with_the_systemd_launcher_keeps_a_plan_only_root_can_read_and_enables_the_boot_unit(
+    machine: Machine, user: Researcher, callbacks: CallbackServer
+) -> None:
+    first_run(machine, user, callbacks)
+    name = user.account.pw_name
+    for kept in (f"{name}.boot.json", f"{name}.token"):
+        info = (machine.system_dir / kept).stat()
+        assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (0, 0o600), kept
+    assert (machine.system_dir / f"{name}.token").read_text() == TOKEN
+    plan = machine.plan(name)
+    assert TOKEN not in json.dumps(plan)
+    assert plan["boots"] == 1 and plan["reported"] == boot.boot_id()
+    assert plan["urls"] == {"start_url": None, "complete_url": callbacks.url("/c"), "progress_url": None}
+    template = machine.unit_dir / boot.TEMPLATE
+    assert f'ExecStart="{sys.executable}" -I -m provisioner boot --user %i' in template.read_text()
+    link = machine.unit_dir / "multi-user.target.wants" / f"jupyter-init-boot@{name}.service"
+    assert link.resolve() == template.resolve()
+
+    # A run for the account without the systemd launcher: nothing of the earlier one comes back at boot.
+    for pid in servers_of(user):
+        os.kill(pid, 9)
+    code, _, err = machine.cli("run", "--user", name, "--module", "", "--port", "auto", JUPYTER_TOKEN=TOKEN)
+    assert code == 0, err
+    assert not link.exists() and not (machine.system_dir / f"{name}.token").exists()
+
+
+def test_at_the_next_boot_the_server_comes_back_and_the_platform_hears_it_once(
+    machine: Machine, user: Researcher, callbacks: CallbackServer
+) -> None:
+    first_run(machine, user, callbacks)
+    name = user.account.pw_name
+    code, said, _ = machine.cli("boot", "--user", name)
+    assert code == 0 and "reported already" in said  # the first run's own boot
+    [first] = servers_of(user)
+
+    machine.reboot(name, user)
+    code, _, err = machine.cli("boot", "--user", name)
+    assert code == 0, err
+    forms = callbacks.wait_for(2, "/c")
+    assert [form["status"] for form in forms] == ["init_completed", "init_completed"]
+    assert "boot" not in forms[0]
+    assert (forms[1]["boot"], forms[1]["boot_id"]) == ("2", boot.boot_id())
+    [second] = servers_of(user)
+    assert second != first and forms[1]["pid"] == str(second)
+    assert forms[1]["url"] == forms[0]["url"]
+
+    state = json.loads(machine.cli("state", "--json", "--output-dir", str(user.out))[1])
+    assert state["status"] == "ready" and state["boot"] == 2 and state["server"]["pid"] == second
+    assert state["history"][0]["state"] == "boot"
+
+    code, said, _ = machine.cli("boot", "--user", name)  # the same boot again: nothing is sent twice
+    assert code == 0 and "reported already" in said
+    assert len(callbacks.forms("/c")) == 2 and servers_of(user) == [second]
+
+
+def test_after_stop_nothing_comes_back_at_the_next_boot(
+    machine: Machine, user: Researcher, callbacks: CallbackServer
+) -> None:
+    first_run(machine, user, callbacks)
+    name = user.account.pw_name
+    code, _, err = machine.cli("stop", "--output-dir", str(user.out))
+    assert code == 0, err
+    machine.reboot(name, user)
+    code, said, err = machine.cli("boot", "--user", name)
+    assert code == 0, err
+    assert "stopped" in said
+    assert servers_of(user) == [] and len(callbacks.forms("/c")) == 1
+
+
+def test_boot_is_roots_and_says_so_to_anyone_else(user: Researcher) -> None:
+    ran = as_user(user.account.pw_name, "boot", "--user", user.account.pw_name)
+    assert ran.returncode == 2 and "boot is root's" in ran.stderr
+
+
+def test_boot_for_an_account_nothing_was_kept_for_does_nothing(machine: Machine, user: Researcher) -> None:
+    code, said, _ = machine.cli("boot", "--user", user.account.pw_name)
+    assert code == 0 and "nothing to bring back" in said
