@@ -73,8 +73,8 @@ class Plan:
     schema: int = field(default=1)
 
 
-def _paths(name: str) -> tuple[Path, Path, Path]:
-    directory = systemd.system_dir()
+def _paths(name: str, directory: Path | None = None) -> tuple[Path, Path, Path]:
+    directory = directory or systemd.system_dir()
     return directory / f"{name}.boot.json", directory / f"{name}.token", directory / f"{name}.key"
 
 
@@ -177,7 +177,8 @@ def forget(name: str) -> None:
     try:
         link = unit_dir() / f"{WANTED_BY}.wants" / TEMPLATE.replace("@", f"@{name}")
         link.unlink(missing_ok=True)
-        for path in _paths(name):
+        directory = systemd.system_dir(create=False)
+        for path in _paths(name, directory) if directory is not None else ():
             path.unlink(missing_ok=True)
     except OSError as exc:
         log.warning("warning: an earlier run's boot unit for %s is still there: %s", name, exc.strerror or exc)

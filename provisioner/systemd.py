@@ -20,7 +20,7 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from provisioner import privsep
 from provisioner.context import RunContext
@@ -83,10 +83,16 @@ def system_env_file(who: str) -> Path:
     return system_dir() / f"{who}.env"
 
 
-def system_dir() -> Path:
+@overload
+def system_dir(create: Literal[True] = True) -> Path: ...
+@overload
+def system_dir(create: bool) -> Path | None: ...
+def system_dir(create: bool = True) -> Path | None:
     """Root's own directory for what outlives a run (environment files, provisioner.boot's plans), made so if it is
-    not yet; OSError when it is not one only root can use."""
+    not yet (or None, when not `create`); OSError when it is not one only root can use."""
     directory = Path(os.environ.get(SYSTEM_DIR_ENV) or SYSTEM_DIR)
+    if not create and not os.path.lexists(directory):
+        return None
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     info = os.lstat(directory)
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or stat.S_IMODE(info.st_mode) & 0o077:

@@ -48,7 +48,8 @@ def run(settings: Settings, definition: Definition, started: float, at_boot: Boo
     grants = frozenset({"launch"}) if settings.launcher == "systemd" else frozenset()
     if os.geteuid() == 0 and settings.user is not None and settings.user.uid != 0:
         privsep.check_output_dir(settings.out, settings.user)
-        if at_boot is None and settings.launcher == "systemd":
+        kept = token_problem(settings.token, settings.ip) is None  # a run validating refuses is not run again
+        if at_boot is None and settings.launcher == "systemd" and kept:
             boot.keep(settings, definition, definitions.default_path())  # the server comes back after a reboot
         elif at_boot is None:
             boot.forget(settings.user.name)  # an earlier run's unit would start a server this run did not ask for
