@@ -15,8 +15,8 @@ import signal
 import socket
 import stat
 import subprocess
-import tempfile
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import boot
+from provisioner import boot, signing
 from tests.conftest import (
     REAL_JUPYTER,
     SYSTEM_PATH,
@@ -28,6 +28,7 @@ from tests.conftest import (
     run_cli,
 )
 from tests.test_privsep import Researcher, servers_of
+from tests.test_signing import KEY, key_file
 from tests.test_systemd import FAKE_SYSTEMCTL, FAKE_SYSTEMD_RUN
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="root keeps the plan and acts for a second account")
@@ -161,3 +162,37 @@ def test_boot_is_roots_and_says_so_to_anyone_else(user: Researcher) -> None:
 def test_boot_for_an_account_nothing_was_kept_for_does_nothing(machine: Machine, user: Researcher) -> None:
     code, said, _ = machine.cli("boot", "--user", user.account.pw_name)
     assert code == 0 and "nothing to bring back" in said
+
+
+def test_with_the_platforms_key_a_later_boot_is_signed_with_it_and_the_key_stays_roots(
+    machine: Machine, user: Researcher, callbacks: CallbackServer, tmp_path: Path
+) -> None:
+    key = key_file(tmp_path)
+    first_run(machine, user, callbacks, "--signing-key-file", str(key))
+    name = user.account.pw_name
+    kept = machine.system_dir / f"{name}.key"
+    info = kept.stat()
+    assert (kept.read_bytes(), info.st_uid, stat.S_IMODE(info.st_mode)) == (KEY, 0, 0o600)
+    key.unlink()  # the key given on /run is gone after a reboot
+
+    machine.reboot(name, user)
+    code, _, err = machine.cli("boot", "--user", name)
+    assert code == 0, err
+    callbacks.wait_for(2, "/c")
+    later = [r for r in callbacks.received if r.form.get("boot") == "2"]
+    assert [r.form["status"] for r in later] == ["init_completed"]
+    # Root's monitor signed it, having found the server itself: the worker never held the key.
+    assert later[0].headers["X-Jupyter-Init-Signature"] == signing.sign(later[0].body, KEY)
+
+
+def test_the_boot_unit_is_not_enabled_for_an_interpreter_the_account_can_change(
+    user: Researcher, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python3").write_text("")
+    user.own(venv, venv / "bin", venv / "bin" / "python3")
+    monkeypatch.setattr(sys, "executable", str(venv / "bin" / "python3"))
+    assert f"can be changed by {user.account.pw_name}" in str(boot._runnable_as_root())
+    monkeypatch.undo()
+    assert boot._runnable_as_root() is None  # this installation: root's
