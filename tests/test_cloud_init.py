@@ -3,7 +3,8 @@
 cloud-init runs for real: the NoCloud datasource seeded with the example as user-data, then `cloud-init init
 --local`, `cloud-init init`, `cloud-init modules --mode config` and `--mode final`. It runs in mount and UTS
 namespaces of its own, where /etc, /home, /opt, /usr/local/bin, /var/lib and /var/log are overlays whose writes land
-in the test's directory and /run is a fresh tmpfs: the accounts it makes, the venv it installs, its logs and its
+in the test's directory and /run is a fresh tmpfs, with stand-ins for systemd-run and systemctl (no systemd runs
+there; tests/vm boots the examples under the real one): the accounts it makes, the venv it installs, its logs and its
 hostname stay there, and the machine running the tests is left as it was (checked). The examples' `pip install
 jupyter-init==VERSION` finds the wheel built from this checkout; the callback URLs point at a local receiver.
 """
@@ -32,6 +33,7 @@ import yaml
 from provisioner import __version__
 from provisioner.actions.verifying import probe
 from tests.conftest import CHECKOUT, PREREQUISITES, REAL_JUPYTER, CallbackServer, traversable, write_module
+from tests.test_systemd import FAKE_SYSTEMCTL, FAKE_SYSTEMD_RUN
 
 EXAMPLES = CHECKOUT / "examples" / "cloud-init"
 OVERLAID = ("etc", "home", "opt", "usr/local/bin", "var/lib", "var/log")
@@ -131,6 +133,17 @@ def first_boot(example: Path, values: dict[str, str], wheels: Path, root: Path) 
     # The image's module stack: a module JupyterNotebook that puts Jupyter on PATH, where Lmod looks by default.
     (upper / "etc/lmod/modules").mkdir(parents=True)
     write_module(upper / "etc/lmod/modules", "JupyterNotebook", f'prepend_path("PATH", "{REAL_JUPYTER.parent}")\n')
+    # No systemd runs in the namespaces: the examples' --launcher systemd reaches stand-ins first on runcmd's PATH
+    # (tests/test_systemd.py's, which start the unit's command as its User=). The boot unit it enables and root's kept
+    # plan land in the /etc and /var/lib overlays.
+    units = root / "transient-units"
+    units.mkdir()
+    (upper / "usr/local/bin").mkdir(parents=True)
+    for name, script in {"systemd-run": FAKE_SYSTEMD_RUN, "systemctl": FAKE_SYSTEMCTL}.items():
+        (root / name).write_text(script)
+        wrapper = upper / "usr/local/bin" / name
+        wrapper.write_text(f'#!/bin/sh\nFAKE_SYSTEMD_DIR={units} exec {sys.executable} {root / name} "$@"\n')
+        wrapper.chmod(0o755)
     # pip keeps the settings this machine gives it (an index or a wheel directory of its own), whatever they are.
     machine_pip = {name: value for name, value in os.environ.items() if name.startswith("PIP_")}
     env = {
@@ -200,6 +213,11 @@ def test_each_example_brings_a_server_up_under_real_cloud_init(
                 assert path.stat().st_uid == boot.uid, path
                 assert stat_mode(path) == 0o600, path
         assert stat_mode(out) == 0o700
+        # Root's forms enable the unit that brings the server back at every boot; the researcher's line cannot.
+        wanted = boot.upper(
+            f"etc/systemd/system/multi-user.target.wants/jupyter-init-boot@{values['RESEARCHER']}.service"
+        )
+        assert wanted.is_symlink() == (name != "user-data-dropin.yaml")
 
 
 def stat_mode(path: Path) -> int:
