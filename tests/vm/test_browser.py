@@ -1,11 +1,12 @@
 """The researcher's browser through the VM: Debian's headless chromium on the host, through the forward to the guest,
-opens the address early and lands on Notebook's file browser by itself; over TLS, it is let in only by pinning the
+opens the address early and lands on Notebook's file browser by itself; over TLS, let in only by pinning the
 certificate whose fingerprint the signed init_completed carried."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -31,11 +32,12 @@ def with_options(user_data: str, *options: str) -> str:
 
 
 def wait_for_the_page(port: int, timeout: float) -> None:
-    """Until the guest's port, through the forward, answers with the progress page."""
+    """Until the guest's port, through the forward, answers with the progress page (over TLS: its certificate is
+    judged by the tabs, against the pin)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)
+            urllib.request.urlopen(f"https://127.0.0.1:{port}/", timeout=5, context=ssl._create_unverified_context())
         except urllib.error.HTTPError as exc:
             if exc.code == 503 and exc.headers.get(page.MARK):
                 return
@@ -45,36 +47,21 @@ def wait_for_the_page(port: int, timeout: float) -> None:
     raise AssertionError(f"the progress page never answered through the forward in {timeout:g} s")
 
 
-def test_the_tab_shows_the_progress_page_then_lands_on_the_file_browser(tmp_path: Path) -> None:
-    user_data = with_options(filled("user-data.yaml"), "--progress-page")
-    with booted(tmp_path, "12", user_data, module_stack(SLOW)) as vm:
-        wait_for_the_page(vm.port, BOOT_TIMEOUT)
-        tab = Tab(tmp_path / "profile")
-        try:
-            tab.navigate(f"http://127.0.0.1:{vm.port}/?token={TOKEN}")
-            current = tab.wait_for("document.querySelector('li.current')?.textContent", timeout=30)
-            assert current.startswith("loading")
-            tab.screenshot(tmp_path / "progress.png")
-            tab.wait_for("document.querySelector('.jp-DirListing-content') !== null", timeout=BOOT_TIMEOUT)
-            assert tab.evaluate("location.pathname") == "/tree"
-            tab.screenshot(tmp_path / "jupyter.png")
-        finally:
-            tab.close()
-        provisioned(vm)
-
-
 def spki_pin(der: bytes) -> str:
     """The certificate's public key as chromium pins one: base64 of the SHA-256 of its SubjectPublicKeyInfo."""
     key = x509.load_der_x509_certificate(der).public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     return base64.b64encode(hashlib.sha256(key).digest()).decode()
 
 
-def test_over_tls_the_tab_is_let_in_by_the_pinned_certificate_the_callback_named(tmp_path: Path) -> None:
-    user_data = with_options(filled("user-data.yaml"), "--tls", "self-signed")
+def test_the_pinned_tab_shows_the_progress_page_then_lands_on_the_file_browser_of_the_certificate_named(
+    tmp_path: Path,
+) -> None:
+    """One boot with both: the tab opened during the module load is let in only by the pin, is shown the page, and
+    lands on the file browser by itself, behind the certificate the signed init_completed names."""
+    user_data = with_options(filled("user-data.yaml"), "--progress-page", "--tls", "self-signed")
     with booted(tmp_path, "12", user_data, module_stack(SLOW)) as vm:
-        completed = provisioned(vm, scheme="https")
-        der = served_certificate(vm.port)
-        assert fingerprint(der) == completed["fingerprint"]
+        wait_for_the_page(vm.port, BOOT_TIMEOUT)
+        der = served_certificate(vm.port)  # the page's: the server shows the same one
         address = f"https://127.0.0.1:{vm.port}/?token={TOKEN}"
         unpinned = Tab(tmp_path / "unpinned")
         try:
@@ -82,10 +69,17 @@ def test_over_tls_the_tab_is_let_in_by_the_pinned_certificate_the_callback_named
             assert unpinned.wait_for("location.href.startsWith('chrome-error://')", timeout=30)
         finally:
             unpinned.close()
-        pinned = Tab(tmp_path / "pinned", f"--ignore-certificate-errors-spki-list={spki_pin(der)}")
+        tab = Tab(tmp_path / "pinned", f"--ignore-certificate-errors-spki-list={spki_pin(der)}")
         try:
-            pinned.navigate(address)
-            pinned.wait_for("document.querySelector('.jp-DirListing-content') !== null", timeout=120)
-            assert pinned.evaluate("location.protocol") == "https:"
+            tab.navigate(address)
+            current = tab.wait_for("document.querySelector('li.current')?.textContent", timeout=30)
+            assert current.startswith("loading")
+            tab.screenshot(tmp_path / "progress.png")
+            tab.wait_for("document.querySelector('.jp-DirListing-content') !== null", timeout=BOOT_TIMEOUT)
+            assert (tab.evaluate("location.pathname"), tab.evaluate("location.protocol")) == ("/tree", "https:")
+            tab.screenshot(tmp_path / "jupyter.png")
         finally:
-            pinned.close()
+            tab.close()
+        completed = provisioned(vm, scheme="https")
+        assert fingerprint(der) == completed["fingerprint"]
+        assert fingerprint(served_certificate(vm.port)) == completed["fingerprint"]
