@@ -103,6 +103,10 @@ def test_a_root_run_with_the_systemd_launcher_keeps_a_plan_only_root_can_read_an
     link = machine.unit_dir / "multi-user.target.wants" / f"jupyter-init-boot@{name}.service"
     assert link.resolve() == template.resolve()
 
+    # A run refused for its token changes nothing kept: the earlier server still comes back at boot.
+    code, _, _ = machine.cli("run", "--user", name, "--module", "", "--port", "auto", JUPYTER_TOKEN="short")
+    assert code == 10 and link.exists() and (machine.system_dir / f"{name}.token").read_text() == TOKEN
+
     # A run for the account without the systemd launcher: nothing of the earlier one comes back at boot.
     for pid in servers_of(user):
         os.kill(pid, 9)

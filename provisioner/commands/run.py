@@ -48,11 +48,8 @@ def run(settings: Settings, definition: Definition, started: float, at_boot: Boo
     grants = frozenset({"launch"}) if settings.launcher == "systemd" else frozenset()
     if os.geteuid() == 0 and settings.user is not None and settings.user.uid != 0:
         privsep.check_output_dir(settings.out, settings.user)
-        kept = token_problem(settings.token, settings.ip) is None  # a run validating refuses is not run again
-        if at_boot is None and settings.launcher == "systemd" and kept:
-            boot.keep(settings, definition, definitions.default_path())  # the server comes back after a reboot
-        elif at_boot is None:
-            boot.forget(settings.user.name)  # an earlier run's unit would start a server this run did not ask for
+        if at_boot is None:
+            _arrange_boots(settings, definition)
     # The platform's key stays with root, which signs what it can vouch for.
     grants |= signing.entrust(settings, definition, at_boot)
     privsep.act_for(settings.user, deadline=run_deadline(settings, definition), grants=grants)
@@ -92,6 +89,18 @@ def run(settings: Settings, definition: Definition, started: float, at_boot: Boo
         return provision(settings, definition, store, started, start, unrecordable=unkept)
     finally:
         store.unlock()
+
+
+def _arrange_boots(settings: Settings, definition: Definition) -> None:
+    """As root for an account: whether this run's server comes back at later boots (provisioner.boot). A run
+    validating refuses changes nothing kept: it is not run again at boot, nor does it disarm an earlier one."""
+    assert settings.user is not None, "only a run for an account is brought back"
+    if token_problem(settings.token, settings.ip) is not None:
+        return
+    if settings.launcher == "systemd":
+        boot.keep(settings, definition, definitions.default_path())
+    else:
+        boot.forget(settings.user.name)  # an earlier run's unit would start a server this run did not ask for
 
 
 def _adopt_or_replace(
