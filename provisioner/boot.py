@@ -22,11 +22,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from provisioner import files, privsep, systemd
-from provisioner.context import log
+from provisioner import files, ownership, privsep, systemd
 from provisioner.definition import Definition
 from provisioner.errors import UsageError
-from provisioner.settings import Secret, Settings
+from provisioner.output import log
+from provisioner.secret import Secret
+from provisioner.settings import Settings
 
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")  # the kernel's, new at every boot
 UNIT_DIR = Path("/etc/systemd/system")
@@ -110,7 +111,7 @@ def _runnable_as_root() -> str | None:
     package = Path(__file__).resolve().parent
     for path in (Path(sys.executable), Path(os.path.realpath(sys.executable)), package, package.parent):
         try:
-            owner = privsep.owner_of(path, "the installation")
+            owner = ownership.owner_of(path, "the installation")
         except UsageError as exc:
             return exc.message
         if owner is not None:

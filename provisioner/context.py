@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
-import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from provisioner import envmodules, netinfo, proof, server
-from provisioner.settings import APPS, TOKEN_ENV, Settings
+from provisioner import netinfo, proof
+from provisioner.secret import TOKEN_ENV
+from provisioner.settings import Settings
 from provisioner.tls import Certificate
 
 if TYPE_CHECKING:
     from provisioner.boot import Boot
     from provisioner.page import ProgressPage  # imported only by a run that shows it
 
-BESIDE = Path(sys.executable).parent  # a venv's scripts directory, where the `notebook` extra puts Jupyter
 LOG_NAME = "jupyter.log"
 INFO_TXT = "jupyter_info.txt"
 INFO_JSON = "jupyter_info.json"
-
-log = logging.getLogger("provisioner")  # the same logger as output.log
 
 
 @dataclass
@@ -75,18 +71,6 @@ class RunContext:
         """The server's URL without the token: one that reaches it (netinfo.server_url)."""
         return netinfo.server_url(self.settings.ip, self.port, self.settings.base_url, self.vm_ip, self.scheme)
 
-    def stop_unfinished_server(self) -> bool:
-        """Stop the server this provisioning started, unless it was handed over; True if one was stopped.
-
-        A failed or interrupted run leaves no half-provisioned server holding the port.
-        """
-        if self.pid is None or self.handed_over:
-            return False
-        if server.stop(self.pid, self.process, self.pid_start, unit=self.unit, exe=self.pid_exe):
-            log.info("stopped the server this run started (pid %d)", self.pid)
-            return True
-        return False
-
     @property
     def server_runs_as_root(self) -> bool:
         """Still root when starting the server (no --user): Jupyter needs --allow-root, and a warning is due.
@@ -102,30 +86,3 @@ class RunContext:
         if self.page is not None and self.proof_config is not None:
             env = proof.environment(env, self.proof_config, self.page.tab.proof)
         return env
-
-
-def base_environment(settings: Settings) -> dict[str, str]:
-    """Our environment without the token, as the VM's user's when we act for them."""
-    env = {key: value for key, value in os.environ.items() if key != TOKEN_ENV}
-    if settings.user is not None:
-        env.update(settings.user.environment())
-    return env
-
-
-def program(settings: Settings) -> str:
-    """The program a module must put on PATH for the chosen front end: jupyter-notebook or jupyter-lab."""
-    return APPS[settings.app]
-
-
-def find_jupyter(env: Mapping[str, str], module: str, name: str) -> Path | None:
-    """jupyter-notebook on the PATH the module gave; with no module, on PATH and then beside our own interpreter.
-
-    Installed with the `notebook` extra in a venv and run by its full path (as cloud-init's runcmd runs it, without
-    activating the venv), the venv's own jupyter-notebook is beside the interpreter, not on PATH.
-    """
-    found = envmodules.which(name, env)
-    if found is None and not module and os.access(BESIDE / name, os.X_OK):
-        found = BESIDE / name
-    if found is not None:
-        log.info("using %s", found)
-    return found

@@ -3,6 +3,11 @@
 Every problem in a definition is collected as a Problem (where, what) and raised together in one ConfigError, so a
 user fixes a definition in one pass. Nothing past this module sees the raw TOML. Only the file's shape is judged
 here, never this machine: a definition that `jupyter-init check` passes on one machine passes on every machine.
+
+Each table is judged here, one function per section; the states and transitions as a graph are judged by
+provisioner.flow, called from parse() so that a file's problems still come all at once.
+One module past the usual size, on purpose: each frozen class is built by the one check of its table and by nothing
+else, so a key added to states.toml is a field and a check that change together, and belong side by side.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from provisioner import files
+from provisioner import files, flow
 from provisioner.errors import ConfigError, Problem, path_label, shown
 from provisioner.exits import REASONS
+from provisioner.flow import OK
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -27,7 +33,6 @@ else:  # pragma: no cover - exercised on older Pythons only
     import tomli as tomllib
 
 SCHEMA = 1
-OK = "ok"
 ENDPOINTS = ("start", "complete")
 _NAME = re.compile(r"[a-z][a-z0-9_]*")  # whole names only (fullmatch): `$` would let "loading\n" through
 # What `transitions` (and its GraphMachine) puts on the model besides one method per trigger.
@@ -177,21 +182,47 @@ def load(path: Path, actions: ActionReasons, setting_checks: SettingChecks, *, n
 def parse(
     data: Mapping[str, Any], actions: ActionReasons, setting_checks: SettingChecks, *, source: str, digest: str = ""
 ) -> Definition:
-    checker = _Checker(actions, setting_checks)
-    definition = checker.build(data, source, digest)
-    if checker.problems or definition is None:
-        raise ConfigError(source, checker.problems)
-    return definition
+    """Validate a definition's data, each table and then the machine they make (provisioner.flow); raise ConfigError
+    listing every problem."""
+    fields = _Fields()
+    fields.unknown_keys(data, {"schema", "initial", "settings", "callbacks", "reasons", "states", "transitions"}, "")
+    schema = data.get("schema")
+    if schema != SCHEMA:
+        fields.problem("schema", f"must be {SCHEMA} (found {shown(schema)})")
+    reasons = _reasons(fields, data.get("reasons", {}))
+    states, index = _states(fields, data.get("states"), reasons, actions)
+    names = {state.name for state in states}
+    initial = fields.typed(data, "initial", str, "initial", None)
+    if initial is None:
+        fields.problem("initial", "is required: the name of the state the machine starts in")
+        initial = ""
+    elif initial not in names:
+        fields.problem("initial", f"{shown(initial)} is not a declared state")
+    transitions = _transitions(fields, data.get("transitions"), names, reasons)
+    settings = _settings(fields, data.get("settings", {}), setting_checks)
+    callbacks = _callbacks(fields, data.get("callbacks"))
+    by_name = {state.name: state for state in states}
+    fields.problems += flow.problems(by_name, transitions, initial, actions, index)
+    if fields.problems:
+        raise ConfigError(source, fields.problems)
+    return Definition(
+        source=source,
+        digest=digest,
+        initial=initial,
+        states=tuple(states),
+        transitions=tuple(transitions),
+        reasons=MappingProxyType(dict(reasons)),
+        settings=MappingProxyType(dict(settings)),
+        callbacks=callbacks,
+        _by_name=MappingProxyType(by_name),
+    )
 
 
-class _Checker:
-    """Builds a Definition while collecting every problem instead of stopping at the first."""
+class _Fields:
+    """Reads the fields of a definition's tables, collecting every problem instead of stopping at the first."""
 
-    def __init__(self, actions: ActionReasons, setting_checks: SettingChecks) -> None:
-        self.actions = actions
-        self.setting_checks = setting_checks
+    def __init__(self) -> None:
         self.problems: list[Problem] = []
-        self.index: dict[str, int] = {}  # each state's place in the file's [[states]], for the problems' paths
 
     def problem(self, path: str, message: str) -> None:
         self.problems.append(Problem(path, message))
@@ -237,281 +268,192 @@ class _Checker:
             return 1
         return int(value)
 
-    def build(self, data: Mapping[str, Any], source: str, digest: str) -> Definition | None:
-        self.unknown_keys(data, {"schema", "initial", "settings", "callbacks", "reasons", "states", "transitions"}, "")
-        schema = data.get("schema")
-        if schema != SCHEMA:
-            self.problem("schema", f"must be {SCHEMA} (found {shown(schema)})")
-        reasons = self.reasons(data.get("reasons", {}))
-        states = self.states(data.get("states"), reasons)
-        names = {state.name for state in states}
-        initial = self.typed(data, "initial", str, "initial", None)
-        if initial is None:
-            self.problem("initial", "is required: the name of the state the machine starts in")
-            initial = ""
-        elif initial not in names:
-            self.problem("initial", f"{shown(initial)} is not a declared state")
-        transitions = self.transitions(data.get("transitions"), names, reasons)
-        settings = self.settings(data.get("settings", {}))
-        callbacks = self.callbacks(data.get("callbacks"))
-        by_name = {state.name: state for state in states}
-        self.flow(by_name, transitions, initial)
-        if self.problems:
-            return None
-        return Definition(
-            source=source,
-            digest=digest,
-            initial=initial,
-            states=tuple(states),
-            transitions=tuple(transitions),
-            reasons=MappingProxyType(dict(reasons)),
-            settings=MappingProxyType(dict(settings)),
-            callbacks=callbacks,
-            _by_name=MappingProxyType(by_name),
-        )
 
-    def reasons(self, table: Any) -> dict[str, int]:
-        if not isinstance(table, dict):
-            self.problem("reasons", "must be a table of reason = exit code")
-            return {}
-        reasons: dict[str, int] = {}
-        seen: dict[int, str] = {}
-        for reason, code in table.items():
-            path = f"reasons.{reason}"
-            if not _NAME.fullmatch(reason):
-                self.problem(path, "a reason is lower case letters, digits and _")
-            elif reason in _MODEL_NAMES or reason.startswith(_MODEL_PREFIXES):
-                # A reason is a trigger, and `transitions` makes each trigger a method of the model, beside these.
-                self.problem(path, f"{shown(reason)} is a name the state machine keeps for itself")
-            if isinstance(code, bool) or not isinstance(code, int) or code not in REASONS:
-                # The rest are the tool's own, one meaning each across every verb (provisioner/exits.py).
-                self.problem(
-                    path,
-                    f"exit code must be a whole number from {REASONS.start} to {REASONS.stop - 1} (the band of a "
-                    "run's failures; every other code has a meaning of its own)",
-                )
-                continue
-            if code in seen:
-                self.problem(path, f"exit code {code} is already used by {shown(seen[code])}")
-            seen[code] = reason
-            reasons[reason] = code
-        return reasons
-
-    def states(self, items: Any, reasons: Mapping[str, int]) -> list[StateDef]:
-        if not isinstance(items, list) or not items:
-            self.problem("states", "must be a non-empty array of tables")
-            return []
-        states: list[StateDef] = []
-        names: set[str] = set()
-        for index, item in enumerate(items):
-            path = f"states[{index}]"
-            if not isinstance(item, dict):
-                self.problem(path, "must be a table")
-                continue
-            self.unknown_keys(item, {"name", "action", "final", "process_local", "retry"}, path)
-            name = self.typed(item, "name", str, f"{path}.name", "")
-            if not _NAME.fullmatch(name):
-                self.problem(f"{path}.name", "a state name is lower case letters, digits and _")
-                continue
-            if name in names:
-                self.problem(f"{path}.name", f"state {shown(name)} is declared twice")
-            names.add(name)
-            self.index.setdefault(name, index)
-            action = self.typed(item, "action", str, f"{path}.action", None)
-            if action is not None and action not in self.actions:
-                known = ", ".join(sorted(self.actions))
-                self.problem(f"{path}.action", f"unknown action {shown(action)} (known: {known})")
-                action = None
-            retry = self.retry(item["retry"], f"{path}.retry", reasons) if "retry" in item else None
-            if retry is not None and action is None:
-                self.problem(f"{path}.retry", "a state without an action has nothing to retry")
-            states.append(
-                StateDef(
-                    name=name,
-                    action=action,
-                    final=self.typed(item, "final", bool, f"{path}.final", False),
-                    process_local=self.typed(item, "process_local", bool, f"{path}.process_local", False),
-                    retry=retry,
-                )
+def _reasons(fields: _Fields, table: Any) -> dict[str, int]:
+    if not isinstance(table, dict):
+        fields.problem("reasons", "must be a table of reason = exit code")
+        return {}
+    reasons: dict[str, int] = {}
+    seen: dict[int, str] = {}
+    for reason, code in table.items():
+        path = f"reasons.{reason}"
+        if not _NAME.fullmatch(reason):
+            fields.problem(path, "a reason is lower case letters, digits and _")
+        elif reason in _MODEL_NAMES or reason.startswith(_MODEL_PREFIXES):
+            # A reason is a trigger, and `transitions` makes each trigger a method of the model, beside these.
+            fields.problem(path, f"{shown(reason)} is a name the state machine keeps for itself")
+        if isinstance(code, bool) or not isinstance(code, int) or code not in REASONS:
+            # The rest are the tool's own, one meaning each across every verb (provisioner/exits.py).
+            fields.problem(
+                path,
+                f"exit code must be a whole number from {REASONS.start} to {REASONS.stop - 1} (the band of a "
+                "run's failures; every other code has a meaning of its own)",
             )
-        return states
+            continue
+        if code in seen:
+            fields.problem(path, f"exit code {code} is already used by {shown(seen[code])}")
+        seen[code] = reason
+        reasons[reason] = code
+    return reasons
 
-    def retry(self, table: Any, path: str, reasons: Mapping[str, int]) -> RetryPolicy | None:
-        if not isinstance(table, dict):
-            self.problem(path, "must be a table")
-            return None
-        self.unknown_keys(table, {"on", "attempts", "wait", "backoff", "max_wait", "deadline"}, path)
-        on = self.typed(table, "on", list, f"{path}.on", [])
-        for reason in on:
-            if not isinstance(reason, str) or reason not in reasons:
-                self.problem(f"{path}.on", f"{shown(reason)} is not a declared reason")
-        if not on:
-            self.problem(f"{path}.on", "must name at least one reason to retry on")
-        # Without wait, backoff and max_wait, tries follow each other at once: a retry that needs no pause.
-        attempts = self.count(table, "attempts", f"{path}.attempts", None)
-        wait = self.number(table, "wait", f"{path}.wait", 0, PAUSE)
-        backoff = self.number(table, "backoff", f"{path}.backoff", 1, BACKOFF)
-        max_wait = self.number(table, "max_wait", f"{path}.max_wait", wait, PAUSE)
-        deadline = self.number(table, "deadline", f"{path}.deadline", None, DURATION)
-        if max_wait < wait:
-            self.problem(f"{path}.max_wait", "must be >= wait")
-        names = frozenset(reason for reason in on if isinstance(reason, str))
-        return RetryPolicy(names, attempts, wait, backoff, max_wait, deadline)
 
-    def transitions(self, items: Any, names: set[str], reasons: Mapping[str, int]) -> list[TransitionDef]:
-        if not isinstance(items, list) or not items:
-            self.problem("transitions", "must be a non-empty array of tables")
-            return []
-        transitions: list[TransitionDef] = []
-        taken: dict[tuple[str, str], int] = {}
-        for index, item in enumerate(items):
-            path = f"transitions[{index}]"
-            if not isinstance(item, dict):
-                self.problem(path, "must be a table")
-                continue
-            self.unknown_keys(item, {"trigger", "source", "dest", "notify"}, path)
-            trigger = self.typed(item, "trigger", str, f"{path}.trigger", "")
-            if trigger != OK and trigger not in reasons:
-                self.problem(f"{path}.trigger", f"must be {OK!r} or a declared reason (found {shown(trigger)})")
-            raw_sources = item.get("source")
-            sources = [raw_sources] if isinstance(raw_sources, str) else raw_sources
-            if not isinstance(sources, list) or not sources or not all(isinstance(s, str) for s in sources):
-                self.problem(f"{path}.source", "must be a state name or a non-empty list of them")
-                sources = []
-            for source in sources:
-                if source not in names:
-                    self.problem(f"{path}.source", f"{shown(source)} is not a declared state")
-                key = (source, trigger)
-                if key in taken:
-                    self.problem(
-                        f"{path}.source", f"{shown(source)} already has a {shown(trigger)} transition ({taken[key]})"
-                    )
-                taken[key] = index
-            dest = self.typed(item, "dest", str, f"{path}.dest", "")
-            if dest not in names:
-                self.problem(f"{path}.dest", f"{shown(dest)} is not a declared state")
-            notify = self.notify(item.get("notify", []), f"{path}.notify", reasons)
-            transitions.append(TransitionDef(trigger, tuple(sources), dest, notify))
-        return transitions
+def _states(
+    fields: _Fields, items: Any, reasons: Mapping[str, int], actions: ActionReasons
+) -> tuple[list[StateDef], dict[str, int]]:
+    """The states, and each one's place in the file's [[states]] for the problems' paths."""
+    if not isinstance(items, list) or not items:
+        fields.problem("states", "must be a non-empty array of tables")
+        return [], {}
+    states: list[StateDef] = []
+    places: dict[str, int] = {}
+    for index, item in enumerate(items):
+        path = f"states[{index}]"
+        if not isinstance(item, dict):
+            fields.problem(path, "must be a table")
+            continue
+        fields.unknown_keys(item, {"name", "action", "final", "process_local", "retry"}, path)
+        name = fields.typed(item, "name", str, f"{path}.name", "")
+        if not _NAME.fullmatch(name):
+            fields.problem(f"{path}.name", "a state name is lower case letters, digits and _")
+            continue
+        if name in places:
+            fields.problem(f"{path}.name", f"state {shown(name)} is declared twice")
+        places.setdefault(name, index)
+        action = fields.typed(item, "action", str, f"{path}.action", None)
+        if action is not None and action not in actions:
+            known = ", ".join(sorted(actions))
+            fields.problem(f"{path}.action", f"unknown action {shown(action)} (known: {known})")
+            action = None
+        retry = _retry(fields, item["retry"], f"{path}.retry", reasons) if "retry" in item else None
+        if retry is not None and action is None:
+            fields.problem(f"{path}.retry", "a state without an action has nothing to retry")
+        states.append(
+            StateDef(
+                name=name,
+                action=action,
+                final=fields.typed(item, "final", bool, f"{path}.final", False),
+                process_local=fields.typed(item, "process_local", bool, f"{path}.process_local", False),
+                retry=retry,
+            )
+        )
+    return states, places
 
-    def notify(self, items: Any, path: str, reasons: Mapping[str, int]) -> tuple[Notify, ...]:
-        if not isinstance(items, list):
-            self.problem(path, "must be an array of tables")
-            return ()
-        notifies: list[Notify] = []
-        for index, item in enumerate(items):
-            where = f"{path}[{index}]"
-            if not isinstance(item, dict):
-                self.problem(where, "must be a table")
-                continue
-            self.unknown_keys(item, {"endpoint", "status", "reason"}, where)
-            endpoint = self.typed(item, "endpoint", str, f"{where}.endpoint", "")
-            if endpoint not in ENDPOINTS:
-                self.problem(f"{where}.endpoint", f"must be one of {', '.join(ENDPOINTS)}")
-            status = self.typed(item, "status", str, f"{where}.status", "")
-            if not status:
-                self.problem(f"{where}.status", "must be a non-empty string")
-            reason = self.typed(item, "reason", str, f"{where}.reason", None)
-            if reason is not None and reason not in reasons:
-                self.problem(f"{where}.reason", f"{shown(reason)} is not a declared reason")
-            notifies.append(Notify(endpoint, status, reason))
-        return tuple(notifies)
 
-    def settings(self, table: Any) -> dict[str, Any]:
-        if not isinstance(table, dict):
-            self.problem("settings", "must be a table")
-            return {}
-        settings: dict[str, Any] = {}
-        for key, value in table.items():
-            if key not in self.setting_checks:
-                self.problem(f"settings.{key}", f"unknown setting (known: {', '.join(sorted(self.setting_checks))})")
-                continue
-            kinds, check = self.setting_checks[key]
-            if self.typed(table, key, kinds, f"settings.{key}", None) is None:  # TOML has no null: a wrong kind
-                continue
-            try:
-                check(value)
-            except ValueError as exc:
-                self.problem(f"settings.{key}", str(exc))
-                continue
-            settings[key] = value
-        return settings
+def _retry(fields: _Fields, table: Any, path: str, reasons: Mapping[str, int]) -> RetryPolicy | None:
+    if not isinstance(table, dict):
+        fields.problem(path, "must be a table")
+        return None
+    fields.unknown_keys(table, {"on", "attempts", "wait", "backoff", "max_wait", "deadline"}, path)
+    on = fields.typed(table, "on", list, f"{path}.on", [])
+    for reason in on:
+        if not isinstance(reason, str) or reason not in reasons:
+            fields.problem(f"{path}.on", f"{shown(reason)} is not a declared reason")
+    if not on:
+        fields.problem(f"{path}.on", "must name at least one reason to retry on")
+    # Without wait, backoff and max_wait, tries follow each other at once: a retry that needs no pause.
+    attempts = fields.count(table, "attempts", f"{path}.attempts", None)
+    wait = fields.number(table, "wait", f"{path}.wait", 0, PAUSE)
+    backoff = fields.number(table, "backoff", f"{path}.backoff", 1, BACKOFF)
+    max_wait = fields.number(table, "max_wait", f"{path}.max_wait", wait, PAUSE)
+    deadline = fields.number(table, "deadline", f"{path}.deadline", None, DURATION)
+    if max_wait < wait:
+        fields.problem(f"{path}.max_wait", "must be >= wait")
+    names = frozenset(reason for reason in on if isinstance(reason, str))
+    return RetryPolicy(names, attempts, wait, backoff, max_wait, deadline)
 
-    def callbacks(self, table: Any) -> CallbackPolicy:
-        """The delivery policy of every callback: the definition's own, so every key is required."""
-        if not isinstance(table, dict):
-            self.problem("callbacks", "must be a table with timeout, attempts and deadline")
-            return CallbackPolicy(DURATION.most, 1, DURATION.most)  # never used: the definition is refused
-        self.unknown_keys(table, {"timeout", "attempts", "deadline"}, "callbacks")
-        timeout = self.number(table, "timeout", "callbacks.timeout", None, DURATION)
-        attempts = self.count(table, "attempts", "callbacks.attempts", None)
-        deadline = self.number(table, "deadline", "callbacks.deadline", None, DURATION)
-        return CallbackPolicy(timeout, attempts, deadline)
 
-    def flow(self, states: Mapping[str, StateDef], transitions: list[TransitionDef], initial: str) -> None:
-        """Check that the machine can run: every step has a way forward and every failure a way out."""
-        for state in states.values():
-            path = f"states[{self.index[state.name]}]"
-            has_ok = any(t.trigger == OK and state.name in t.sources for t in transitions)
-            if state.final and has_ok:
-                self.problem(path, f"final state {shown(state.name)} has an {OK!r} transition")
-            if not state.final and not has_ok:
-                self.problem(path, f"state {shown(state.name)} is not final and has no {OK!r} transition")
-            for reason in self.actions.get(state.action or "", ()):
-                if not any(t.trigger == reason and state.name in t.sources for t in transitions):
-                    self.problem(
-                        path,
-                        f"action {shown(state.action)} can fail with {shown(reason)} but {shown(state.name)} has no "
-                        "such transition",
-                    )
-        self.no_cycle(states, transitions)
-        if initial not in states:
-            return
-        reached = {initial}
-        frontier = [initial]
-        while frontier:
-            current = frontier.pop()
-            for transition in transitions:
-                if current in transition.sources and transition.dest not in reached:
-                    reached.add(transition.dest)
-                    frontier.append(transition.dest)
-        for name in states:
-            if name not in reached:
-                self.problem(
-                    f"states[{self.index[name]}]", f"state {shown(name)} cannot be reached from {shown(initial)}"
+def _transitions(fields: _Fields, items: Any, names: set[str], reasons: Mapping[str, int]) -> list[TransitionDef]:
+    if not isinstance(items, list) or not items:
+        fields.problem("transitions", "must be a non-empty array of tables")
+        return []
+    transitions: list[TransitionDef] = []
+    taken: dict[tuple[str, str], int] = {}
+    for index, item in enumerate(items):
+        path = f"transitions[{index}]"
+        if not isinstance(item, dict):
+            fields.problem(path, "must be a table")
+            continue
+        fields.unknown_keys(item, {"trigger", "source", "dest", "notify"}, path)
+        trigger = fields.typed(item, "trigger", str, f"{path}.trigger", "")
+        if trigger != OK and trigger not in reasons:
+            fields.problem(f"{path}.trigger", f"must be {OK!r} or a declared reason (found {shown(trigger)})")
+        raw_sources = item.get("source")
+        sources = [raw_sources] if isinstance(raw_sources, str) else raw_sources
+        if not isinstance(sources, list) or not sources or not all(isinstance(s, str) for s in sources):
+            fields.problem(f"{path}.source", "must be a state name or a non-empty list of them")
+            sources = []
+        for source in sources:
+            if source not in names:
+                fields.problem(f"{path}.source", f"{shown(source)} is not a declared state")
+            key = (source, trigger)
+            if key in taken:
+                fields.problem(
+                    f"{path}.source", f"{shown(source)} already has a {shown(trigger)} transition ({taken[key]})"
                 )
+            taken[key] = index
+        dest = fields.typed(item, "dest", str, f"{path}.dest", "")
+        if dest not in names:
+            fields.problem(f"{path}.dest", f"{shown(dest)} is not a declared state")
+        notify = _notify(fields, item.get("notify", []), f"{path}.notify", reasons)
+        transitions.append(TransitionDef(trigger, tuple(sources), dest, notify))
+    return transitions
 
-    def no_cycle(self, states: Mapping[str, StateDef], transitions: list[TransitionDef]) -> None:
-        """A run moves on with every transition: one that can lead back to a state it left could go round forever
-        (a step that fails again and again, or none that fails at all). Trying again is what `retry` is for."""
-        following: dict[str, set[str]] = {name: set() for name in states}
-        for transition in transitions:
-            for source in transition.sources:
-                if source in following and transition.dest in states:
-                    following[source].add(transition.dest)
-        done: set[str] = set()
-        for start in states:
-            if start in done:
-                continue
-            path: list[str] = []
-            stack = [(start, iter(sorted(following[start])))]
-            on_path = {start}
-            path.append(start)
-            while stack:
-                name, nexts = stack[-1]
-                step = next(nexts, None)
-                if step is None:
-                    stack.pop()
-                    on_path.discard(path.pop())
-                    done.add(name)
-                elif step in on_path:
-                    loop = " -> ".join([*path[path.index(step) :], step])
-                    self.problem(f"states[{self.index[step]}]", f"a run could go round forever: {loop}")
-                    return  # one is enough to say: the others usually go through it
-                elif step not in done:
-                    stack.append((step, iter(sorted(following[step]))))
-                    on_path.add(step)
-                    path.append(step)
+
+def _notify(fields: _Fields, items: Any, path: str, reasons: Mapping[str, int]) -> tuple[Notify, ...]:
+    if not isinstance(items, list):
+        fields.problem(path, "must be an array of tables")
+        return ()
+    notifies: list[Notify] = []
+    for index, item in enumerate(items):
+        where = f"{path}[{index}]"
+        if not isinstance(item, dict):
+            fields.problem(where, "must be a table")
+            continue
+        fields.unknown_keys(item, {"endpoint", "status", "reason"}, where)
+        endpoint = fields.typed(item, "endpoint", str, f"{where}.endpoint", "")
+        if endpoint not in ENDPOINTS:
+            fields.problem(f"{where}.endpoint", f"must be one of {', '.join(ENDPOINTS)}")
+        status = fields.typed(item, "status", str, f"{where}.status", "")
+        if not status:
+            fields.problem(f"{where}.status", "must be a non-empty string")
+        reason = fields.typed(item, "reason", str, f"{where}.reason", None)
+        if reason is not None and reason not in reasons:
+            fields.problem(f"{where}.reason", f"{shown(reason)} is not a declared reason")
+        notifies.append(Notify(endpoint, status, reason))
+    return tuple(notifies)
+
+
+def _settings(fields: _Fields, table: Any, setting_checks: SettingChecks) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        fields.problem("settings", "must be a table")
+        return {}
+    settings: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in setting_checks:
+            fields.problem(f"settings.{key}", f"unknown setting (known: {', '.join(sorted(setting_checks))})")
+            continue
+        kinds, check = setting_checks[key]
+        if fields.typed(table, key, kinds, f"settings.{key}", None) is None:  # TOML has no null: a wrong kind
+            continue
+        try:
+            check(value)
+        except ValueError as exc:
+            fields.problem(f"settings.{key}", str(exc))
+            continue
+        settings[key] = value
+    return settings
+
+
+def _callbacks(fields: _Fields, table: Any) -> CallbackPolicy:
+    """The delivery policy of every callback: the definition's own, so every key is required."""
+    if not isinstance(table, dict):
+        fields.problem("callbacks", "must be a table with timeout, attempts and deadline")
+        return CallbackPolicy(DURATION.most, 1, DURATION.most)  # never used: the definition is refused
+    fields.unknown_keys(table, {"timeout", "attempts", "deadline"}, "callbacks")
+    timeout = fields.number(table, "timeout", "callbacks.timeout", None, DURATION)
+    attempts = fields.count(table, "attempts", "callbacks.attempts", None)
+    deadline = fields.number(table, "deadline", "callbacks.deadline", None, DURATION)
+    return CallbackPolicy(timeout, attempts, deadline)
 
 
 def _kind_name(kinds: tuple[type, ...]) -> str:

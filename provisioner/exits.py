@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import IntEnum
+from enum import Enum, IntEnum
 
 VERBS = ("run", "resume", "state", "stop", "graph", "check", "boot")
 
@@ -36,16 +36,22 @@ class ExitCode(IntEnum):
 REASONS = range(10, 20)  # a run's failure reasons; the definition numbers each
 SIGNALS = 128  # 128 + N: a run ended by signal N
 
-# What `state` exits with for each status of the recorded run.
-STATE_STATUS: Mapping[str, ExitCode] = {
-    "ready": ExitCode.OK,
-    "running": ExitCode.RUNNING,
-    "never_run": ExitCode.NEVER_RUN,
-    "failed": ExitCode.FAILED,
-    "interrupted": ExitCode.INTERRUPTED,
-    "stopped": ExitCode.STOPPED,
-    "gone": ExitCode.GONE,
-}
+
+class Status(str, Enum):
+    """What `state` says of the recorded run. Each has its own exit code, none of them one of the command's own
+    errors: a script tells "the run failed" from "`state` could not say"."""
+
+    READY = "ready"
+    RUNNING = "running"
+    NEVER_RUN = "never_run"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    STOPPED = "stopped"
+    GONE = "gone"
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.OK if self is Status.READY else ExitCode[self.name]
 
 
 @dataclass(frozen=True)

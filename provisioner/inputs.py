@@ -6,19 +6,24 @@ file is a line, not a hang. Neither reaches a command line: what they hold goes 
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from provisioner.errors import UsageError, shown_path
 from provisioner.files import read_regular
-from provisioner.privsep import check_root_input
-from provisioner.settings import BadValue, Secret, parse_url
+from provisioner.ownership import check_root_input
+from provisioner.secret import TOKEN_ENV, Secret
+from provisioner.values import BadValue, parse_url
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:
     import tomli as tomllib
 
+CALLBACKS_FILE_ENV = "PROVISIONER_CALLBACKS_FILE"
+SIGNING_KEY_FILE_ENV = "PROVISIONER_SIGNING_KEY_FILE"
 INPUT_LIMIT = 64 * 1024  # a token is a word and three URLs are a few lines: a larger file is neither
 CALLBACK_KEYS = ("start_url", "complete_url", "progress_url")
 
@@ -60,3 +65,43 @@ def callbacks_file(path: Path, option: str = "--callbacks-file") -> dict[str, st
             raise UsageError(f"{option}: {key} is not an http or https URL with a host")
         urls[key] = url
     return urls
+
+
+def token(given: str | None, path: Path | None) -> Secret | None:
+    """The token from the old call's word, the token file or $JUPYTER_TOKEN, in that order; then out of our
+    environment, which every process we start would otherwise inherit."""
+    from_env = os.environ.pop(TOKEN_ENV, None)
+    if given is not None:
+        return Secret(given)
+    if path is not None:
+        return token_file(path)
+    return Secret(from_env) if from_env is not None else None
+
+
+def callback_urls(
+    words: Mapping[str, str | None], options: Mapping[str, str | None], path: Path | None
+) -> dict[str, str | None]:
+    """The callback URLs from the old call's words, the options or a callbacks file (--callbacks-file, else
+    $PROVISIONER_CALLBACKS_FILE): each from one of them."""
+    from_file: dict[str, str] = {}
+    named = path or os.environ.get(CALLBACKS_FILE_ENV) or None
+    if named is not None:
+        from_file = callbacks_file(Path(named), "--callbacks-file" if path else CALLBACKS_FILE_ENV)
+    return {
+        name: _one_of(name.upper(), words.get(name), options.get(name), from_file.get(name)) for name in CALLBACK_KEYS
+    }
+
+
+def _one_of(name: str, *given: str | None) -> str | None:
+    values = [value for value in given if value is not None]
+    if len(values) > 1:
+        raise UsageError(f"{name} is given more than once (the old call's words, an option, --callbacks-file)")
+    return values[0] if values else None
+
+
+def signing_key_file(path: Path | None) -> tuple[Path, str] | None:
+    """--signing-key-file, else $PROVISIONER_SIGNING_KEY_FILE, with the name to say it by."""
+    if path is not None:
+        return path, "--signing-key-file"
+    named = os.environ.get(SIGNING_KEY_FILE_ENV)
+    return (Path(named), SIGNING_KEY_FILE_ENV) if named else None

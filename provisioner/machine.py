@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any
 from transitions import EventData, Machine
 
 from provisioner.actions import registry
-from provisioner.context import RunContext, log
-from provisioner.definition import OK, Definition, Notify, RetryPolicy, StateDef
+from provisioner.context import RunContext
+from provisioner.definition import Definition, Notify, RetryPolicy, StateDef
 from provisioner.errors import StepFailed
+from provisioner.flow import OK
 from provisioner.journal import Journal
+from provisioner.output import log
 from provisioner.record import StepOutcome
 from provisioner.reporter import PROGRESS, Reporter
 
@@ -30,7 +32,10 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Ending:
+    """The final state a machine run reached, and the exit code the definition gives it (not the recorded
+    record.Outcome, which also knows runs that were interrupted or stopped)."""
+
     state: str
     exit_code: int
 
@@ -68,7 +73,7 @@ class Runner:
             **self.definition.machine_arguments(),
         )
 
-    def run(self, initial: str | None = None, skip: frozenset[str] = frozenset()) -> Outcome:
+    def run(self, initial: str | None = None, skip: frozenset[str] = frozenset()) -> Ending:
         """Run from `initial` to a final state; states in `skip` (done by an earlier run) pass straight on."""
         start = initial or self.definition.initial
         self.build(start)
@@ -92,7 +97,7 @@ class Runner:
                 # The server is on its way (or will not be): callbacks no longer compete with starting it.
                 self.reporter.release()
             if state.final and error is None:
-                return self._outcome(state)
+                return self._ending(state)
             self._deferred.clear()
             if error is not None:
                 self.failure = error
@@ -176,15 +181,15 @@ class Runner:
         if self.ctx.page is not None:
             self.ctx.page.enter(state, *((error.reason, error.summary) if error else ()))
 
-    def _outcome(self, state: StateDef) -> Outcome:
+    def _ending(self, state: StateDef) -> Ending:
         elapsed = time.monotonic() - self.started
         if self.failure is None:
             url, pid = self.ctx.url(), self.ctx.pid
             log.info(
                 "[%6.2fs] server up at %s (pid %s)", elapsed, url, pid, extra={"event": "ready", "url": url, "pid": pid}
             )
-            return Outcome(state.name, 0)
-        return Outcome(state.name, self.definition.exit_code(self.failure.reason))
+            return Ending(state.name, 0)
+        return Ending(state.name, self.definition.exit_code(self.failure.reason))
 
 
 def _fields(notify: Notify, extras: dict[str, str]) -> dict[str, str]:

@@ -7,14 +7,12 @@ import re
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
 
 from provisioner.errors import TOKEN_MIN
+from provisioner.record import MASK, url_secrets
+from provisioner.secret import Secret
 
-if TYPE_CHECKING:
-    from provisioner.settings import Secret
-
-MASK = "***"
 PROG = "jupyter-init"  # the command's one name, which starts every line it prints
 log = logging.getLogger("provisioner")
 
@@ -37,6 +35,12 @@ class Redactor:
             if len(value) < TOKEN_MIN:
                 pattern = f"(?<![\\w-]){pattern}(?![\\w-])"
             self._patterns[value] = re.compile(pattern)
+
+    def add_urls(self, urls: Iterable[str | None]) -> None:
+        """A password or a key in a callback URL is masked wherever it would show."""
+        for url in urls:
+            for secret in url_secrets(url):
+                self.add(Secret(secret))
 
     def clear(self) -> None:
         self._patterns.clear()

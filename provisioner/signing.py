@@ -15,8 +15,6 @@ privilege separation (the account runs jupyter-init itself), the key is the acco
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import stat
 import time
@@ -26,11 +24,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from provisioner import files, privsep
+from provisioner import files, ownership, privsep
 from provisioner.boot import Boot
 from provisioner.definition import Definition
 from provisioner.errors import UsageError, shown_path
-from provisioner.settings import Account, Settings
+from provisioner.secret import SigningKey, sign
+from provisioner.settings import Settings
+from provisioner.values import Account
 
 KEY_MIN = 32  # bytes: a key the platform generated, not a word
 KEY_MAX = 4096
@@ -43,43 +43,10 @@ FIELDS = frozenset(
 Signer = Callable[[bytes], str]
 
 
-def sign(body: bytes, key: bytes) -> str:
-    """The signature header's value: HMAC-SHA256 of the exact body."""
-    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
-
-
-class SigningKey:
-    """The platform's key, in a buffer of its own that is wiped where it must not stay (the account's worker)."""
-
-    __slots__ = ("_buffer", "_length")
-
-    def __init__(self, buffer: bytearray, length: int) -> None:
-        self._buffer = buffer
-        self._length = length
-
-    def sign(self, body: bytes) -> str:
-        if not self._length:
-            raise RuntimeError("the signing key was wiped")
-        return sign(body, bytes(memoryview(self._buffer)[: self._length]))
-
-    def keep(self, path: Path) -> None:
-        """Write the key to `path`, 0600 (provisioner.boot: root keeps it for the callbacks of later boots)."""
-        files.write_private(path, bytes(memoryview(self._buffer)[: self._length]))
-
-    def wipe(self) -> None:
-        self._buffer[:] = bytes(len(self._buffer))
-        self._length = 0
-
-    def __repr__(self) -> str:
-        return "SigningKey('***')"
-
-    __str__ = __repr__
-
-
 def read_key(path: Path, option: str) -> SigningKey:
     """The key in `path` (its bytes, without the line ends at its end), read straight into a buffer of its own: no
     other copy of it is left in memory that a forked worker would inherit. As root, a file only root can change."""
-    privsep.check_root_input(path, option)
+    ownership.check_root_input(path, option)
     buffer = bytearray(KEY_MAX + 1)
     try:
         fd = files.open_regular(path, os.O_RDONLY, follow=True)
@@ -217,7 +184,7 @@ def vouch(
 
 def _found_server(fields: dict[str, str], account: Account, settings: Settings) -> None:
     from provisioner import netinfo, server
-    from provisioner.actions.verifying import probe
+    from provisioner.probe import probe
 
     pid, port = fields.get("pid", ""), fields.get("port", "")
     if not (pid.isascii() and pid.isdigit() and port.isascii() and port.isdigit()):

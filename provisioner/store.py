@@ -21,11 +21,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from provisioner.context import log
 from provisioner.errors import LockedError
 from provisioner.files import READ_LIMIT, open_regular, read_regular, write_private
+from provisioner.output import log
 from provisioner.record import Record, RecordError, mask_url
-from provisioner.settings import OPTIONS, BadValue, Secret
+from provisioner.secret import Secret
+from provisioner.settings import OPTIONS
+from provisioner.values import BadValue
 
 STATE_FILE = "provisioner-state.json"
 TOKEN_FILE = "provisioner-token"  # noqa: S105 - a file name

@@ -17,15 +17,13 @@ import re
 import shlex
 import stat
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, overload
 
 from provisioner import privsep
-from provisioner.context import RunContext
-from provisioner.errors import StepFailed
-from provisioner.settings import Account
+from provisioner.values import Account
 
 ENV_FILE = "jupyter.env"  # in the output directory, for a user's own systemd (--user manager)
 SYSTEM_DIR = Path("/var/lib/provisioner")  # as root: <account>.env here, a directory only root can use
@@ -175,23 +173,17 @@ def start(unit: Unit) -> int:
     return pid
 
 
-def launch(ctx: RunContext, argv: list[str]) -> int:
-    """Start the server as a transient unit (through the monitor when root acts for us); return its main PID."""
-    assert ctx.port is not None, "port_check chose it"
-    settings = ctx.settings
-    who = settings.user.name if settings.user else str(os.geteuid())
-    try:
-        if privsep.monitored():
-            answer = privsep.ask("launch", port=ctx.port, argv=argv, env=ctx.server_env(), log=str(ctx.log_path))
-            ctx.unit = str(answer["unit"])
-            return int(answer["pid"])
-        env_file = env_file_for(who, ctx.out)
-        unit = Unit(who, None, ctx.port, tuple(argv), ctx.server_env(), ctx.log_path, settings.home, env_file)
-        pid = start(unit)
-    except OSError as exc:
-        raise StepFailed("failed_to_start", f"cannot start a systemd unit: {exc.strerror or exc}") from None
-    ctx.unit = unit.name
-    return pid
+def launch(
+    port: int, argv: Sequence[str], *, env: Mapping[str, str], log: Path, home: Path, out: Path, user: Account | None
+) -> tuple[str, int]:
+    """Start the server as a transient unit (through the monitor when root acts for us): the unit's name and its main
+    PID. OSError when it cannot."""
+    if privsep.monitored():
+        answer = privsep.ask("launch", port=port, argv=list(argv), env=dict(env), log=str(log))
+        return str(answer["unit"]), int(answer["pid"])
+    who = user.name if user else str(os.geteuid())
+    unit = Unit(who, None, port, tuple(argv), env, log, home, env_file_for(who, out))
+    return unit.name, start(unit)
 
 
 def stop_unit(name: str, timeout: float) -> None:

@@ -134,7 +134,8 @@ def serving(port: int = 0) -> Iterator[CallbackServer]:
     server = ThreadingHTTPServer(("127.0.0.1", port), _handler(owner))
     server.daemon_threads = True
     owner.append(CallbackServer(server))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits for serve_forever's next poll: at the default 0.5 s, every test using a receiver paid it.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
         yield owner[0]

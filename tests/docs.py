@@ -49,6 +49,7 @@ WHERE: Mapping[str, Place] = {
     "token_rule": Place(DOCS / "security.md", "The token rule"),
     "machine_changes": Place(DOCS / "development.md", "What the suite does to the machine"),
     "layout": Place(DOCS / "development.md", "Layout"),
+    "layers": Place(DOCS / "development.md", "Layers"),
 }
 
 SHELLS = ("bash", "sh", "console", "shell")

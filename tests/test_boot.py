@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import boot, signing
+from provisioner import boot, secret
 from tests.conftest import (
     REAL_JUPYTER,
     SYSTEM_PATH,
@@ -186,7 +186,7 @@ def test_with_the_platforms_key_a_later_boot_is_signed_with_it_and_the_key_stays
     later = [r for r in callbacks.received if r.form.get("boot") == "2"]
     assert [r.form["status"] for r in later] == ["init_completed"]
     # Root's monitor signed it, having found the server itself: the worker never held the key.
-    assert later[0].headers["X-Jupyter-Init-Signature"] == signing.sign(later[0].body, KEY)
+    assert later[0].headers["X-Jupyter-Init-Signature"] == secret.sign(later[0].body, KEY)
 
 
 def test_the_boot_unit_is_not_enabled_for_an_interpreter_the_account_can_change(

@@ -31,7 +31,7 @@ import pytest
 import yaml
 
 from provisioner import __version__
-from provisioner.actions.verifying import probe
+from provisioner.probe import probe
 from tests.conftest import CHECKOUT, PREREQUISITES, REAL_JUPYTER, CallbackServer, traversable, write_module
 from tests.test_systemd import FAKE_SYSTEMCTL, FAKE_SYSTEMD_RUN
 

@@ -10,18 +10,18 @@ from pathlib import Path
 import pytest
 
 from provisioner import actions
-from provisioner.exits import REASONS, STATE_STATUS
+from provisioner.exits import REASONS, Status
 from tests.conftest import TOKEN, CallbackServer, cli_env, free_port, jupyter_pids, run_cli
 
 
 class TestState:
     def test_never_run_exits_with_its_own_code(self, reap: Path) -> None:
         run = run_cli(["state"], cli_env(reap))
-        assert run.returncode == STATE_STATUS["never_run"] == 21
+        assert run.returncode == Status.NEVER_RUN.exit_code == 21
         assert "status:     never_run" in run.stdout
 
     def test_no_status_shares_a_code_with_an_error_of_the_command(self) -> None:
-        codes = list(STATE_STATUS.values())
+        codes = list([status.exit_code for status in Status])
         assert len(set(codes)) == len(codes)
         assert not set(codes) & {1, 2, 3, 4}
         # Nor a run's failure: `state` exiting 10 says `gone`, never `no_token`.
@@ -33,7 +33,7 @@ class TestState:
         env = cli_env(reap, JUPYTER_TOKEN=TOKEN)
         run_cli(["run", "--module", "NotThere", "--complete-url", callbacks.url("/complete")], env)
         table = run_cli(["state"], cli_env(reap))
-        assert table.returncode == STATE_STATUS["failed"] == 22
+        assert table.returncode == Status.FAILED.exit_code == 22
         assert "failure:    module_load_failed in loading:" in table.stdout
         assert re.search(r"complete\s+failed/module_load_failed\s+delivered \(HTTP 200, 1 attempts\)", table.stdout)
         dump = run_cli(["state", "--json"], cli_env(reap))
@@ -74,7 +74,7 @@ class TestStop:
         with socket.socket() as sock:
             sock.bind(("0.0.0.0", port))
         state = run_cli(["state", "--json"], cli_env(reap))
-        assert state.returncode == STATE_STATUS["stopped"] == 24
+        assert state.returncode == Status.STOPPED.exit_code == 24
         assert json.loads(state.stdout)["status"] == "stopped"
 
         again = run_cli(["stop"], cli_env(reap))
@@ -134,7 +134,7 @@ class TestCheck:
 def test_the_read_only_verbs_judge_only_the_settings_that_place_the_output(reap: Path) -> None:
     """A PROVISIONER_* variable meant for a run (a port, a timeout) is not for `state`, `stop` or `graph` to refuse."""
     env = cli_env(reap, PROVISIONER_PORT="x", PROVISIONER_TIMEOUT="0", PROVISIONER_NOTEBOOK_DIR="/no/such/dir")
-    assert run_cli(["state"], env).returncode == STATE_STATUS["never_run"]
+    assert run_cli(["state"], env).returncode == Status.NEVER_RUN.exit_code
     assert run_cli(["stop"], env).returncode == 0
     assert run_cli(["graph", "--current"], env).returncode == 0
     refused = run_cli(["state"], {**env, "PROVISIONER_OUTPUT_DIR": "~no-such-account-here/x"})

@@ -147,7 +147,7 @@ def test_the_exit_code_table_is_the_one_the_code_generates() -> None:
 def test_the_docs_give_the_bands_of_codes_the_code_uses() -> None:
     text = " ".join(WHERE["exit_codes"].text().split())
     assert f"**{exits.REASONS.start}{DASH}{exits.REASONS.stop - 1}**" in text
-    statuses = sorted(int(code) for code in exits.STATE_STATUS.values() if code != exits.ExitCode.OK)
+    statuses = sorted(int(status.exit_code) for status in exits.Status if status.exit_code != exits.ExitCode.OK)
     assert f"**{statuses[0]}{DASH}{statuses[-1]}**" in text
     assert statuses == list(range(statuses[0], statuses[-1] + 1)), "the state codes are one band"
 
@@ -155,7 +155,7 @@ def test_the_docs_give_the_bands_of_codes_the_code_uses() -> None:
 def test_the_documented_state_codes_are_the_ones_state_exits_with() -> None:
     rows = dict(re.findall(r"^\| (\d+) \| `(\w+)`", WHERE["state_codes"].text(), flags=re.MULTILINE))
     assert {status: int(code) for code, status in rows.items()} == {
-        status: int(code) for status, code in exits.STATE_STATUS.items()
+        status.value: int(status.exit_code) for status in exits.Status
     }
 
 

@@ -6,7 +6,7 @@ import re
 import signal
 
 from provisioner import exits
-from provisioner.exits import REASONS, SIGNALS, STATE_STATUS, ExitCode
+from provisioner.exits import REASONS, SIGNALS, ExitCode, Status
 from tests.conftest import shipped_reasons
 
 
@@ -24,10 +24,10 @@ def test_the_codes_past_128_are_the_signals_a_shell_would_report() -> None:
 
 
 def test_each_status_of_state_has_a_code_of_its_own_that_names_it() -> None:
-    assert len(set(STATE_STATUS.values())) == len(STATE_STATUS)
+    assert len({status.exit_code for status in Status}) == len(Status)
     epilog = exits.epilog("state", {})
-    for status, code in STATE_STATUS.items():
-        assert re.search(rf"(?:: |; ){int(code)} [^;]*`{status}`", epilog), status
+    for status in Status:
+        assert re.search(rf"(?:: |; ){int(status.exit_code)} [^;]*`{status.value}`", epilog), status
 
 
 def test_the_docs_table_has_one_row_per_number() -> None:

@@ -18,7 +18,8 @@ from provisioner.context import RunContext
 from provisioner.errors import StepFailed
 from provisioner.files import write_private
 from provisioner.record import Record
-from provisioner.settings import Secret, Settings
+from provisioner.secret import Secret
+from provisioner.settings import Settings
 from provisioner.store import Store
 from tests.conftest import (
     REAL_JUPYTER,

@@ -17,7 +17,8 @@ from provisioner.journal import Journal
 from provisioner.machine import Runner
 from provisioner.output import redact
 from provisioner.reporter import Reporter
-from provisioner.settings import DEFINITION_SETTINGS, Secret, Settings
+from provisioner.secret import Secret
+from provisioner.settings import DEFINITION_SETTINGS, Settings
 from tests.conftest import REAL_JUPYTER, TOKEN, CallbackServer, cli_env, run_cli, shipped_definition
 
 # Port check before loading, and an extra state that runs an existing action (validating) once more.

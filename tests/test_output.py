@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from provisioner.output import MESSAGE_MAX, Redactor, bounded
 from provisioner.record import url_secrets
-from provisioner.settings import Secret
+from provisioner.secret import Secret
 from tests.conftest import TOKEN
 
 

@@ -25,7 +25,8 @@ from provisioner.actions import port_check
 from provisioner.context import RunContext
 from provisioner.errors import StepFailed
 from provisioner.output import Redactor
-from provisioner.settings import Secret, Settings
+from provisioner.secret import Secret
+from provisioner.settings import Settings
 from tests.browser import Tab
 from tests.conftest import (
     MODULE_SECONDS,

@@ -30,8 +30,8 @@ from pathlib import Path
 import pytest
 
 from provisioner import privsep, server
-from provisioner.exits import STATE_STATUS, ExitCode
-from provisioner.settings import locate_user
+from provisioner.exits import ExitCode, Status
+from provisioner.values import locate_user
 from tests.conftest import (
     CHECKOUT,
     REAL_JUPYTER,
@@ -636,7 +636,7 @@ def test_a_record_the_account_mangled_is_set_aside_by_every_verb_never_a_traceba
     user: Researcher, reap: Path, bad: dict[str, object]
 ) -> None:
     out = user.make_out()
-    expected = {"state": STATE_STATUS["never_run"], "stop": 0, "resume": 2, "graph": 0}
+    expected = {"state": Status.NEVER_RUN.exit_code, "stop": 0, "resume": 2, "graph": 0}
     for verb, code in expected.items():
         # Again for each verb: one that holds the lock moves a record it cannot use aside.
         (out / "provisioner-state.json").write_text(json.dumps({"schema": 1, "state": "ready", "history": [], **bad}))
@@ -657,7 +657,7 @@ def test_roots_state_shows_escape_sequences_from_the_record_instead_of_sending_t
     (out / "provisioner-state.json").write_text(json.dumps(record))
     user.own(out / "provisioner-state.json")
     run = as_root(["state", "--output-dir", str(out)], reap)
-    assert run.returncode == STATE_STATUS["failed"], run.stderr
+    assert run.returncode == Status.FAILED.exit_code, run.stderr
     assert "\x1b" not in run.stdout and "\x07" not in run.stdout
     assert "\\x1b[2J" in run.stdout
 
@@ -836,7 +836,7 @@ def test_an_odd_record_of_the_right_types_ends_every_verb_with_a_line_not_a_trac
         run = as_root(args, reap)
         assert "Traceback" not in run.stderr, (verb, run.stderr)
         # A documented code, never an internal error (1).
-        documented = STATE_STATUS.values() if verb == "state" else (0, 2, 10, 11, 12, 13, 14, 15)
+        documented = [status.exit_code for status in Status] if verb == "state" else (0, 2, 10, 11, 12, 13, 14, 15)
         assert run.returncode in documented, (verb, run.returncode, run.stderr)
 
 
@@ -856,7 +856,7 @@ def test_a_worker_that_outlives_its_deadline_is_killed_and_root_goes_on(user: Re
     hold = f"""
 import time
 from provisioner import output, privsep
-from provisioner.settings import locate_user
+from provisioner.values import locate_user
 output.setup()
 privsep.act_for(locate_user({user.account.pw_name!r}), deadline=1.0)
 time.sleep(60)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from provisioner import actions, cli, output
 from provisioner import definition as definitions_module
 from provisioner.errors import ConfigError
-from provisioner.exits import STATE_STATUS
+from provisioner.exits import Status
 from provisioner.settings import DEFINITION_SETTINGS
 from tests.conftest import CallbackServer, jupyter_pids, serving, shipped_definition, to_toml
 
@@ -243,7 +243,7 @@ FLAGS = {"--json", "--current"}
 CODES = {
     "run": {2, 3, 10},  # no token is ever given: a run that gets that far fails no_token
     "resume": {2, 3},  # nothing is recorded in the private output directory
-    "state": {2, 3, *STATE_STATUS.values()},
+    "state": {2, 3, *[status.exit_code for status in Status]},
     "stop": {0, 2, 3},
     "graph": {0, 2, 3},
     "check": {0, 2, 3},

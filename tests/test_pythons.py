@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.actions.verifying import probe
+from provisioner.probe import probe
 from provisioner.server import alive
 from tests.conftest import SYSTEM_PATH, TOKEN, CallbackServer, cli_env
 from tests.pythons import NEWEST, OLDEST, interpreters

@@ -11,7 +11,9 @@ import pytest
 
 from provisioner.actions import starting
 from provisioner.context import RunContext
-from provisioner.settings import BadValue, Secret, Settings, parse_base_url, parse_idle_timeout
+from provisioner.secret import Secret
+from provisioner.settings import Settings
+from provisioner.values import BadValue, parse_base_url, parse_idle_timeout
 from tests.conftest import REAL_JUPYTER, TOKEN, CallbackServer, cli_env, jupyter_pids, run_cli, write_module
 
 

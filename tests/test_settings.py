@@ -9,17 +9,9 @@ import pytest
 from provisioner import actions
 from provisioner import definition as definitions
 from provisioner.errors import ConfigError, UsageError
-from provisioner.settings import (
-    DEFINITION_SETTINGS,
-    OPTIONS,
-    BadValue,
-    Secret,
-    Settings,
-    help_text,
-    parse_port,
-    parse_url,
-    resolve,
-)
+from provisioner.secret import Secret
+from provisioner.settings import DEFINITION_SETTINGS, OPTIONS, Settings, help_text, resolve
+from provisioner.values import BadValue, parse_port, parse_url
 from tests.conftest import shipped_definition
 
 

@@ -23,7 +23,9 @@ import pytest
 from provisioner import netinfo, privsep, signing
 from provisioner.boot import Boot
 from provisioner.errors import UsageError
-from provisioner.settings import Account, Secret, Settings, resolve
+from provisioner.secret import Secret
+from provisioner.settings import Settings, resolve
+from provisioner.values import Account
 from tests.conftest import (
     REAL_JUPYTER,
     TOKEN,

@@ -13,7 +13,7 @@ import pytest
 
 from provisioner.errors import LockedError
 from provisioner.record import SCHEMA, Delivery, Outcome, Record, StepOutcome
-from provisioner.settings import Secret
+from provisioner.secret import Secret
 from provisioner.store import STATE_FILE, Store
 
 

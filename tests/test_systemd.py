@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from provisioner import boot, systemd
-from provisioner.settings import locate_user
+from provisioner.values import locate_user
 from tests.conftest import REAL_JUPYTER, TOKEN, CallbackServer, cli_env, jupyter_pids, make_bin, read_state, run_cli
 
 ARGV = ["/opt/jupyter/bin/jupyter-notebook", "--no-browser", "--ip=0.0.0.0", "--port=8008"]

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from provisioner import tls
-from provisioner.actions.verifying import probe
+from provisioner.probe import probe
 from tests.conftest import (
     REAL_JUPYTER,
     SYSTEM_PATH,

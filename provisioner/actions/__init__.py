@@ -12,7 +12,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 
+from provisioner import server
 from provisioner.context import RunContext
+from provisioner.output import log
 
 
 @dataclass(frozen=True)
@@ -35,3 +37,16 @@ def registry() -> Mapping[str, Action]:
 def reasons() -> Mapping[str, tuple[str, ...]]:
     """Action name -> the reasons it can fail with, as the definition loader wants them."""
     return {name: action.reasons for name, action in registry().items()}
+
+
+def stop_unfinished(ctx: RunContext) -> bool:
+    """Stop the server this provisioning started, unless it was handed over; True if one was stopped.
+
+    A failed or interrupted run leaves no half-provisioned server holding the port.
+    """
+    if ctx.pid is None or ctx.handed_over:
+        return False
+    if server.stop(ctx.pid, ctx.process, ctx.pid_start, unit=ctx.unit, exe=ctx.pid_exe):
+        log.info("stopped the server this run started (pid %d)", ctx.pid)
+        return True
+    return False

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from provisioner import actions
 from provisioner.context import RunContext
 
 REASONS: tuple[str, ...] = ()
 
 
 def run(ctx: RunContext) -> None:
-    ctx.stop_unfinished_server()
+    actions.stop_unfinished(ctx)

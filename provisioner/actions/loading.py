@@ -7,8 +7,10 @@ As root for a user, this runs in the worker (privsep), with the user's rights: t
 from __future__ import annotations
 
 from provisioner import envmodules
-from provisioner.context import BESIDE, RunContext, base_environment, find_jupyter, log, program
+from provisioner.context import RunContext
 from provisioner.errors import StepFailed
+from provisioner.jupyter import BESIDE, base_environment, find_jupyter, program
+from provisioner.output import log
 
 REASONS = ("module_load_failed", "jupyter_not_found")
 

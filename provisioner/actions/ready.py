@@ -10,9 +10,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from provisioner import netinfo
-from provisioner.context import INFO_JSON, INFO_TXT, RunContext, log
+from provisioner.context import INFO_JSON, INFO_TXT, RunContext
 from provisioner.errors import StepFailed
 from provisioner.files import write_private
+from provisioner.output import log
 
 REASONS = ("output_unwritable",)
 

@@ -7,9 +7,11 @@ import subprocess
 import time
 from datetime import datetime, timezone
 
-from provisioner import files, netinfo, proof, server, systemd, tls
-from provisioner.context import BESIDE, RunContext, base_environment, find_jupyter, log, program
+from provisioner import actions, files, netinfo, proof, server, systemd, tls
+from provisioner.context import RunContext
 from provisioner.errors import StepFailed
+from provisioner.jupyter import BESIDE, base_environment, find_jupyter, program
+from provisioner.output import log
 
 REASONS = ("failed_to_start", "output_unwritable")
 
@@ -88,13 +90,7 @@ def run(ctx: RunContext) -> None:
         ctx.page.close()  # the port is the server's from here: the page's script polls through the gap
     try:
         if ctx.settings.launcher == "systemd":
-            ctx.pid = systemd.launch(ctx, argv)
-            ctx.pid_start = server.start_time(ctx.pid)
-            problem = ctx.record()
-            if problem is not None:  # systemd runs it at once: a unit no record names is stopped again
-                ctx.stop_unfinished_server()
-                ctx.pid = None
-                raise StepFailed("output_unwritable", problem)
+            _launch_unit(ctx, argv)
         else:
             _spawn(ctx, argv, fd)
     except OSError as exc:
@@ -152,4 +148,21 @@ def _spawn(ctx: RunContext, argv: list[str], log_fd: int) -> None:
     if problem is not None:
         ctx.process.wait()
         ctx.pid = ctx.process = None
+        raise StepFailed("output_unwritable", problem)
+
+
+def _launch_unit(ctx: RunContext, argv: list[str]) -> None:
+    assert ctx.port is not None, "_prerequisites chose it"
+    settings = ctx.settings
+    try:
+        ctx.unit, ctx.pid = systemd.launch(
+            ctx.port, argv, env=ctx.server_env(), log=ctx.log_path, home=settings.home, out=ctx.out, user=settings.user
+        )
+    except OSError as exc:
+        raise StepFailed("failed_to_start", f"cannot start a systemd unit: {exc.strerror or exc}") from None
+    ctx.pid_start = server.start_time(ctx.pid)
+    problem = ctx.record()
+    if problem is not None:  # systemd runs it at once: a unit no record names is stopped again
+        actions.stop_unfinished(ctx)
+        ctx.pid = None
         raise StepFailed("output_unwritable", problem)

@@ -6,9 +6,10 @@ import ipaddress
 import os
 import stat
 
-from provisioner.context import RunContext, log
+from provisioner.context import RunContext
 from provisioner.errors import TOKEN_MIN, StepFailed
-from provisioner.settings import Secret
+from provisioner.output import log
+from provisioner.secret import Secret
 
 # Fewer different characters than this (`aaaa...`, `abab...`) is no secret however long; a random token of 16
 # characters has fewer with a chance below one in a billion. Words are not judged: no dictionary is on a VM, and a

@@ -7,6 +7,7 @@ them), or when the account's record says the server was stopped.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 from pathlib import Path
@@ -17,8 +18,6 @@ from provisioner.commands.common import load_definition, settings_of
 from provisioner.commands.run import run
 from provisioner.errors import UsageError
 from provisioner.output import redact
-from provisioner.record import url_secrets
-from provisioner.settings import Secret
 
 
 def boot(name: str, started: float) -> int:
@@ -37,9 +36,7 @@ def boot(name: str, started: float) -> int:
         return 0
     plan = kept.next_boot(name, plan, current)
     redact.add(token)
-    for url in plan.urls.values():
-        for secret in url_secrets(url):
-            redact.add(Secret(secret))
+    redact.add_urls(plan.urls.values())
     os.environ.update(plan.environment)  # root's module system as the first run had it (the worker keeps these)
     settings = settings_of(plan.settings, str(plan.settings.get("home") or ""), token)
     if key_file is not None:
@@ -48,3 +45,16 @@ def boot(name: str, started: float) -> int:
         settings = dataclasses.replace(settings, signing_key=signing.read_key(key_file, "the kept signing key"))
     definition = load_definition(Path(plan.states) if plan.states else None)
     return run(settings, definition, started, at_boot=Boot(plan.boots, current))
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Run, as root, the settings a `run --launcher systemd --user NAME` kept for NAME's server: once per boot, with "
+        "callbacks that carry `boot` and `boot_id`; nothing when this boot was reported already or `stop` stopped the "
+        "server. jupyter-init-boot@NAME.service runs it at every boot."
+    )
+    parser.add_argument("--user", required=True, metavar="NAME", help="the account whose server comes back")
+
+
+def main(args: argparse.Namespace, started: float) -> int:
+    return boot(args.user, started)

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from provisioner import actions, privsep
+from provisioner import actions, ownership, privsep
 from provisioner import definition as definitions
 from provisioner import systemd as _systemd  # noqa: F401 - registers what the monitor does for a worker
 from provisioner.definition import Definition
 from provisioner.errors import ProvisionError, UsageError
-from provisioner.settings import DEFINITION_SETTINGS, Secret, Settings, resolve
+from provisioner.secret import Secret
+from provisioner.settings import DEFINITION_SETTINGS, Settings, resolve
 from provisioner.store import Store
 
 # Seconds a verb's worker may take as root's delegate before the monitor kills it (privsep.act_for).
@@ -25,7 +27,7 @@ RESUME_DEADLINE = 900.0  # a resume's module load (up to 3 module commands), ser
 def load_definition(path: Path | None) -> Definition:
     """The definition at `path`, or the one shipped with the package; validated whole."""
     if path is not None:
-        privsep.check_root_input(path, "--states")  # as root, its settings decide what runs as whom
+        ownership.check_root_input(path, "--states")  # as root, its settings decide what runs as whom
     return definitions.load(path or definitions.default_path(), actions.reasons(), DEFINITION_SETTINGS)
 
 
@@ -37,7 +39,7 @@ def output_dir(option: str | None, states: Path | None) -> Path:
 
 def act_as_owner(out: Path, deadline: float = READ_DEADLINE, grants: frozenset[str] = frozenset()) -> None:
     """As root on an output directory another account owns: go on as that account (privsep), before reading it."""
-    privsep.act_for(privsep.owner_of(out), deadline=deadline, grants=grants)
+    privsep.act_for(ownership.owner_of(out), deadline=deadline, grants=grants)
 
 
 def locked_store(out: Path) -> Store | None:
@@ -80,3 +82,7 @@ def is_directory(out: Path) -> bool:
         return False
     except OSError as exc:
         raise UsageError(f"cannot use {out}: {exc.strerror or exc}") from None
+
+
+def add_output_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output-dir", metavar="DIR", help="the run's directory (default ~/.jupyter)")

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
+
+from provisioner.commands.common import act_as_owner, add_output_dir, load_definition, output_dir
+from provisioner.commands.state import describe
 from provisioner.definition import Definition
 from provisioner.errors import UsageError
+from provisioner.record import STOPPED_STATE
 
 
 def graph(definition: Definition, fmt: str, current: str | None) -> str:
@@ -53,3 +59,31 @@ def _dot(definition: Definition, current: str | None) -> str:
         lines.append(f'  "{source}" -> "{dest}" [label="{" | ".join(triggers)}"];')
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Draw the state machine of a definition, every state and transition, on stdout. No state is marked unless "
+        "--current asks for the recorded run's."
+    )
+    parser.add_argument(
+        "--format",
+        choices=("mermaid", "dot"),
+        default="mermaid",
+        help="mermaid (default: GitHub and GitLab draw it in Markdown) or dot (Graphviz)",
+    )
+    parser.add_argument("--current", action="store_true", help="mark the state the recorded run is in")
+    parser.add_argument("--states", type=Path, metavar="FILE", help="definition to draw (default: the shipped one)")
+    add_output_dir(parser)
+
+
+def main(args: argparse.Namespace, started: float) -> int:
+    definition = load_definition(args.states)
+    current = None
+    if args.current:
+        out = output_dir(args.output_dir, args.states)
+        act_as_owner(out)
+        current = describe(out).get("state")
+        current = None if current == STOPPED_STATE else current  # stopped: no state of the machine is current
+    print(graph(definition, args.format, current), end="")
+    return 0

@@ -6,6 +6,7 @@ can edit) decides what root runs.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 from pathlib import Path
@@ -14,18 +15,20 @@ from provisioner.actions.validating import token_problem
 from provisioner.commands.common import (
     RESUME_DEADLINE,
     act_as_owner,
+    add_output_dir,
     is_file,
     load_definition,
     locked_store,
+    output_dir,
     settings_of,
 )
-from provisioner.commands.provision import Start, provision
-from provisioner.context import log
 from provisioner.errors import UsageError
-from provisioner.journal import plan_resume, server_alive
-from provisioner.output import redact
-from provisioner.record import MASK, Record, mask_url, url_secrets
-from provisioner.settings import Secret, Settings
+from provisioner.output import log, redact
+from provisioner.provision import Start, provision
+from provisioner.record import MASK, Record, mask_url
+from provisioner.resumeplan import plan_resume, server_alive
+from provisioner.secret import Secret
+from provisioner.settings import Settings
 from provisioner.store import Store
 
 
@@ -88,9 +91,26 @@ def recorded_settings(record: Record, token: Secret | None, store: Store) -> Set
         url = kept.get(name)
         if url is not None and mask_url(url) == recorded.get(name):
             recorded[name] = url
-            for secret in url_secrets(url):
-                redact.add(Secret(secret))
+            redact.add_urls([url])
         elif MASK in str(recorded.get(name) or ""):
             log.warning("warning: the %s is recorded without its secrets and was not kept; no callbacks to it", name)
             recorded[name] = None
     return settings_of(recorded, home, token)
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Continue the run recorded in the output directory: re-run the state that failed or was interrupted, skip the "
+        "ones that completed, deliver the callbacks that were not. Needs no token."
+    )
+    add_output_dir(parser)
+    parser.add_argument("--states", type=Path, metavar="FILE", help="definition (default: the recorded run's)")
+    parser.add_argument(
+        "--launcher",
+        choices=("process", "systemd"),
+        help="instead of the recorded one; as root for an account, a systemd unit is started only when given here",
+    )
+
+
+def main(args: argparse.Namespace, started: float) -> int:
+    return resume(output_dir(args.output_dir, None), args.states, started, args.launcher)

@@ -7,21 +7,27 @@ it first. Either way the new record keeps the handle on whatever runs.
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import hmac
 import os
+from pathlib import Path
 
-from provisioner import boot, privsep, server, signing, tls
+from provisioner import boot, inputs, ownership, privsep, server, signing, tls
 from provisioner import definition as definitions
 from provisioner.actions.validating import token_problem
 from provisioner.boot import Boot
-from provisioner.commands.provision import Start, provision
-from provisioner.context import log
+from provisioner.commands.common import load_definition
 from provisioner.definition import Definition
 from provisioner.envmodules import COMMAND_TIMEOUT
 from provisioner.errors import UsageError
-from provisioner.journal import origin, plan_adoption, server_alive
+from provisioner.frontdoor import check_old_call
+from provisioner.output import log, redact
+from provisioner.provision import Start, provision
 from provisioner.record import Outcome, Record
-from provisioner.settings import Settings
+from provisioner.resumeplan import origin, plan_adoption, server_alive
+from provisioner.secret import TOKEN_ENV
+from provisioner.settings import OPTIONS, Settings, help_text, resolve
 from provisioner.store import Store
 
 STOP_GRACE = 10.0  # seconds a replaced server gets to stop before SIGKILL
@@ -47,7 +53,7 @@ def run(settings: Settings, definition: Definition, started: float, at_boot: Boo
     # As root with --user: from here on, the user's rights only; root starts a unit only if root asked for one.
     grants = frozenset({"launch"}) if settings.launcher == "systemd" else frozenset()
     if os.geteuid() == 0 and settings.user is not None and settings.user.uid != 0:
-        privsep.check_output_dir(settings.out, settings.user)
+        ownership.check_output_dir(settings.out, settings.user)
         if at_boot is None:
             _arrange_boots(settings, definition)
     # The platform's key stays with root, which signs what it can vouch for.
@@ -56,7 +62,7 @@ def run(settings: Settings, definition: Definition, started: float, at_boot: Boo
     if privsep.monitored() and settings.signing_key is not None:
         settings.signing_key.wipe()  # the worker's copy: the account's process holds no key
     if os.geteuid() == 0:
-        owner = privsep.owner_of(settings.out)
+        owner = ownership.owner_of(settings.out)
         if owner is not None:
             raise UsageError(
                 f"{settings.out} belongs to {owner.name}: as root, give --user {owner.name} to run for them"
@@ -159,3 +165,71 @@ def differences_from(previous: Record, settings: Settings, store: Store) -> list
     if not kept or not hmac.compare_digest(kept.encode(), token.encode()):
         found.append("another token")
     return found
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = "Bring up a Jupyter Notebook server and report how it went to the platform's callback URLs."
+    parser.add_argument(
+        "token",
+        nargs="?",
+        metavar="TOKEN",
+        help="the old call's three words, TOKEN START_URL COMPLETE_URL, all or none (better: --token-file or "
+        "$JUPYTER_TOKEN, and the URLs as options)",
+    )
+    parser.add_argument("start_url", nargs="?", metavar="START_URL", help="POSTed status=init_started, or a failure")
+    parser.add_argument(
+        "complete_url", nargs="?", metavar="COMPLETE_URL", help="POSTed status=init_completed or a failure"
+    )
+    parser.add_argument("--start-url", dest="start_url_option", metavar="URL", help="START_URL as an option")
+    parser.add_argument("--complete-url", dest="complete_url_option", metavar="URL", help="COMPLETE_URL as an option")
+    parser.add_argument(
+        "--progress-url", dest="progress_url_option", metavar="URL", help="POSTed status=<state> at every transition"
+    )
+    parser.add_argument(
+        "--callbacks-file",
+        type=Path,
+        metavar="PATH",
+        help=f"the callback URLs from this file (TOML: start_url, complete_url, progress_url), out of ps; or "
+        f"${inputs.CALLBACKS_FILE_ENV}",
+    )
+    parser.add_argument("--token-file", type=Path, metavar="PATH", help="read the token from this file")
+    parser.add_argument(
+        "--signing-key-file",
+        type=Path,
+        metavar="PATH",
+        help=f"sign callbacks with the platform's key in this file instead of the token; or "
+        f"${inputs.SIGNING_KEY_FILE_ENV}",
+    )
+    # Every setting is an option of the same name, its help and default from settings.OPTIONS.
+    for name, option in OPTIONS.items():
+        if option.flag:
+            # --no-NAME too: the command line beats a definition or an environment that turned it on.
+            action = argparse.BooleanOptionalAction
+            parser.add_argument("--" + name.replace("_", "-"), action=action, help=help_text(name))
+        else:
+            parser.add_argument("--" + name.replace("_", "-"), metavar=option.metavar, help=help_text(name))
+    parser.add_argument(
+        "--states", type=Path, metavar="FILE", help="state machine definition (default: the shipped one)"
+    )
+    parser.add_argument("--json-log", action="store_true", help="one JSON object per event on stderr, for machines")
+
+
+def main(args: argparse.Namespace, started: float) -> int:
+    check_old_call(args)
+    token = inputs.token(args.token, args.token_file)
+    redact.add(token)  # before anything can echo a value: a mistyped option may hold the token
+    definition = load_definition(args.states)
+    urls = inputs.callback_urls(
+        {name: getattr(args, name, None) for name in inputs.CALLBACK_KEYS},
+        {name: getattr(args, f"{name}_option") for name in inputs.CALLBACK_KEYS},
+        args.callbacks_file,
+    )
+    # Every layered setting has an option of the same name.
+    settings = resolve({name: getattr(args, name) for name in OPTIONS} | urls, os.environ, definition.settings, token)
+    key_file = inputs.signing_key_file(args.signing_key_file)
+    if key_file is not None:
+        settings = dataclasses.replace(settings, signing_key=signing.read_key(*key_file))
+    redact.add_urls(settings.urls().values())
+    if args.token:
+        log.warning("warning: a token on the command line is visible in ps; use --token-file or $%s", TOKEN_ENV)
+    return run(settings, definition, started)

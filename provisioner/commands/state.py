@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any
 
 from provisioner.boot import boot_id
-from provisioner.commands.common import act_as_owner
-from provisioner.exits import STATE_STATUS
-from provisioner.journal import server_alive
+from provisioner.commands.common import act_as_owner, add_output_dir, output_dir
+from provisioner.exits import Status
 from provisioner.output import printable, redact
 from provisioner.record import Outcome
+from provisioner.resumeplan import server_alive
 from provisioner.store import Store
 
 
@@ -20,17 +21,17 @@ def describe(out: Path) -> dict[str, Any]:
     store = Store(out)
     record = store.load()
     if record is None:
-        return {"status": "never_run", "output_dir": str(out)}
+        return {"status": Status.NEVER_RUN.value, "output_dir": str(out)}
     alive = server_alive(record)
     if store.locked_by_another():
-        status = "running"
+        status = Status.RUNNING
     elif record.outcome is Outcome.READY:
-        status = "ready" if alive else "gone"
+        status = Status.READY if alive else Status.GONE
     elif record.outcome in (Outcome.FAILED, Outcome.STOPPED):
-        status = record.outcome.value
+        status = Status(record.outcome.value)
     else:
-        status = "interrupted"
-    dump: dict[str, Any] = {"status": status, "output_dir": str(out), **record.to_json()}
+        status = Status.INTERRUPTED
+    dump: dict[str, Any] = {"status": status.value, "output_dir": str(out), **record.to_json()}
     if dump.get("server"):
         dump["server"] = {**dump["server"], "alive": alive}
     return dump
@@ -43,14 +44,12 @@ def state(out: Path, as_json: bool) -> int:
     # its record, and the piece after it would print as a line of ours (`status: ready`).
     text = json.dumps(dump, indent=2) if as_json else "\n".join(map(printable, render_state(dump).split("\n")))
     print(redact(text))
-    # Each status its own code, none of them one of the command's own errors: a script tells "the run failed"
-    # from "`state` could not say".
-    return STATE_STATUS[dump["status"]]
+    return Status(dump["status"]).exit_code
 
 
 def render_state(dump: dict[str, Any]) -> str:
     lines = [f"status:     {dump['status']}", f"output dir: {dump['output_dir']}"]
-    if dump["status"] == "never_run":
+    if dump["status"] == Status.NEVER_RUN:
         return "\n".join([*lines, "no jupyter-init run is recorded here"])
     lines.append(f"state:      {dump.get('state')}")
     failure = dump.get("failure")
@@ -86,3 +85,15 @@ def render_state(dump: dict[str, Any]) -> str:
         lines.append(f"  {endpoint:<9} {what:<28} {result} ({http}{callback.get('attempts', 0)} attempts)")
     lines.append(f"updated:    {dump.get('updated')}")
     return "\n".join(lines)
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Show the recorded run: its status, state, history, server and callbacks. The token is never shown."
+    )
+    add_output_dir(parser)
+    parser.add_argument("--json", action="store_true", help="the same as JSON, for scripts")
+
+
+def main(args: argparse.Namespace, started: float) -> int:
+    return state(output_dir(args.output_dir, None), args.json)

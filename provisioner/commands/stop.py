@@ -6,13 +6,16 @@ the one that is the recorded server (its uid, start time and program).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import math
 import time
 from pathlib import Path
 
 from provisioner import netinfo, server
-from provisioner.commands.common import READ_DEADLINE, act_as_owner, locked_store
+from provisioner.commands.common import READ_DEADLINE, act_as_owner, add_output_dir, locked_store, output_dir
 from provisioner.journal import Journal
+from provisioner.values import ascii_text
 
 
 def stop(out: Path, grace: float) -> int:
@@ -43,3 +46,28 @@ def stop(out: Path, grace: float) -> int:
         return 0
     finally:
         store.unlock()
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Stop the recorded server: SIGTERM to its process group (its kernels too), SIGKILL after the grace time; wait "
+        "until its port is free, and record it. The record keeps everything else, so that `resume` can start the "
+        "server again."
+    )
+    add_output_dir(parser)
+    parser.add_argument("--grace", type=_grace, default=10.0, metavar="S", help="seconds before SIGKILL (default 10)")
+
+
+def _grace(text: str) -> float:
+    """--grace: seconds, from 0 to an hour (argparse's float would take nan, inf and -1)."""
+    try:
+        seconds = float(ascii_text(text))
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0 to 3600")
+    return seconds
+
+
+def main(args: argparse.Namespace, started: float) -> int:
+    return stop(output_dir(args.output_dir, None), args.grace)

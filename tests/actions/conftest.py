@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from provisioner.context import RunContext
-from provisioner.settings import Secret, Settings
+from provisioner.secret import Secret
+from provisioner.settings import Settings
 from tests.conftest import TOKEN
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner import context, envmodules
+from provisioner import envmodules, jupyter
 from provisioner.actions import loading
 from provisioner.context import RunContext
 from provisioner.errors import StepFailed
@@ -38,7 +38,7 @@ def test_no_module_and_no_jupyter_is_jupyter_not_found(
     ctx: RunContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
-    monkeypatch.setattr(context, "BESIDE", tmp_path)  # an interpreter with no Jupyter installed beside it
+    monkeypatch.setattr(jupyter, "BESIDE", tmp_path)  # an interpreter with no Jupyter installed beside it
     ctx.settings = dataclasses.replace(ctx.settings, module="")
     with pytest.raises(StepFailed) as caught:
         loading.run(ctx)
@@ -52,7 +52,7 @@ def test_with_no_module_the_jupyter_beside_our_interpreter_is_found_and_named(
     caplog.set_level(logging.INFO, logger="provisioner")
     venv_bin = make_bin(tmp_path / "venv" / "bin", {"jupyter-notebook": "#!/bin/sh\n"})
     monkeypatch.setenv("PATH", SYSTEM_PATH)
-    monkeypatch.setattr(context, "BESIDE", venv_bin)
+    monkeypatch.setattr(jupyter, "BESIDE", venv_bin)
     ctx.settings = dataclasses.replace(ctx.settings, module="")
     loading.run(ctx)
     assert ctx.jupyter == venv_bin / "jupyter-notebook"
@@ -64,7 +64,7 @@ def test_jupyter_on_path_comes_before_the_one_beside_our_interpreter(
 ) -> None:
     venv_bin = make_bin(tmp_path / "venv" / "bin", {"jupyter-notebook": "#!/bin/sh\n"})
     monkeypatch.setenv("PATH", f"{REAL_JUPYTER.parent}:{SYSTEM_PATH}")
-    monkeypatch.setattr(context, "BESIDE", venv_bin)
+    monkeypatch.setattr(jupyter, "BESIDE", venv_bin)
     ctx.settings = dataclasses.replace(ctx.settings, module="")
     loading.run(ctx)
     assert ctx.jupyter == REAL_JUPYTER

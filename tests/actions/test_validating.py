@@ -8,7 +8,7 @@ import pytest
 from provisioner.actions import validating
 from provisioner.context import RunContext
 from provisioner.errors import StepFailed
-from provisioner.settings import Secret
+from provisioner.secret import Secret
 
 
 def test_a_good_token_passes_and_the_output_dir_is_created_private(ctx: RunContext) -> None:

@@ -9,10 +9,10 @@ import time
 import pytest
 
 from provisioner.actions import verifying
-from provisioner.actions.verifying import probe
 from provisioner.context import RunContext
 from provisioner.errors import StepFailed
-from provisioner.settings import parse_base_url
+from provisioner.probe import probe
+from provisioner.values import parse_base_url
 
 
 def test_a_server_that_exits_fails_at_once_with_the_end_of_its_log(ctx: RunContext) -> None:

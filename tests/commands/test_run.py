@@ -22,8 +22,8 @@ from provisioner import netinfo
 from provisioner.commands.run import differences_from
 from provisioner.record import Record, Server
 from provisioner.reporter import SIGNATURE_HEADER
-from provisioner.settings import Secret, resolve
-from provisioner.signing import sign
+from provisioner.secret import Secret, sign
+from provisioner.settings import resolve
 from provisioner.store import Store
 from tests.conftest import (
     REAL_JUPYTER,

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from provisioner import server
-from provisioner.exits import STATE_STATUS
+from provisioner.exits import Status
 from tests.conftest import TOKEN, CallbackServer, cli_env, jupyter_pids, read_state, run_cli
 
 
@@ -32,7 +32,7 @@ def test_stop_is_recorded_as_a_step_and_keeps_undelivered_callbacks(
     assert after["server"]["pid"] == pid and after["server"]["stopped"]
 
     table = run_cli(["state"], cli_env(reap))
-    assert table.returncode == STATE_STATUS["stopped"]
+    assert table.returncode == Status.STOPPED.exit_code
     lines = table.stdout.splitlines()
     assert "status:     stopped" in lines and "state:      stopped" in lines
     history = lines[lines.index("history:") + 1 : lines.index("callbacks:")]

@@ -15,18 +15,18 @@ from pathlib import Path
 
 from transitions import MachineError
 
-from provisioner import signing
+from provisioner import actions, signing
 from provisioner.actions.validating import token_problem
 from provisioner.boot import Boot
-from provisioner.context import INFO_TXT, RunContext, log
+from provisioner.context import INFO_TXT, RunContext
 from provisioner.definition import Definition
 from provisioner.errors import Interrupted, UsageError
-from provisioner.journal import Journal, Plan
-from provisioner.machine import Outcome, Runner
-from provisioner.output import redact
-from provisioner.record import Outcome as RunOutcome
-from provisioner.record import Record
+from provisioner.journal import Journal
+from provisioner.machine import Ending, Runner
+from provisioner.output import log, redact
+from provisioner.record import Outcome, Record
 from provisioner.reporter import Reporter
+from provisioner.resumeplan import Plan
 from provisioner.settings import Settings
 from provisioner.store import Store
 from provisioner.tls import Certificate
@@ -84,7 +84,7 @@ def provision(
         url = settings.endpoint(callback.endpoint)
         if url:
             reporter.resend(callback, url)
-    outcome: Outcome | None = None
+    outcome: Ending | None = None
     interrupted: Interrupted | None = None
     try:
         with _signals_interrupt():
@@ -107,13 +107,13 @@ def provision(
 
 def _machine(
     definition: Definition, ctx: RunContext, reporter: Reporter, journal: Journal, *, started: float, start: Start
-) -> tuple[Outcome | None, Interrupted | None]:
+) -> tuple[Ending | None, Interrupted | None]:
     """Run the machine, recording how it ended: its outcome, or the signal that cut it short."""
-    outcome: Outcome | None = None
+    outcome: Ending | None = None
     interrupted: Interrupted | None = None
     try:
         if start.plan.start is None:
-            outcome = Outcome(str(journal.record.state), 0)
+            outcome = Ending(str(journal.record.state), 0)
         else:
             if ctx.settings.progress_page and ctx.pid is None:  # not over a server taken over: it holds the port
                 _show_progress(ctx, started)
@@ -187,14 +187,14 @@ def _signals_interrupt() -> Iterator[None]:
 
 def _abandon(ctx: RunContext, exc: Interrupted) -> None:
     log.warning("warning: %s; the run is recorded and `jupyter-init resume` continues it", exc.message)
-    ctx.stop_unfinished_server()
+    actions.stop_unfinished(ctx)
 
 
-def _final_outcome(outcome: Outcome | None, interrupted: Interrupted | None) -> RunOutcome:
+def _final_outcome(outcome: Ending | None, interrupted: Interrupted | None) -> Outcome:
     """The machine's outcome when it reached a final state (even if a signal cut the callbacks short after)."""
     if outcome is None:
-        return RunOutcome.INTERRUPTED
-    return RunOutcome.READY if outcome.exit_code == 0 else RunOutcome.FAILED
+        return Outcome.INTERRUPTED
+    return Outcome.READY if outcome.exit_code == 0 else Outcome.FAILED
 
 
 def _restore(ctx: RunContext, record: Record, alive: bool) -> None:
@@ -204,7 +204,7 @@ def _restore(ctx: RunContext, record: Record, alive: bool) -> None:
         recorded = record.server
         ctx.pid, ctx.pid_start, ctx.unit, ctx.pid_exe = recorded.pid, recorded.start_time, recorded.unit, recorded.exe
         ctx.server_started = time.monotonic()
-        ctx.handed_over = record.outcome is RunOutcome.READY or bool(recorded.url)
+        ctx.handed_over = record.outcome is Outcome.READY or bool(recorded.url)
         if recorded.fingerprint is not None:
             # The certificate it was started with: its fingerprint is the pin, whatever its files now hold.
             paths = (Path(recorded.certfile or ""), Path(recorded.keyfile or ""))

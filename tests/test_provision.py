@@ -25,7 +25,7 @@ QUICK_CALLBACKS = ("attempts = 6\ndeadline = 30.0", "attempts = 2\ndeadline = 3.
 
 def quick_states(tmp_path: Path) -> Path:
     states = tmp_path / "states.toml"
-    shipped = (Path(__file__).resolve().parents[2] / "states.toml").read_text()
+    shipped = (Path(__file__).resolve().parents[1] / "states.toml").read_text()
     states.write_text(shipped.replace(*QUICK_CALLBACKS))
     return states
 
