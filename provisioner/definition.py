@@ -26,6 +26,7 @@ from provisioner import files, flow
 from provisioner.errors import ConfigError, Problem, path_label, shown
 from provisioner.exits import REASONS
 from provisioner.flow import OK
+from provisioner.values import DAY
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -156,7 +157,6 @@ class Bounds:
         return f"more than {self.least:g} and at most {self.most:g}"
 
 
-DAY = 86400.0
 DURATION = Bounds(0, DAY, least_allowed=False)  # a timeout or a deadline: seconds, never none
 PAUSE = Bounds(0, DAY, least_allowed=True)  # a wait between tries: may be none
 BACKOFF = Bounds(1, 100, least_allowed=True)  # the factor each wait grows by
