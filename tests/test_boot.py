@@ -16,17 +16,12 @@ from pathlib import Path
 import pytest
 
 from provisioner import boot, secret
-from tests.conftest import (
-    REAL_JUPYTER,
-    SYSTEM_PATH,
-    TOKEN,
-    CallbackServer,
-    as_user,
-    cli_env,
-    free_port,
-    make_bin,
-    run_cli,
-)
+from tests.helpers.accounts import as_user
+from tests.helpers.cli import cli_env, run_cli
+from tests.helpers.constants import REAL_JUPYTER, SYSTEM_PATH, TOKEN
+from tests.helpers.modules import make_bin
+from tests.helpers.net import free_port
+from tests.helpers.receiver import CallbackServer
 from tests.test_privsep import Researcher, servers_of
 from tests.test_signing import KEY, key_file
 from tests.test_systemd import FAKE_SYSTEMCTL, FAKE_SYSTEMD_RUN

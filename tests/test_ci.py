@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from tests.conftest import CHECKOUT, PREREQUISITES
+from tests.helpers.constants import CHECKOUT, PREREQUISITES
 
 RUNS_THE_SCRIPT = re.compile(rf"^(sudo )?bash {re.escape(PREREQUISITES)}$")
 INSTALLS = re.compile(r"(^|[\s;&|(])(apt-get|apt|dpkg|dpkg-deb) ")  # any package command at all

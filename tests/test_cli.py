@@ -18,27 +18,23 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import (
-    MODULE_SECONDS,
-    REAL_JUPYTER,
-    TOKEN,
-    CallbackServer,
+from tests.helpers.cli import (
     Run,
     Traced,
     cli_env,
-    free_port,
     jupyter_pids,
-    make_bin,
     read_state,
     run_cli,
     server_execs,
-    serving,
-    shipped_definition,
     start_cli,
     stop_servers,
-    to_toml,
     traced_cli,
 )
+from tests.helpers.constants import MODULE_SECONDS, REAL_JUPYTER, TOKEN
+from tests.helpers.definitions import shipped_definition, to_toml
+from tests.helpers.modules import make_bin
+from tests.helpers.net import free_port
+from tests.helpers.receiver import CallbackServer, serving
 
 # What the shared provisioning sends, per URL, in order: every assertion over its callbacks starts from this list, so
 # that none passes on callbacks that never came.

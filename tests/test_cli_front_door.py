@@ -14,16 +14,10 @@ import pytest
 from provisioner import __version__, cli, exits
 from provisioner.exits import VERBS
 from provisioner.netinfo import port_free
-from tests.conftest import (
-    REAL_JUPYTER,
-    SYSTEM_PATH,
-    TOKEN,
-    CallbackServer,
-    Run,
-    cli_env,
-    free_port,
-    jupyter_pids,
-)
+from tests.helpers.cli import Run, cli_env, jupyter_pids
+from tests.helpers.constants import REAL_JUPYTER, SYSTEM_PATH, TOKEN
+from tests.helpers.net import free_port
+from tests.helpers.receiver import CallbackServer
 
 COMMAND = Path(sys.executable).with_name("jupyter-init")
 SECOND_NAME = Path(sys.executable).with_name("provisioner")

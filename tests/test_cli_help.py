@@ -12,7 +12,7 @@ import pytest
 from provisioner import actions, exits
 from provisioner import definition as definitions
 from provisioner.settings import DEFINITION_SETTINGS, OPTIONS, Settings, shown_default
-from tests.conftest import cli_env, help_text, run_cli
+from tests.helpers.cli import cli_env, help_text, run_cli
 
 VERBS = ("run", "resume", "state", "stop", "graph", "check")
 

@@ -32,7 +32,10 @@ import yaml
 
 from provisioner import __version__
 from provisioner.probe import probe
-from tests.conftest import CHECKOUT, PREREQUISITES, REAL_JUPYTER, CallbackServer, traversable, write_module
+from tests.helpers.accounts import traversable
+from tests.helpers.constants import CHECKOUT, PREREQUISITES, REAL_JUPYTER
+from tests.helpers.modules import write_module
+from tests.helpers.receiver import CallbackServer
 from tests.test_systemd import FAKE_SYSTEMCTL, FAKE_SYSTEMD_RUN
 
 EXAMPLES = CHECKOUT / "examples" / "cloud-init"

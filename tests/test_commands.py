@@ -11,7 +11,10 @@ import pytest
 
 from provisioner import actions
 from provisioner.exits import REASONS, Status
-from tests.conftest import TOKEN, CallbackServer, cli_env, free_port, jupyter_pids, run_cli
+from tests.helpers.cli import cli_env, jupyter_pids, run_cli
+from tests.helpers.constants import CHECKOUT, TOKEN
+from tests.helpers.net import free_port
+from tests.helpers.receiver import CallbackServer
 
 
 class TestState:
@@ -115,7 +118,7 @@ class TestCheck:
 
     def test_every_problem_is_listed_as_path_and_message(self, tmp_path: Path, reap: Path) -> None:
         states = tmp_path / "states.toml"
-        shipped = (Path(__file__).resolve().parent.parent / "states.toml").read_text()
+        shipped = (CHECKOUT / "states.toml").read_text()
         broken = shipped.replace('action = "loading"', 'action = "teleporting"').replace("port_in_use = 13\n", "")
         states.write_text(broken)
         run = run_cli(["check", "--states", str(states)], cli_env(reap))

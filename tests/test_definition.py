@@ -13,13 +13,14 @@ from provisioner import actions
 from provisioner import definition as definitions
 from provisioner.errors import ConfigError, Problem
 from provisioner.settings import DEFINITION_SETTINGS
+from tests.helpers.constants import CHECKOUT
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:
     import tomli as tomllib
 
-TOP_LEVEL = Path(__file__).resolve().parent.parent / "states.toml"
+TOP_LEVEL = CHECKOUT / "states.toml"
 
 
 def shipped_data() -> dict[str, Any]:

@@ -21,7 +21,8 @@ from provisioner.delivery import (
     retry_after,
 )
 from provisioner.record import Callback, Delivery
-from tests.conftest import CallbackServer, free_port, serving
+from tests.helpers.net import free_port
+from tests.helpers.receiver import CallbackServer, serving
 
 QUICK = CallbackPolicy(timeout=1.0, attempts=4, deadline=3.0)
 

@@ -1,5 +1,5 @@
 """The documentation, held to the code: the README stays one screen with the commands CI runs, every link lands, and
-each table that describes the code says what the code does. Where each table lives: tests/docs.py."""
+each table that describes the code says what the code does. Where each table lives: tests/helpers/docs.py."""
 
 from __future__ import annotations
 
@@ -17,19 +17,11 @@ from provisioner import __version__, exits
 from provisioner.actions.validating import ADVISED, DISTINCT_MIN
 from provisioner.errors import TOKEN_MIN
 from provisioner.settings import OPTIONS, Settings, shown_default
-from tests.conftest import (
-    CHECKOUT,
-    PREREQUISITES,
-    TOKEN,
-    cli_env,
-    free_port,
-    help_text,
-    run_cli,
-    serving,
-    shipped_reasons,
-)
-from tests.docs import MARKER as SHELL_MARKER
-from tests.docs import (
+from tests.helpers.cli import cli_env, help_text, run_cli
+from tests.helpers.constants import CHECKOUT, PREREQUISITES, TOKEN
+from tests.helpers.definitions import shipped_reasons
+from tests.helpers.docs import MARKER as SHELL_MARKER
+from tests.helpers.docs import (
     README,
     SHELLS,
     WHERE,
@@ -43,6 +35,8 @@ from tests.docs import (
     normalised_lines,
     slug,
 )
+from tests.helpers.net import free_port
+from tests.helpers.receiver import serving
 
 DASH = "\N{EN DASH}"  # the docs write a range of numbers as typesetters do
 SCREEN = 8192  # bytes: what a reader takes in before scrolling, as `wc -c` counts

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from provisioner import envmodules
-from tests.conftest import LMOD_CMD, SYSTEM_PATH
+from tests.helpers.constants import LMOD_CMD, SYSTEM_PATH
 
 BASE = {"PATH": SYSTEM_PATH, "HOME": "/nonexistent"}
 Loaded = tuple[envmodules.ModuleSystem, Path]

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import PREREQUISITES
+from tests.helpers.constants import CHECKOUT, PREREQUISITES
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = CHECKOUT / "examples"
 CLOUD_CONFIGS = sorted((EXAMPLES / "cloud-init").glob("*.yaml"))
 
 

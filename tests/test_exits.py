@@ -7,7 +7,7 @@ import signal
 
 from provisioner import exits
 from provisioner.exits import REASONS, SIGNALS, ExitCode, Status
-from tests.conftest import shipped_reasons
+from tests.helpers.definitions import shipped_reasons
 
 
 def test_no_number_has_two_names_and_none_lies_in_the_failure_band() -> None:

@@ -21,22 +21,14 @@ from provisioner.record import Record
 from provisioner.secret import Secret
 from provisioner.settings import Settings
 from provisioner.store import Store
-from tests.conftest import (
-    REAL_JUPYTER,
-    TOKEN,
-    CallbackServer,
-    cli_env,
-    free_port,
-    jupyter_pids,
-    make_bin,
-    read_state,
-    run_cli,
-    shipped_definition,
-    start_cli,
-    to_toml,
-)
+from tests.helpers.cli import cli_env, jupyter_pids, read_state, run_cli, start_cli
+from tests.helpers.constants import CHECKOUT, REAL_JUPYTER, TOKEN
+from tests.helpers.definitions import shipped_definition, to_toml
+from tests.helpers.modules import make_bin
+from tests.helpers.net import free_port
+from tests.helpers.receiver import CallbackServer
 
-SHIPPED = (Path(__file__).resolve().parent.parent / "states.toml").read_text()
+SHIPPED = (CHECKOUT / "states.toml").read_text()
 
 
 def wait_for_state(home: Path, state: str, timeout: float = 60) -> None:

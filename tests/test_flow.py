@@ -10,7 +10,7 @@ from provisioner import actions
 from provisioner import definition as definitions
 from provisioner.errors import ConfigError, Problem
 from provisioner.settings import DEFINITION_SETTINGS
-from tests.conftest import shipped_definition
+from tests.helpers.definitions import shipped_definition
 
 
 def problems(data: dict[str, Any]) -> list[Problem]:

@@ -9,17 +9,10 @@ import pytest
 
 from provisioner import inputs
 from provisioner.errors import UsageError
-from tests.conftest import (
-    REAL_JUPYTER,
-    SYSTEM_PATH,
-    TOKEN,
-    CallbackServer,
-    cli_env,
-    free_port,
-    run_cli,
-    server_execs,
-    traced_cli,
-)
+from tests.helpers.cli import cli_env, run_cli, server_execs, traced_cli
+from tests.helpers.constants import REAL_JUPYTER, SYSTEM_PATH, TOKEN
+from tests.helpers.net import free_port
+from tests.helpers.receiver import CallbackServer
 
 PASSWORD, SIGNATURE = "pl4tform-Passw0rd-77", "sig-9d8c7b6a5f4e3d2c"  # distinctive: found anywhere, they leaked
 

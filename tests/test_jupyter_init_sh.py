@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TOKEN, CallbackServer, cli_env, cmdlines
+from tests.helpers.cli import cli_env, cmdlines
+from tests.helpers.constants import CHECKOUT, TOKEN
+from tests.helpers.receiver import CallbackServer
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "jupyter_init.sh"
+SCRIPT = CHECKOUT / "scripts" / "jupyter_init.sh"
 PROVISIONER = Path(sys.executable).with_name("jupyter-init")
 
 

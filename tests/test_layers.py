@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CHECKOUT
-from tests.docs import WHERE
+from tests.helpers.constants import CHECKOUT
+from tests.helpers.docs import WHERE
 
 PACKAGE = CHECKOUT / "provisioner"
 
@@ -120,7 +120,7 @@ def package_graph() -> dict[str, set[str]]:
 
 def test_every_module_is_in_exactly_one_layer_and_every_layer_names_a_module() -> None:
     layers = layers_written()
-    assert len(layers) >= 5, "the table of layers is where tests/docs.py says"
+    assert len(layers) >= 5, "the table of layers is where tests/helpers/docs.py says"
     misplaced = {module: layer_of(module, layers) for module in modules() if len(layer_of(module, layers)) != 1}
     assert misplaced == {}, "a module in no layer, or in more than one"
     for name, patterns in layers:

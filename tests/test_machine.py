@@ -19,7 +19,10 @@ from provisioner.output import redact
 from provisioner.reporter import Reporter
 from provisioner.secret import Secret
 from provisioner.settings import DEFINITION_SETTINGS, Settings
-from tests.conftest import REAL_JUPYTER, TOKEN, CallbackServer, cli_env, run_cli, shipped_definition
+from tests.helpers.cli import cli_env, run_cli
+from tests.helpers.constants import REAL_JUPYTER, TOKEN
+from tests.helpers.definitions import shipped_definition
+from tests.helpers.receiver import CallbackServer
 
 # Port check before loading, and an extra state that runs an existing action (validating) once more.
 REORDERED = """

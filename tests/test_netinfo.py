@@ -6,7 +6,7 @@ import socket
 import pytest
 
 from provisioner import netinfo
-from tests.conftest import has_ipv6_loopback
+from tests.helpers.net import has_ipv6_loopback
 
 
 def test_a_listening_port_is_not_free_and_a_closed_one_is() -> None:

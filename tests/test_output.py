@@ -5,7 +5,7 @@ from __future__ import annotations
 from provisioner.output import MESSAGE_MAX, Redactor, bounded
 from provisioner.record import url_secrets
 from provisioner.secret import Secret
-from tests.conftest import TOKEN
+from tests.helpers.constants import TOKEN
 
 
 def test_a_short_token_is_masked_only_where_it_stands_as_a_word_of_its_own() -> None:

@@ -27,25 +27,18 @@ from provisioner.errors import StepFailed
 from provisioner.output import Redactor
 from provisioner.secret import Secret
 from provisioner.settings import Settings
-from tests.browser import Tab
-from tests.conftest import (
-    MODULE_SECONDS,
-    REAL_JUPYTER,
-    TOKEN,
-    CallbackServer,
-    account,
-    cli_env,
-    free_port,
-    make_bin,
-    read_state,
-    run_cli,
-    shipped_reasons,
-    start_cli,
-)
-from tests.netns import network_namespace
+from tests.helpers.accounts import account
+from tests.helpers.browser import Tab
+from tests.helpers.cli import cli_env, read_state, run_cli, start_cli
+from tests.helpers.constants import CHECKOUT, MODULE_SECONDS, REAL_JUPYTER, TOKEN
+from tests.helpers.definitions import shipped_reasons
+from tests.helpers.modules import make_bin
+from tests.helpers.net import free_port
+from tests.helpers.netns import network_namespace
+from tests.helpers.receiver import CallbackServer
 from tests.test_tls import fingerprint, served_certificate
 
-SQUATTER = Path(__file__).with_name("squatter.py")
+SQUATTER = CHECKOUT / "tests" / "helpers" / "squatter.py"
 
 
 def get(
@@ -516,7 +509,8 @@ class TestInABrowser:
 
 @contextlib.contextmanager
 def squatting(other: pwd.struct_passwd, port: int) -> Iterator[Path]:
-    """Another account's squatter on `port` (tests/squatter.py) for the block; what it was sent goes to the file."""
+    """Another account's squatter on `port` (tests/helpers/squatter.py) for the block; what it was sent goes to the
+    file."""
     log = Path(other.pw_dir) / "squatted.log"
     squatter = subprocess.Popen(
         ["runuser", "-u", other.pw_name, "--", sys.executable, str(SQUATTER), str(port), str(log)],

@@ -32,24 +32,12 @@ import pytest
 from provisioner import privsep, server
 from provisioner.exits import ExitCode, Status
 from provisioner.values import locate_user
-from tests.conftest import (
-    CHECKOUT,
-    REAL_JUPYTER,
-    SYSTEM_PATH,
-    TOKEN,
-    CallbackServer,
-    Run,
-    account,
-    cli_env,
-    cmdlines,
-    free_port,
-    jupyter_pids,
-    make_bin,
-    run_cli,
-    start_cli,
-    stop_servers,
-    write_module,
-)
+from tests.helpers.accounts import account
+from tests.helpers.cli import Run, cli_env, cmdlines, jupyter_pids, run_cli, start_cli, stop_servers
+from tests.helpers.constants import CHECKOUT, REAL_JUPYTER, SYSTEM_PATH, TOKEN
+from tests.helpers.modules import make_bin, write_module
+from tests.helpers.net import free_port
+from tests.helpers.receiver import CallbackServer
 from tests.test_systemd import FAKE_SYSTEMCTL, FAKE_SYSTEMD_RUN
 
 SECRET = "root-only-" + "9f8e7d6c5b" * 4  # what a root-only file holds: must never reach the account

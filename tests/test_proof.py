@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from provisioner import proof
-from tests.conftest import REAL_JUPYTER, TOKEN, cli_env, free_port
+from tests.helpers.cli import cli_env
+from tests.helpers.constants import REAL_JUPYTER, TOKEN
+from tests.helpers.net import free_port
 
 VALUE = "proof-" + "4d3c2b1a09" * 3
 SITE_POLICY = "frame-ancestors https://portal.example"  # what a portal that frames Jupyter would configure

@@ -16,7 +16,9 @@ from provisioner import definition as definitions_module
 from provisioner.errors import ConfigError
 from provisioner.exits import Status
 from provisioner.settings import DEFINITION_SETTINGS
-from tests.conftest import CallbackServer, jupyter_pids, serving, shipped_definition, to_toml
+from tests.helpers.cli import jupyter_pids
+from tests.helpers.definitions import shipped_definition, to_toml
+from tests.helpers.receiver import CallbackServer, serving
 
 PRINTABLE = string.ascii_letters + string.digits + string.punctuation
 tokens = st.one_of(

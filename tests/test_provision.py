@@ -8,24 +8,17 @@ import signal
 import time
 from pathlib import Path
 
-from tests.conftest import (
-    TOKEN,
-    CallbackServer,
-    cli_env,
-    jupyter_pids,
-    read_state,
-    run_cli,
-    serving,
-    shipped_definition,
-    start_cli,
-)
+from tests.helpers.cli import cli_env, jupyter_pids, read_state, run_cli, start_cli
+from tests.helpers.constants import CHECKOUT, TOKEN
+from tests.helpers.definitions import shipped_definition
+from tests.helpers.receiver import CallbackServer, serving
 
 QUICK_CALLBACKS = ("attempts = 6\ndeadline = 30.0", "attempts = 2\ndeadline = 3.0")
 
 
 def quick_states(tmp_path: Path) -> Path:
     states = tmp_path / "states.toml"
-    shipped = (Path(__file__).resolve().parents[1] / "states.toml").read_text()
+    shipped = (CHECKOUT / "states.toml").read_text()
     states.write_text(shipped.replace(*QUICK_CALLBACKS))
     return states
 

@@ -14,8 +14,10 @@ import pytest
 
 from provisioner.probe import probe
 from provisioner.server import alive
-from tests.conftest import SYSTEM_PATH, TOKEN, CallbackServer, cli_env
-from tests.pythons import NEWEST, OLDEST, interpreters
+from tests.helpers.cli import cli_env
+from tests.helpers.constants import SYSTEM_PATH, TOKEN
+from tests.helpers.pythons import NEWEST, OLDEST, interpreters
+from tests.helpers.receiver import CallbackServer
 
 PYTHONS = interpreters()
 

@@ -11,7 +11,7 @@ from provisioner.output import Redactor
 from provisioner.record import Delivery
 from provisioner.reporter import SIGNATURE_HEADER, Reporter
 from provisioner.secret import Secret, sign
-from tests.conftest import CallbackServer
+from tests.helpers.receiver import CallbackServer
 from tests.test_delivery import FakeClock
 
 QUICK = CallbackPolicy(timeout=1.0, attempts=4, deadline=3.0)

@@ -9,19 +9,10 @@ import socket
 import time
 from pathlib import Path
 
-from tests.conftest import (
-    TOKEN,
-    CallbackServer,
-    cli_env,
-    free_port,
-    jupyter_pids,
-    read_state,
-    run_cli,
-    serving,
-    start_cli,
-    statuses,
-    urls,
-)
+from tests.helpers.cli import cli_env, jupyter_pids, read_state, run_cli, start_cli
+from tests.helpers.constants import CHECKOUT, TOKEN
+from tests.helpers.net import free_port
+from tests.helpers.receiver import CallbackServer, serving, statuses, urls
 
 
 def test_a_port_freed_after_port_in_use_is_taken_on_resume(
@@ -75,7 +66,7 @@ def test_a_run_killed_while_verifying_resumes_with_the_same_server(
 
 def test_an_undelivered_completion_is_delivered_by_resume_once(module_tree: Path, tmp_path: Path, reap: Path) -> None:
     states = tmp_path / "states.toml"  # the shipped definition, with a short callback deadline
-    shipped = (Path(__file__).resolve().parent.parent / "states.toml").read_text()
+    shipped = (CHECKOUT / "states.toml").read_text()
     states.write_text(shipped.replace("attempts = 6\ndeadline = 30.0", "attempts = 2\ndeadline = 1.0"))
     port = free_port()
     complete = f"http://127.0.0.1:{port}/complete"

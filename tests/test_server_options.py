@@ -14,7 +14,10 @@ from provisioner.context import RunContext
 from provisioner.secret import Secret
 from provisioner.settings import Settings
 from provisioner.values import BadValue, parse_base_url, parse_idle_timeout
-from tests.conftest import REAL_JUPYTER, TOKEN, CallbackServer, cli_env, jupyter_pids, run_cli, write_module
+from tests.helpers.cli import cli_env, jupyter_pids, run_cli
+from tests.helpers.constants import REAL_JUPYTER, TOKEN
+from tests.helpers.modules import write_module
+from tests.helpers.receiver import CallbackServer
 
 
 def test_base_urls_are_normalised_and_checked() -> None:

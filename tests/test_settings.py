@@ -12,7 +12,7 @@ from provisioner.errors import ConfigError, UsageError
 from provisioner.secret import Secret
 from provisioner.settings import DEFINITION_SETTINGS, OPTIONS, Settings, help_text, resolve
 from provisioner.values import BadValue, parse_port, parse_url
-from tests.conftest import shipped_definition
+from tests.helpers.definitions import shipped_definition
 
 
 def test_a_port_is_a_number_in_range_or_auto() -> None:

@@ -26,18 +26,13 @@ from provisioner.errors import UsageError
 from provisioner.secret import Secret
 from provisioner.settings import Settings, resolve
 from provisioner.values import Account
-from tests.conftest import (
-    REAL_JUPYTER,
-    TOKEN,
-    CallbackServer,
-    cli_env,
-    free_port,
-    run_cli,
-    shipped,
-    start_cli,
-    write_module,
-)
-from tests.docs import WHERE, blocks
+from tests.helpers.cli import cli_env, run_cli, start_cli
+from tests.helpers.constants import REAL_JUPYTER, TOKEN
+from tests.helpers.definitions import shipped
+from tests.helpers.docs import WHERE, blocks
+from tests.helpers.modules import write_module
+from tests.helpers.net import free_port
+from tests.helpers.receiver import CallbackServer
 
 KEY = ("platform-key-" + "7f3a9c2e41" * 4).encode()  # distinctive, so that finding it in memory means something
 EXPECTED = {

@@ -17,7 +17,10 @@ import pytest
 
 from provisioner import boot, systemd
 from provisioner.values import locate_user
-from tests.conftest import REAL_JUPYTER, TOKEN, CallbackServer, cli_env, jupyter_pids, make_bin, read_state, run_cli
+from tests.helpers.cli import cli_env, jupyter_pids, read_state, run_cli
+from tests.helpers.constants import REAL_JUPYTER, TOKEN
+from tests.helpers.modules import make_bin
+from tests.helpers.receiver import CallbackServer
 
 ARGV = ["/opt/jupyter/bin/jupyter-notebook", "--no-browser", "--ip=0.0.0.0", "--port=8008"]
 

@@ -21,20 +21,10 @@ import pytest
 
 from provisioner import tls
 from provisioner.probe import probe
-from tests.conftest import (
-    REAL_JUPYTER,
-    SYSTEM_PATH,
-    TOKEN,
-    CallbackServer,
-    cli_env,
-    free_port,
-    jupyter_pids,
-    read_state,
-    run_cli,
-    serving,
-    start_cli,
-    stop_servers,
-)
+from tests.helpers.cli import cli_env, jupyter_pids, read_state, run_cli, start_cli, stop_servers
+from tests.helpers.constants import REAL_JUPYTER, SYSTEM_PATH, TOKEN
+from tests.helpers.net import free_port
+from tests.helpers.receiver import CallbackServer, serving
 
 
 def fingerprint(der: bytes) -> str:

@@ -12,20 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import (
-    REAL_JUPYTER,
-    TOKEN,
-    CallbackServer,
-    as_user,
-    cli_env,
-    free_port,
-    make_bin,
-    run_cli,
-    server_execs,
-    traced_cli,
-    traversable,
-    write_module,
-)
+from tests.helpers.accounts import as_user, traversable
+from tests.helpers.cli import cli_env, run_cli, server_execs, traced_cli
+from tests.helpers.constants import REAL_JUPYTER, TOKEN
+from tests.helpers.modules import make_bin, write_module
+from tests.helpers.net import free_port
+from tests.helpers.receiver import CallbackServer
 from tests.test_jupyter_init_sh import SCRIPT
 
 

@@ -11,7 +11,8 @@ from provisioner import envmodules, jupyter
 from provisioner.actions import loading
 from provisioner.context import RunContext
 from provisioner.errors import StepFailed
-from tests.conftest import REAL_JUPYTER, SYSTEM_PATH, make_bin
+from tests.helpers.constants import REAL_JUPYTER, SYSTEM_PATH
+from tests.helpers.modules import make_bin
 
 
 def test_the_module_puts_jupyter_on_the_servers_path_not_ours(

@@ -9,7 +9,7 @@ import pytest
 from provisioner.actions import ready
 from provisioner.context import RunContext
 from provisioner.errors import StepFailed
-from tests.conftest import TOKEN
+from tests.helpers.constants import TOKEN
 
 
 def test_the_info_files_are_written_private_and_the_server_is_handed_over(ctx: RunContext) -> None:

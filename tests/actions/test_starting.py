@@ -6,7 +6,7 @@ from pathlib import Path
 
 from provisioner.actions import starting
 from provisioner.context import RunContext
-from tests.conftest import TOKEN
+from tests.helpers.constants import TOKEN
 
 
 def test_the_command_line_never_holds_the_token_and_never_retries_ports(ctx: RunContext) -> None:

@@ -25,20 +25,10 @@ from provisioner.reporter import SIGNATURE_HEADER
 from provisioner.secret import Secret, sign
 from provisioner.settings import resolve
 from provisioner.store import Store
-from tests.conftest import (
-    REAL_JUPYTER,
-    TOKEN,
-    CallbackServer,
-    cli_env,
-    free_port,
-    has_ipv6_loopback,
-    jupyter_pids,
-    read_state,
-    run_cli,
-    start_cli,
-    statuses,
-    urls,
-)
+from tests.helpers.cli import cli_env, jupyter_pids, read_state, run_cli, start_cli
+from tests.helpers.constants import REAL_JUPYTER, TOKEN
+from tests.helpers.net import free_port, has_ipv6_loopback
+from tests.helpers.receiver import CallbackServer, statuses, urls
 
 
 def answers(port: int, token: str) -> int:

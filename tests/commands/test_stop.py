@@ -9,7 +9,9 @@ from pathlib import Path
 
 from provisioner import server
 from provisioner.exits import Status
-from tests.conftest import TOKEN, CallbackServer, cli_env, jupyter_pids, read_state, run_cli
+from tests.helpers.cli import cli_env, jupyter_pids, read_state, run_cli
+from tests.helpers.constants import TOKEN
+from tests.helpers.receiver import CallbackServer
 
 
 def test_stop_is_recorded_as_a_step_and_keeps_undelivered_callbacks(

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CHECKOUT, CallbackServer, free_port, serving
+from tests.helpers.constants import CHECKOUT
+from tests.helpers.net import free_port
+from tests.helpers.receiver import CallbackServer, serving
 from tests.vm import debian, wheelhouse
 from tests.vm.qemu import RECEIVER_ADDRESS, VM
 

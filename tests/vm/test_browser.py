@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from provisioner import page
-from tests.browser import Tab
+from tests.helpers.browser import Tab
 from tests.test_tls import fingerprint, served_certificate
 from tests.vm.conftest import BOOT_TIMEOUT, TOKEN, booted, filled, module_stack
 from tests.vm.test_examples import provisioned

@@ -2,8 +2,8 @@
 wheels for the guest's Python, plus current pip and setuptools (for `venv --upgrade-deps`).
 
 The dependencies are downloaded once per guest Python into the cache, by a pip running on a Python of the guest's
-version (tests/pythons.py finds one), for the platforms a Debian 11 glibc can run; the checkout's wheel is built afresh
-each run.
+version (tests/helpers/pythons.py finds one), for the platforms a Debian 11 glibc can run; the checkout's wheel is
+built afresh each run.
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CHECKOUT, build_wheel
-from tests.pythons import interpreters
+from tests.helpers.constants import CHECKOUT
+from tests.helpers.pythons import build_wheel, interpreters
 from tests.vm.debian import cache_root
 
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "linux_x86_64")
 
 
 def downloader(version: str) -> Path:
-    """A current pip, in a venv of CPython `version` (from tests/pythons.py) in the cache: pip evaluates the
+    """A current pip, in a venv of CPython `version` (from tests/helpers/pythons.py) in the cache: pip evaluates the
     dependencies' markers (`tomli; python_version < "3.11"`) for the Python it runs on, whatever --python-version
     says, and pip 23 backtracks for many minutes over Notebook's dependencies on 3.9 where today's takes seconds."""
     venv = cache_root() / f"downloader-{version}"
@@ -33,7 +33,7 @@ def downloader(version: str) -> Path:
         found = [path for full, path in interpreters().items() if full.startswith(version + ".")]
         if not found:
             pytest.fail(
-                f"the VM tier needs a Python {version} here to gather its guest's wheels (see tests/pythons.py)"
+                f"the VM tier needs a Python {version} here to gather its guest's wheels (see tests/helpers/pythons.py)"
             )
         subprocess.run([str(found[0]), "-m", "venv", "--upgrade-deps", str(venv)], check=True, capture_output=True)
     return pip

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import CHECKOUT
+from tests.helpers.constants import CHECKOUT
 
 README = CHECKOUT / "README.md"
 DOCS = CHECKOUT / "docs"
@@ -135,7 +135,7 @@ def section(text: str, heading: str, where: Path | str = "the text") -> str:
             break
         kept.append(line)
     if start is None:
-        raise AssertionError(f"{where} has no heading {heading!r}: tests/docs.py's WHERE names it")
+        raise AssertionError(f"{where} has no heading {heading!r}: tests/helpers/docs.py's WHERE names it")
     return "\n".join(kept) + "\n"
 
 

@@ -1,4 +1,5 @@
-"""The Python interpreters this machine offers from 3.9 up, the ones we support: `python3 tests/pythons.py` prints them.
+"""The Python interpreters this machine offers from 3.9 up, the ones we support: `python3 tests/helpers/pythons.py`
+prints them.
 
 Found as the machine offers them: pyenv's versions (`pyenv root`, `pyenv versions --bare`), else python3.X on PATH.
 CI uses the list for mypy on the oldest; the tests install the wheel into a fresh venv of each.
@@ -11,6 +12,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.helpers.constants import CHECKOUT
 
 OLDEST = (3, 9)
 NEWEST = (3, 13)
@@ -55,3 +58,15 @@ if __name__ == "__main__":
     for version, path in interpreters().items():
         print(version, path)
     sys.exit(0)
+
+
+def build_wheel(directory: Path) -> Path:
+    """The wheel of this checkout, built now into `directory`."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(directory), str(CHECKOUT)], check=True
+    )
+    [wheel] = directory.glob("jupyter_init-*.whl")
+    from provisioner import __version__
+
+    assert wheel.name.startswith(f"jupyter_init-{__version__}-")
+    return wheel
