@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import logging
 import pwd
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from provisioner import systemd
 from provisioner.context import RunContext
 from provisioner.secret import Secret
 from provisioner.settings import Settings
-from tests.helpers.accounts import account
+from provisioner.values import locate_user
+from tests.helpers.accounts import Researcher, account
+from tests.helpers.browser import Tab, chromium
 from tests.helpers.cli import stop_servers
 from tests.helpers.constants import (
     CHECKOUT,
@@ -28,11 +32,14 @@ from tests.helpers.constants import (
 from tests.helpers.modules import make_bin, write_module
 from tests.helpers.pythons import build_wheel
 from tests.helpers.receiver import CallbackServer, serving
+from tests.helpers.systemd import ARGV
 
 # What each fixture needs of the machine, as a marker on every test that uses it (directly or through another).
 NEEDS = {
     "researcher": ("account", "root"),
-    "wheels": ("e2e",),
+    "other_account": ("account", "root"),
+    "browser": ("browser",),
+    "tmpfs": ("root",),
 }
 TIERS = {"e2e": CHECKOUT / "tests" / "e2e"}
 
@@ -153,3 +160,48 @@ def pytest_report_header() -> str:
     from tests.helpers.pythons import interpreters
 
     return "pythons checked end to end: " + " ".join(interpreters())
+
+
+@pytest.fixture
+def unit(tmp_path: Path) -> systemd.Unit:
+    """A unit as root starts it for the account `nobody`, with its environment file in root's own directory."""
+    nobody = locate_user("nobody")
+    env = {"PATH": "/opt/jupyter/bin:/usr/bin", "ODD": 'a "$b" `c` \\d', "JUPYTER_TOKEN": TOKEN}
+    log = tmp_path / "out" / "jupyter.log"
+    return systemd.Unit("nobody", nobody, 8008, tuple(ARGV), env, log, tmp_path, tmp_path / "root-only" / "nobody.env")
+
+
+@pytest.fixture
+def user(researcher: pwd.struct_passwd) -> Researcher:
+    return Researcher(researcher)
+
+
+@pytest.fixture
+def other_account() -> Iterator[pwd.struct_passwd]:
+    """A second real account, not the researcher: another local user on the VM."""
+    with account() as made:
+        yield made
+
+
+@pytest.fixture
+def browser() -> type[Tab]:
+    """Debian's headless chromium: each Tab(profile) a browser of its own."""
+    chromium()  # fails the test at once, naming what installs it, when there is none
+    return Tab
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """mount(OPTIONS): a small tmpfs mounted with those options on a directory of the test's; unmounted after."""
+    mounted: list[Path] = []
+
+    def mount(options: str) -> Path:
+        where = tmp_path / f"tmpfs{len(mounted)}"
+        where.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], check=True)
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in reversed(mounted):
+        subprocess.run(["umount", "-l", str(where)], check=False)

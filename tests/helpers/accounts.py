@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import secrets
@@ -11,9 +12,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from tests.helpers.cli import stop_servers
+from tests.helpers.cli import jupyter_pids, stop_servers
 from tests.helpers.constants import CHECKOUT
 
 
@@ -78,3 +80,51 @@ def reached_through(path: Path) -> list[Path]:
     while hops[-1].is_symlink() and len(hops) <= 40:  # the kernel gives up after 40 links too
         hops.append(hops[-1].parent / os.readlink(hops[-1]))  # a relative link is relative to its own directory
     return [*hops, *(hop.parent.resolve() / hop.name for hop in hops)]
+
+
+@dataclass
+class Researcher:
+    account: pwd.struct_passwd
+
+    @property
+    def home(self) -> Path:
+        return Path(self.account.pw_dir)
+
+    @property
+    def out(self) -> Path:
+        return self.home / ".jupyter"
+
+    def own(self, *paths: Path) -> None:
+        for path in paths:
+            os.lchown(path, self.account.pw_uid, self.account.pw_gid)
+
+    def make_out(self) -> Path:
+        """~/.jupyter as the account would make it before a run."""
+        self.out.mkdir(mode=0o700, exist_ok=True)
+        self.own(self.out)
+        return self.out
+
+    def plant_link(self, name: str, target: Path) -> Path:
+        link = self.make_out() / name
+        with contextlib.suppress(FileNotFoundError):
+            link.unlink()
+        link.symlink_to(target)
+        self.own(link)
+        return link
+
+    def edit_record(self, **changes: object) -> None:
+        """Change the state file as the account can: it is theirs."""
+        path = self.out / "provisioner-state.json"
+        record = json.loads(path.read_text())
+        for dotted, value in changes.items():
+            holder = record
+            *parents, key = dotted.split("__")
+            for parent in parents:
+                holder = holder.setdefault(parent, {})
+            holder[key] = value
+        path.write_text(json.dumps(record))
+        self.own(path)
+
+
+def servers_of(user: Researcher) -> list[int]:
+    return jupyter_pids(user.home)

@@ -177,3 +177,10 @@ def cmdlines() -> list[str]:
             with contextlib.suppress(OSError):
                 lines.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
     return lines
+
+
+VERBS = ("run", "resume", "state", "stop", "graph", "check")
+
+
+def help_of(verb: str) -> str:
+    return " ".join(help_text(verb).split())  # argparse wraps lines wherever the terminal is narrow

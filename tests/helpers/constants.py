@@ -35,3 +35,6 @@ UNIT_SANDBOX = Path(tempfile.mkdtemp(prefix="jupyter-init-units-"))
 
 
 MODULE_SECONDS = "SLOW_MODULE_SECONDS"  # how long the Slow modules take to load, from the run's environment
+
+
+SCRIPT = CHECKOUT / "scripts" / "jupyter_init.sh"

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from provisioner.commands.common import load_definition
 from tests.helpers.constants import CHECKOUT
 
 if TYPE_CHECKING:
@@ -80,3 +81,10 @@ def shipped() -> Definition:
 def shipped_reasons() -> dict[str, int]:
     """The shipped definition's failure reasons and their exit codes, as the code loads them."""
     return dict(shipped().reasons)
+
+
+DEFINITION = load_definition(None)
+
+
+# The states of a run that goes well, in order.
+FLOW = ["idle", "validating", "loading", "port_check", "starting", "verifying", "ready"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import threading
+import time
 
 
 def free_port() -> int:
@@ -22,3 +25,23 @@ def has_ipv6_loopback() -> bool:
     except OSError:
         return False
     return True
+
+
+def serve_once(answer: bytes, delay: float) -> tuple[int, threading.Thread]:
+    """A socket that answers one connection with `answer`, a byte every `delay` seconds."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def answer_slowly() -> None:
+        with listener, contextlib.suppress(OSError):
+            connection, _ = listener.accept()
+            with connection:
+                connection.recv(4096)
+                for byte in answer:
+                    connection.sendall(bytes([byte]))
+                    time.sleep(delay)
+
+    thread = threading.Thread(target=answer_slowly, daemon=True)
+    thread.start()
+    return listener.getsockname()[1], thread

