@@ -221,9 +221,11 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
     return time.monotonic() - started
 
 
-def help_time(modules: Path) -> dict[str, float]:
+def help_time(modules: Path, code: Path | None = None) -> dict[str, float]:
+    """`jupyter-init --help` (of another checkout: `code`), and Python's own start for scale."""
+    env = {**os.environ, "PYTHONPATH": str(code)} if code is not None else None
     return {
-        "help": timed([str(PYTHON_BIN / "jupyter-init"), "--help"]),
+        "help": timed([str(PYTHON_BIN / "jupyter-init"), "--help"], env),
         "python": timed([sys.executable, "-c", "pass"]),
     }
 
@@ -272,6 +274,7 @@ def main() -> int:
         if args.against is not None:
             against = args.against.resolve()
             scenarios["against"] = lambda modules: provisioner(modules, code=against)
+            scenarios["against help"] = lambda modules: help_time(modules, against)
         results: dict[str, list[dict[str, float]]] = {name: [] for name in scenarios}
         for run in range(runs):  # interleaved, so that a slow moment of the machine hits every scenario alike
             for name, scenario in scenarios.items():
@@ -317,6 +320,7 @@ def main() -> int:
         rows += [
             (f"{args.against}: added to its server's start (s)", added("against")),
             (f"{args.against}: peak RSS (MB)", median("against", "rss_mb")),
+            (f"{args.against}: --help (ms)", median("against help", "help") * 1000),
         ]
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}")
     versions = {name: metadata.version(name) for name in ("jupyter-init", "notebook", "jupyter_server")}

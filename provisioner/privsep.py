@@ -30,7 +30,8 @@ import socket
 import sys
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from provisioner.exits import SIGNALS, ExitCode
 from provisioner.values import Account
@@ -59,20 +60,8 @@ class _Worker:
 
 
 _worker = _Worker()
-# What the monitor does for the worker's requests, by name.
+# What the monitor does, as root, for one of the worker's requests: the account, the request's fields -> the answer.
 Service = Callable[[Account, dict[str, Any]], dict[str, Any]]
-_SERVICES: dict[str, Service] = {}
-_SERVICES_ALWAYS = ("stop",)  # stopping the account's own unit: always; starting one: only when root asked
-
-
-def serves(op: str) -> Callable[[Service], Service]:
-    """Register what the monitor does, as root, for the worker's request `op` (the only things root does for it)."""
-
-    def register(function: Service) -> Service:
-        _SERVICES[op] = function
-        return function
-
-    return register
 
 
 def monitored() -> bool:
@@ -98,18 +87,18 @@ def ask(op: str, **fields: Any) -> dict[str, Any]:
     return answer
 
 
-def act_for(account: Account | None, *, deadline: float, grants: frozenset[str] = frozenset()) -> None:
+def act_for(account: Account | None, *, deadline: float, services: Mapping[str, Service] | None = None) -> None:
     """As root for another account: go on as that account, with root's part left in a monitor. Otherwise nothing.
 
     `deadline`: seconds the worker may take in all before the monitor kills it (what the account controls can make
-    any step wait: a FUSE mount of its own, a definition of its own). `grants`: what the monitor may do for it as
-    root, beyond answering (e.g. "launch" a systemd unit): only what root's own command line asked for.
+    any step wait: a FUSE mount of its own, a definition of its own). `services`: what the monitor does for it as root,
+    by request (e.g. "launch" a systemd unit): only what root's own command line asked for, handed over here.
     """
     if account is not None and os.geteuid() == 0 and account.uid != 0:
-        become(account, deadline=deadline, grants=grants)
+        become(account, deadline=deadline, services=services or {})
 
 
-def become(account: Account, *, deadline: float, grants: frozenset[str] = frozenset()) -> None:
+def become(account: Account, *, deadline: float, services: Mapping[str, Service]) -> None:
     """Fork. The child returns, with only `account`'s rights for good; the parent stays root as its monitor, serves
     its requests and exits with its exit code, never returning."""
     monitor_end, worker_end = socket.socketpair()
@@ -125,7 +114,7 @@ def become(account: Account, *, deadline: float, grants: frozenset[str] = frozen
     # If the monitor itself fails: it must never fall through into the worker's path as root.
     code: int = ExitCode.MONITOR
     try:
-        code = _monitor(pid, monitor_end, account, time.monotonic() + deadline, grants)
+        code = _monitor(pid, monitor_end, account, time.monotonic() + deadline, services)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -174,7 +163,9 @@ def _printable_traceback(kind: type[BaseException], exc: BaseException, trace: A
         print(printable(line), file=sys.stderr)
 
 
-def _monitor(pid: int, channel: socket.socket, account: Account, deadline: float, grants: frozenset[str]) -> int:
+def _monitor(
+    pid: int, channel: socket.socket, account: Account, deadline: float, services: Mapping[str, Service]
+) -> int:
     """Serve the worker's requests and reap it: its exit code, or 128 + the signal that ended it.
 
     The worker runs as the account, which may signal it: a worker stopped (SIGSTOP) is continued, and one stopped
@@ -218,7 +209,7 @@ def _monitor(pid: int, channel: socket.socket, account: Account, deadline: float
             try:
                 while b"\n" in pending:
                     line, pending = pending.split(b"\n", 1)
-                    channel.sendall(json.dumps(_serve(account, line, grants)).encode() + b"\n")
+                    channel.sendall(json.dumps(_serve(account, line, services)).encode() + b"\n")
             except OSError:  # a timeout too: the worker asks and does not read the answers
                 return _kill(pid, account, "stopped reading the answers to its requests")
             if len(pending) > REQUEST_LIMIT:
@@ -239,17 +230,20 @@ def _kill(pid: int, account: Account, why: str) -> int:
 GRANTED_BY = {"launch": "--launcher systemd", "sign": "--signing-key-file"}
 
 
-def _serve(account: Account, line: bytes, grants: frozenset[str] = frozenset()) -> dict[str, Any]:
+def _serve(account: Account, line: bytes, services: Mapping[str, Service]) -> dict[str, Any]:
     """One request, whatever the worker sent: an answer or an error, never an exception out of the monitor."""
     try:
         request = json.loads(line)
         op = request.pop("op")
-        service = _SERVICES[op]
-    except Exception:  # the worker's bytes are data: nested too deep, not JSON, not an object, an unknown op...
+        service = services.get(op)
+    except Exception:  # the worker's bytes are data: nested too deep, not JSON, not an object, an op not a word...
         return {"error": "the monitor does not understand that request"}
-    if op not in grants and op not in _SERVICES_ALWAYS:
-        asked_by = GRANTED_BY.get(op, "it")
-        return {"error": f"root was not asked to {op} for {account.name} (give {asked_by} on root's command line)"}
+    if service is None and op in GRANTED_BY:
+        return {
+            "error": f"root was not asked to {op} for {account.name} (give {GRANTED_BY[op]} on root's command line)"
+        }
+    if service is None:
+        return {"error": "the monitor does not understand that request"}
     try:
         return service(account, request)
     except Exception as exc:

@@ -135,7 +135,7 @@ def _machine(
 
 def _show_progress(ctx: RunContext, started: float) -> None:
     """Serve the progress page on the server's port until the server starts; a run goes on without it."""
-    from provisioner import page, proof, tls
+    from provisioner import page, pageview, proof, tls
 
     settings = ctx.settings
     assert settings.port is not None, "settings refuse --progress-page with --port auto"
@@ -145,7 +145,7 @@ def _show_progress(ctx: RunContext, started: float) -> None:
         return ctx.certificate
 
     token = settings.token.reveal() if settings.token is not None else None
-    tab = page.Tab(f"{settings.base_url}api", token, proof.draw())  # base_url is percent-encoded already
+    tab = pageview.Tab(f"{settings.base_url}api", token, proof.draw())  # base_url is percent-encoded already
     shown = page.ProgressPage(settings.ip, settings.port, None, started, redact, make_certificate=certificate, tab=tab)
     problem = shown.start()
     if problem is not None:  # a certificate that cannot be made or used fails the run in starting, with its callback

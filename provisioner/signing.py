@@ -101,14 +101,14 @@ class _Custody:
 _custody = _Custody()
 
 
-def entrust(settings: Settings, definition: Definition, boot: Boot | None = None) -> frozenset[str]:
-    """Before privsep.act_for, as root: keep the key for the monitor; the grant that lets the worker ask for it."""
+def entrust(settings: Settings, definition: Definition, boot: Boot | None = None) -> dict[str, privsep.Service]:
+    """Before privsep.act_for, as root: keep the key for the monitor; the service that signs for the worker."""
     _custody.settings = _custody.words = _custody.key = _custody.boot = None
     if settings.signing_key is None or settings.user is None or os.geteuid() != 0:
-        return frozenset()
+        return {}
     _custody.settings, _custody.words, _custody.key = settings, Vocabulary.of(definition), settings.signing_key
     _custody.boot = boot
-    return frozenset({"sign"})
+    return {"sign": sign_for}
 
 
 def signer(settings: Settings, *, token_signs: bool) -> Signer | None:
@@ -134,8 +134,7 @@ def _by_monitor(body: bytes) -> str:
     return signature
 
 
-@privsep.serves("sign")
-def _sign_for(account: Account, request: dict[str, Any]) -> dict[str, Any]:
+def sign_for(account: Account, request: dict[str, Any]) -> dict[str, Any]:
     """As root, for the worker: a signature over a body root can vouch for (see the module's docstring)."""
     settings, words, key = _custody.settings, _custody.words, _custody.key
     if settings is None or words is None or key is None:

@@ -24,7 +24,8 @@ from typing import Any
 from provisioner.errors import LockedError
 from provisioner.files import READ_LIMIT, open_regular, read_regular, write_private
 from provisioner.output import log
-from provisioner.record import Record, RecordError, mask_url
+from provisioner.record import Record, mask_url
+from provisioner.recordread import RecordError, parse
 from provisioner.secret import Secret
 from provisioner.settings import OPTIONS
 from provisioner.values import BadValue
@@ -96,7 +97,7 @@ class Store:
             self._set_aside(f"cannot read it ({exc.strerror or exc})")
             return None
         try:
-            return Record.from_json(json.loads(text), _settings_ok)
+            return parse(json.loads(text), _settings_ok)
         except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than any record of ours
             problem = exc.problem if isinstance(exc, RecordError) else f"it is not valid JSON ({type(exc).__name__})"
         self._set_aside(problem)

@@ -194,7 +194,12 @@ def stop_unit(name: str, timeout: float) -> None:
         systemctl("stop", name, timeout=timeout)
 
 
-@privsep.serves("launch")
+def services(launch: bool) -> dict[str, privsep.Service]:
+    """What root's monitor does for the account's worker: stop the account's own unit, always; start one, only when
+    root's command line asked for the systemd launcher (a record the account can edit never decides it)."""
+    return {"stop": _stop_for, **({"launch": _launch_for} if launch else {})}
+
+
 def _launch_for(account: Account, request: dict[str, Any]) -> dict[str, Any]:
     """As root, for the worker: its server as a unit that runs as the account. The request is data: checked."""
     port, argv, env, log = request["port"], request["argv"], request["env"], request["log"]
@@ -211,7 +216,6 @@ def _launch_for(account: Account, request: dict[str, Any]) -> dict[str, Any]:
     return {"pid": start(unit), "unit": unit.name}
 
 
-@privsep.serves("stop")
 def _stop_for(account: Account, request: dict[str, Any]) -> dict[str, Any]:
     """As root, for the worker: stop a unit only if it is one of the account's, by its name and by systemd's word."""
     name, timeout = request["unit"], request["timeout"]

@@ -9,9 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from provisioner import actions, ownership, privsep
+from provisioner import actions, ownership, privsep, systemd
 from provisioner import definition as definitions
-from provisioner import systemd as _systemd  # noqa: F401 - registers what the monitor does for a worker
 from provisioner.definition import Definition
 from provisioner.errors import ProvisionError, UsageError
 from provisioner.secret import Secret
@@ -37,9 +36,9 @@ def output_dir(option: str | None, states: Path | None) -> Path:
     return resolve({"output_dir": option}, os.environ, load_definition(states).settings, None, OUTPUT_DIR).out
 
 
-def act_as_owner(out: Path, deadline: float = READ_DEADLINE, grants: frozenset[str] = frozenset()) -> None:
+def act_as_owner(out: Path, deadline: float = READ_DEADLINE, launch: bool = False) -> None:
     """As root on an output directory another account owns: go on as that account (privsep), before reading it."""
-    privsep.act_for(ownership.owner_of(out), deadline=deadline, grants=grants)
+    privsep.act_for(ownership.owner_of(out), deadline=deadline, services=systemd.services(launch))
 
 
 def locked_store(out: Path) -> Store | None:

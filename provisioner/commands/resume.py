@@ -33,7 +33,7 @@ from provisioner.store import Store
 
 
 def resume(out: Path, states: Path | None, started: float, launcher: str | None = None) -> int:
-    act_as_owner(out, RESUME_DEADLINE, frozenset({"launch"}) if launcher == "systemd" else frozenset())
+    act_as_owner(out, RESUME_DEADLINE, launch=launcher == "systemd")
     store = locked_store(out)
     nothing = f"nothing to resume: no jupyter-init state in {out} (start with: jupyter-init run)"
     if store is None:

@@ -13,7 +13,7 @@ import hmac
 import os
 from pathlib import Path
 
-from provisioner import boot, inputs, ownership, privsep, server, signing, tls
+from provisioner import boot, inputs, ownership, privsep, server, signing, systemd, tls
 from provisioner import definition as definitions
 from provisioner.actions.validating import token_problem
 from provisioner.boot import Boot
@@ -51,14 +51,14 @@ def run(settings: Settings, definition: Definition, started: float, at_boot: Boo
     """Provision a server from the start, or adopt or replace the one the output directory's record has alive.
     `at_boot`: run by the boot unit (provisioner.boot), for a boot after the first."""
     # As root with --user: from here on, the user's rights only; root starts a unit only if root asked for one.
-    grants = frozenset({"launch"}) if settings.launcher == "systemd" else frozenset()
+    services = systemd.services(launch=settings.launcher == "systemd")
     if os.geteuid() == 0 and settings.user is not None and settings.user.uid != 0:
         ownership.check_output_dir(settings.out, settings.user)
         if at_boot is None:
             _arrange_boots(settings, definition)
     # The platform's key stays with root, which signs what it can vouch for.
-    grants |= signing.entrust(settings, definition, at_boot)
-    privsep.act_for(settings.user, deadline=run_deadline(settings, definition), grants=grants)
+    services |= signing.entrust(settings, definition, at_boot)
+    privsep.act_for(settings.user, deadline=run_deadline(settings, definition), services=services)
     if privsep.monitored() and settings.signing_key is not None:
         settings.signing_key.wipe()  # the worker's copy: the account's process holds no key
     if os.geteuid() == 0:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from provisioner import netinfo, page, proof, tls
+from provisioner import netinfo, page, pageview, proof, tls
 from provisioner.actions import port_check
 from provisioner.context import RunContext
 from provisioner.errors import StepFailed
@@ -77,7 +77,7 @@ def progress(port: int, context: ssl.SSLContext | None = None) -> dict[str, Any]
         status, headers, body = get(port, f"/tree?token={TOKEN}", "application/json", context)
     except OSError:
         return None
-    if headers.get(page.MARK) is None:
+    if headers.get(pageview.MARK) is None:
         return None
     assert status == 503
     shown: dict[str, Any] = json.loads(body)
@@ -112,7 +112,7 @@ def data_of(text: str) -> dict[str, Any]:
 def shown() -> Iterator[page.ProgressPage]:
     redact = Redactor()
     redact.add(Secret(TOKEN))
-    tab = page.Tab("/user/alice/api", TOKEN, PROOF)
+    tab = pageview.Tab("/user/alice/api", TOKEN, PROOF)
     served = page.ProgressPage("127.0.0.1", free_port(), None, time.monotonic(), redact, tab=tab)
     assert served.start() is None
     yield served
@@ -129,7 +129,7 @@ class TestThePage:
         assert headers["Retry-After"] == "1"
         assert headers["Cache-Control"] == "no-store"
         assert headers["Referrer-Policy"] == "no-referrer"
-        assert headers[page.MARK] == "1"
+        assert headers[pageview.MARK] == "1"
         assert "<li class=current>loading" in text
         assert TOKEN not in text
         assert "alice" not in text.replace(shown.tab.probe, "")  # only where the script polls, not from the request
@@ -171,8 +171,8 @@ class TestThePage:
     def test_only_its_own_script_may_run(self, shown: page.ProgressPage) -> None:
         policy = get(shown.port)[1]["Content-Security-Policy"]
         assert "default-src 'none'" in policy
-        assert f"script-src 'sha256-{page._SCRIPT_HASH}'" in policy
-        assert page.SCRIPT in get(shown.port)[2].decode()
+        assert f"script-src 'sha256-{pageview._SCRIPT_HASH}'" in policy
+        assert pageview.SCRIPT in get(shown.port)[2].decode()
 
     def test_closing_lets_go_of_the_port_even_with_a_connection_open(self, shown: page.ProgressPage) -> None:
         held = socket.create_connection(("127.0.0.1", shown.port))  # a client that sends nothing
@@ -205,7 +205,7 @@ class TestThePage:
             served.enter("loading")
             assert fingerprint(served_certificate(served.port)) == certificate.fingerprint
             status, headers, _ = get(served.port, context=trusting(certificate))
-            assert (status, headers[page.MARK]) == (503, "1")
+            assert (status, headers[pageview.MARK]) == (503, "1")
             with pytest.raises((http.client.HTTPException, OSError)):
                 get(served.port)  # plain HTTP: no page, no status
         finally:
@@ -225,7 +225,7 @@ class TestThePage:
                 while chunk := connection.recv(65536):
                     answer += chunk
             assert answer.startswith(b"HTTP/1.0 503 Service Unavailable\r\n"), answer[:80]
-            assert f"{page.MARK}: 1".encode() in answer
+            assert f"{pageview.MARK}: 1".encode() in answer
             assert TOKEN.encode() not in answer
             assert b"x" * 100 not in answer and b"y" * 100 not in answer
             assert PROOF.encode() not in answer  # a POST with the token is not a tab that opened the page
@@ -306,7 +306,7 @@ class TestARun:
         assert process.returncode == 0, stderr
         assert "progress page" not in stderr
         status, headers, _ = get(port, f"/tree?token={TOKEN}")
-        assert headers.get(page.MARK) is None  # Jupyter's own answer
+        assert headers.get(pageview.MARK) is None  # Jupyter's own answer
         assert status == 200
         assert get(port, "/api")[1][proof.HEADER] == given  # what the tab was given is what Jupyter shows
 
@@ -485,7 +485,7 @@ class TestInABrowser:
             assert "reload it by hand" in tab.evaluate("document.body.innerText")
             _, stderr = process.communicate(timeout=120)
             assert process.returncode == 0, stderr
-            time.sleep(3 * page.POLL)  # Jupyter answers now: a reload would have happened
+            time.sleep(3 * pageview.POLL)  # Jupyter answers now: a reload would have happened
             assert tab.evaluate("performance.timeOrigin") == first
             assert tab.evaluate("location.href") == address
 
@@ -500,7 +500,7 @@ class TestInABrowser:
             assert tab.wait_for("!document.getElementById('over').hidden", timeout=5)
             process.communicate(timeout=30)
             assert process.returncode == 11
-            time.sleep(3 * page.POLL)
+            time.sleep(3 * pageview.POLL)
             assert tab.evaluate(f"{shown}.textContent") == failure
             assert tab.evaluate("document.getElementById('gap').hidden") is True
             assert tab.evaluate("location.href") == address
@@ -578,7 +578,7 @@ class TestAgainstAnotherAccountOnThePort:
             wait_for_squat(log, timeout=5)
             if scripts:
                 tab.wait_for("!document.getElementById('unproven').hidden", timeout=10)
-            time.sleep(4 * page.POLL)  # the tab polled it more than once
+            time.sleep(4 * pageview.POLL)  # the tab polled it more than once
             sent = log.read_text()
             assert tab.evaluate("location.href") == address  # still the page: nothing was loaded from it
         assert ("GET /api HTTP/1.1" in sent) is scripts  # what it was sent: the tab's polls, or nothing
@@ -598,7 +598,7 @@ class TestAgainstAnotherAccountOnThePort:
             process.communicate(timeout=60)
             assert process.returncode == shipped_reasons()["module_load_failed"]
             wait_for_squat(log, timeout=5)
-            time.sleep(6 * page.POLL)
+            time.sleep(6 * pageview.POLL)
             sent = log.read_text()
             assert TOKEN not in sent
             assert sent == "bound\n"  # not even a poll: the run was over

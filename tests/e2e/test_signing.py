@@ -190,15 +190,15 @@ def entrusted(researcher: pwd.struct_passwd, tmp_path: Path) -> Iterator[tuple[A
     account = Account.of(researcher)
     key = signing.read_key(key_file(tmp_path), "--signing-key-file")
     settings = dataclasses.replace(settings, user=account, signing_key=key)
-    assert signing.entrust(settings, shipped()) == frozenset({"sign"})
+    assert signing.entrust(settings, shipped()) == {"sign": signing.sign_for}
     yield account, settings, port
-    assert signing.entrust(dataclasses.replace(settings, signing_key=None), shipped()) == frozenset()
+    assert signing.entrust(dataclasses.replace(settings, signing_key=None), shipped()) == {}
 
 
 def ask_monitor(account: Account, fields: dict[str, str]) -> dict[str, Any]:
     """The monitor's answer to a worker's request to sign a body of these fields, over the real request path."""
     line = json.dumps({"op": "sign", "body": urlencode(fields)}).encode()
-    return privsep._serve(account, line, frozenset({"sign"}))
+    return privsep._serve(account, line, {"sign": signing.sign_for})
 
 
 def now() -> str:
@@ -256,7 +256,7 @@ class TestRootVouches:
             f"status=init_started&&timestamp={now()}",
         ):
             line = json.dumps({"op": "sign", "body": body}).encode()
-            assert privsep._serve(account, line, frozenset({"sign"})) == {
+            assert privsep._serve(account, line, {"sign": signing.sign_for}) == {
                 "error": "not a callback body of jupyter-init's"
             }
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from provisioner import privsep
+from provisioner import privsep, systemd
 from provisioner.values import locate_user
 
 
@@ -35,7 +35,7 @@ def test_the_monitor_answers_any_request_from_the_worker_without_acting_on_a_bad
 ) -> None:
     """What the worker sends root is data: whatever its bytes, the monitor answers an error and does nothing."""
     nobody = locate_user("nobody")
-    answer = privsep._serve(nobody, request_line, frozenset({"launch"}))
+    answer = privsep._serve(nobody, request_line, systemd.services(launch=True))
     assert error in answer.get("error", ""), answer
 
 
@@ -43,4 +43,7 @@ def test_the_monitor_starts_a_unit_only_when_roots_command_line_asked_for_one() 
     """The record may say `launcher = systemd`; root's own command line decides whether root starts a unit."""
     nobody = locate_user("nobody")
     request = b'{"op": "launch", "port": 8008, "argv": ["x"], "env": {}, "log": "/l"}\n'
-    assert "root was not asked to launch for nobody" in privsep._serve(nobody, request, frozenset())["error"]
+    assert (
+        "root was not asked to launch for nobody"
+        in privsep._serve(nobody, request, systemd.services(launch=False))["error"]
+    )

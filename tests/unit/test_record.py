@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from provisioner import recordread
 from provisioner.record import SCHEMA, Callback, Delivery, Record, mask_url, url_secrets
 
 
@@ -40,6 +41,6 @@ def test_the_secrets_of_a_url_are_its_password_and_query_values_decoded_and_as_w
 def test_a_record_written_and_read_back_is_the_same_record() -> None:
     record = Record(state="ready", port=8008)
     record.callbacks.append(Callback("complete", {"status": "init_completed"}, delivery=Delivery.DELIVERED))
-    again = Record.from_json(json.loads(json.dumps(record.to_json())), lambda settings: True)
+    again = recordread.parse(json.loads(json.dumps(record.to_json())), lambda settings: True)
     assert again.to_json() == record.to_json()
     assert again.to_json()["schema"] == SCHEMA

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from provisioner import recordread
 from provisioner.record import SCHEMA, Record
 from provisioner.resumeplan import Plan, plan_adoption, plan_resume
 from tests.helpers.definitions import DEFINITION, FLOW
@@ -22,7 +23,7 @@ def done(*states: str) -> list[tuple[str, str | None]]:
 
 def recorded(**fields: Any) -> Record:
     """A record as the state file would hold it, read by the same parser."""
-    return Record.from_json({"schema": SCHEMA, **fields}, lambda settings: True)
+    return recordread.parse({"schema": SCHEMA, **fields}, lambda settings: True)
 
 
 def test_a_failed_port_check_resumes_there_after_reloading_modules() -> None:

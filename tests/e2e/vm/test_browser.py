@@ -15,7 +15,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from provisioner import page
+from provisioner import pageview
 from tests.e2e.vm.conftest import BOOT_TIMEOUT, TOKEN, booted, filled, module_stack
 from tests.e2e.vm.test_examples import provisioned
 from tests.helpers.browser import Tab
@@ -39,7 +39,7 @@ def wait_for_the_page(port: int, timeout: float) -> None:
         try:
             urllib.request.urlopen(f"https://127.0.0.1:{port}/", timeout=5, context=ssl._create_unverified_context())
         except urllib.error.HTTPError as exc:
-            if exc.code == 503 and exc.headers.get(page.MARK):
+            if exc.code == 503 and exc.headers.get(pageview.MARK):
                 return
         except OSError:
             pass
