@@ -5,6 +5,9 @@ policy (attempts, deadline, Retry-After), and any other answer ends it. 307 and 
 origin; any other redirect is not a delivery. Each try is written into the callback's record entry as it ends
 (attempts, HTTP status, error, where it went), so that a record saved meanwhile shows it. What a callback says, how its
 body is made, and what it is recorded as in the end, are the reporter's (provisioner.reporter).
+
+A few lines past the usual size, on purpose: the tries of one body (Attempts) and the lanes that order bodies (Lanes)
+share the release gate and the clock, and what one does to a callback's record the other must see at once.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from pathlib import Path
 from provisioner.errors import UsageError, shown_path
 from provisioner.files import read_regular
 from provisioner.ownership import check_root_input
+from provisioner.record import URL_SETTINGS
 from provisioner.secret import TOKEN_ENV, Secret
 from provisioner.values import BadValue, parse_url
 
@@ -25,7 +26,6 @@ else:
 CALLBACKS_FILE_ENV = "PROVISIONER_CALLBACKS_FILE"
 SIGNING_KEY_FILE_ENV = "PROVISIONER_SIGNING_KEY_FILE"
 INPUT_LIMIT = 64 * 1024  # a token is a word and three URLs are a few lines: a larger file is neither
-CALLBACK_KEYS = ("start_url", "complete_url", "progress_url")
 
 
 def read_root_input(path: Path, option: str) -> str:
@@ -50,10 +50,10 @@ def callbacks_file(path: Path, option: str = "--callbacks-file") -> dict[str, st
         table = tomllib.loads(read_root_input(path, option))
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{option}: {shown_path(path)} is not valid TOML: {exc}") from None
-    unknown = sorted(set(table) - set(CALLBACK_KEYS))
+    unknown = sorted(set(table) - set(URL_SETTINGS))
     if unknown:
         names = ", ".join(repr(key) for key in unknown) if all(len(key) < 32 for key in unknown) else "some"
-        raise UsageError(f"{option}: unknown keys {names}; it holds {', '.join(CALLBACK_KEYS)}")
+        raise UsageError(f"{option}: unknown keys {names}; it holds {', '.join(URL_SETTINGS)}")
     urls = {}
     for key, value in table.items():
         try:
@@ -88,7 +88,7 @@ def callback_urls(
     if named is not None:
         from_file = callbacks_file(Path(named), "--callbacks-file" if path else CALLBACKS_FILE_ENV)
     return {
-        name: _one_of(name.upper(), words.get(name), options.get(name), from_file.get(name)) for name in CALLBACK_KEYS
+        name: _one_of(name.upper(), words.get(name), options.get(name), from_file.get(name)) for name in URL_SETTINGS
     }
 
 

@@ -226,8 +226,14 @@ def _kill(pid: int, account: Account, why: str) -> int:
     return ExitCode.MONITOR
 
 
-# The option of root's command line that grants each service beyond answering, for the message that refuses it.
-GRANTED_BY = {"launch": "--launcher systemd", "sign": "--signing-key-file"}
+def refusal(op: str, option: str) -> Service:
+    """A service root was not asked for: what its request is answered, naming the option of root's command line that
+    would have granted it."""
+
+    def refuse(account: Account, request: dict[str, Any]) -> dict[str, Any]:
+        raise PermissionError(f"root was not asked to {op} for {account.name} (give {option} on root's command line)")
+
+    return refuse
 
 
 def _serve(account: Account, line: bytes, services: Mapping[str, Service]) -> dict[str, Any]:
@@ -238,10 +244,6 @@ def _serve(account: Account, line: bytes, services: Mapping[str, Service]) -> di
         service = services.get(op)
     except Exception:  # the worker's bytes are data: nested too deep, not JSON, not an object, an op not a word...
         return {"error": "the monitor does not understand that request"}
-    if service is None and op in GRANTED_BY:
-        return {
-            "error": f"root was not asked to {op} for {account.name} (give {GRANTED_BY[op]} on root's command line)"
-        }
     if service is None:
         return {"error": "the monitor does not understand that request"}
     try:

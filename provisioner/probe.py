@@ -40,7 +40,7 @@ def exchange(
     pin: str | None = None,
     whole: bool = True,
 ) -> bytes | None:
-    """GET `path` (percent-encoded already, once, by settings.parse_base_url); the answer's head (its first line
+    """GET `path` (percent-encoded already, once, by values.parse_base_url); the answer's head (its first line
     only unless `whole`), or None when nothing answers in `timeout` seconds all told.
 
     A few lines of HTTP over a socket, with one deadline for the whole exchange: http.client's timeout is per read,

@@ -61,7 +61,7 @@ def provision(
     *,
     unrecordable: str | None = None,
 ) -> int:
-    """Run the machine as `start` says; the exit code is the outcome's (or Interrupted is raised)."""
+    """Run the machine as `start` says; the exit code is the ending's (or Interrupted is raised)."""
     ctx = RunContext(settings=settings, unrecordable=unrecordable, boot=start.boot)
     journal = Journal(store, start.record, start.origin)
     if start.found is not None:
@@ -84,11 +84,11 @@ def provision(
         url = settings.endpoint(callback.endpoint)
         if url:
             reporter.resend(callback, url)
-    outcome: Ending | None = None
+    ending: Ending | None = None
     interrupted: Interrupted | None = None
     try:
         with _signals_interrupt():
-            outcome, interrupted = _machine(definition, ctx, reporter, journal, started=started, start=start)
+            ending, interrupted = _machine(definition, ctx, reporter, journal, started=started, start=start)
             if ctx.page is not None and interrupted is None:
                 # A failure stays shown a moment, for a tab that polls it; a signal only cuts that short: the run
                 # is over and recorded, and ends with its own code.
@@ -99,25 +99,25 @@ def provision(
             ctx.page.close()
     if interrupted is not None:
         raise interrupted
-    assert outcome is not None
-    if outcome.exit_code == 0:
+    assert ending is not None
+    if ending.exit_code == 0:
         log.info("connection details: %s", ctx.out / INFO_TXT)
-    return outcome.exit_code
+    return ending.exit_code
 
 
 def _machine(
     definition: Definition, ctx: RunContext, reporter: Reporter, journal: Journal, *, started: float, start: Start
 ) -> tuple[Ending | None, Interrupted | None]:
-    """Run the machine, recording how it ended: its outcome, or the signal that cut it short."""
-    outcome: Ending | None = None
+    """Run the machine, recording how it ended: the final state it reached, or the signal that cut it short."""
+    ending: Ending | None = None
     interrupted: Interrupted | None = None
     try:
         if start.plan.start is None:
-            outcome = Ending(str(journal.record.state), 0)
+            ending = Ending(str(journal.record.state), 0)
         else:
             if ctx.settings.progress_page and ctx.pid is None:  # not over a server taken over: it holds the port
                 _show_progress(ctx, started)
-            outcome = Runner(definition, ctx, reporter, journal, started).run(start.plan.start, start.plan.skip)
+            ending = Runner(definition, ctx, reporter, journal, started).run(start.plan.start, start.plan.skip)
             if ctx.page is not None:
                 ctx.page.show_failure()  # while the callbacks go out
     except MachineError as exc:
@@ -129,8 +129,8 @@ def _machine(
         _abandon(ctx, exc)
     finally:
         interrupted = _close(reporter, definition, interrupted)
-        journal.finish(_final_outcome(outcome, interrupted))
-    return outcome, interrupted
+        journal.finish(_final_outcome(ending, interrupted))
+    return ending, interrupted
 
 
 def _show_progress(ctx: RunContext, started: float) -> None:
@@ -190,11 +190,12 @@ def _abandon(ctx: RunContext, exc: Interrupted) -> None:
     actions.stop_unfinished(ctx)
 
 
-def _final_outcome(outcome: Ending | None, interrupted: Interrupted | None) -> Outcome:
-    """The machine's outcome when it reached a final state (even if a signal cut the callbacks short after)."""
-    if outcome is None:
+def _final_outcome(ending: Ending | None, interrupted: Interrupted | None) -> Outcome:
+    """The run's recorded outcome from how the machine ended: a final state counts even if a signal then cut the
+    callbacks short."""
+    if ending is None:
         return Outcome.INTERRUPTED
-    return Outcome.READY if outcome.exit_code == 0 else Outcome.FAILED
+    return Outcome.READY if ending.exit_code == 0 else Outcome.FAILED
 
 
 def _restore(ctx: RunContext, record: Record, alive: bool) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from provisioner.definition import CallbackPolicy
@@ -19,7 +20,9 @@ from provisioner.delivery import SYSTEM_CLOCK, Body, Clock, Lanes, Unsigned, war
 from provisioner.output import bounded, log
 from provisioner.record import Callback, Delivery
 
-Signer = Callable[[bytes], str]  # a body's signature (provisioner.signing): the token's HMAC or the platform's key
+if TYPE_CHECKING:
+    from provisioner.signing import Signer  # the token's HMAC or the platform's key
+
 
 PROGRESS = "progress"  # the --progress-url endpoint; its callbacks travel in a lane of their own
 SIGNATURE_HEADER = "X-Jupyter-Init-Signature"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.errors import UsageError
-from provisioner.record import mask_url
+from provisioner.record import URL_SETTINGS, mask_url
 from provisioner.secret import Secret, SigningKey
 from provisioner.values import (
     APPS,
@@ -209,8 +209,6 @@ DEFINITION_SETTINGS: Mapping[str, tuple[tuple[type, ...], Callable[[object], obj
     name: (option.kinds, option.parse) for name, option in OPTIONS.items()
 }
 
-_URLS = ("start_url", "complete_url", "progress_url")
-
 
 def resolve(
     cli: Mapping[str, Any],
@@ -235,7 +233,7 @@ def resolve(
         else:
             continue
         values[name] = _checked(option.value, given, source)
-    for name in _URLS:
+    for name in URL_SETTINGS:
         if cli.get(name) is not None:
             values[name] = _checked(parse_url, cli[name], name.upper())
     _check_tls(values)

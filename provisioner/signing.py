@@ -40,7 +40,7 @@ FIELDS = frozenset(
     {"status", "reason", "state", "port", "pid", "url", "fingerprint", "message", "timestamp", "boot", "boot_id"}
 )
 
-Signer = Callable[[bytes], str]
+Signer = Callable[[bytes], str]  # a body's signature header: what signs each callback
 
 
 def read_key(path: Path, option: str) -> SigningKey:
@@ -105,7 +105,7 @@ def entrust(settings: Settings, definition: Definition, boot: Boot | None = None
     """Before privsep.act_for, as root: keep the key for the monitor; the service that signs for the worker."""
     _custody.settings = _custody.words = _custody.key = _custody.boot = None
     if settings.signing_key is None or settings.user is None or os.geteuid() != 0:
-        return {}
+        return {"sign": privsep.refusal("sign", "--signing-key-file")}
     _custody.settings, _custody.words, _custody.key = settings, Vocabulary.of(definition), settings.signing_key
     _custody.boot = boot
     return {"sign": sign_for}

@@ -197,7 +197,7 @@ def stop_unit(name: str, timeout: float) -> None:
 def services(launch: bool) -> dict[str, privsep.Service]:
     """What root's monitor does for the account's worker: stop the account's own unit, always; start one, only when
     root's command line asked for the systemd launcher (a record the account can edit never decides it)."""
-    return {"stop": _stop_for, **({"launch": _launch_for} if launch else {})}
+    return {"stop": _stop_for, "launch": _launch_for if launch else privsep.refusal("launch", "--launcher systemd")}
 
 
 def _launch_for(account: Account, request: dict[str, Any]) -> dict[str, Any]:

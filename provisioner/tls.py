@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import ipaddress
-import logging
 import os
 import re
 import secrets
@@ -26,12 +25,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from provisioner import files, netinfo
+from provisioner.output import log
 from provisioner.settings import Settings
 
 if TYPE_CHECKING:
     import ssl  # imported where it is used: 8 ms at start-up that a run without TLS does not need
 
-log = logging.getLogger(__name__)
 TLS_DIR = "provisioner-tls"
 KEY_SUFFIX, CERT_SUFFIX = "-key.pem", "-cert.pem"
 OPENSSL_TIMEOUT = 30.0

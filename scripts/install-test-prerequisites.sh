@@ -26,7 +26,7 @@ if dpkg -s environment-modules >/dev/null 2>&1; then apt-get purge -y -qq enviro
 # acl: setfacl, for the test that root will not act as root in a directory an ACL opens to an account;
 # strace: records every program a run executes, with its whole argv, for the test that the token is on none;
 # chromium: the real browser (headless) that opens the progress page early and must end on Jupyter's file browser.
-# mmdebstrap, qemu-system-x86, qemu-utils, cloud-image-utils, socat, e2fsprogs: the VM tier (tests/vm) builds Debian
+# mmdebstrap, qemu-system-x86, qemu-utils, cloud-image-utils, socat, e2fsprogs: the VM tier (tests/e2e/vm) builds Debian
 # images from the archive apt is set up with and boots the examples in them under QEMU.
 apt-get install -y -qq "${packages[@]}" >/dev/null
 

@@ -5,6 +5,7 @@ What the fixtures and tests call lives in tests/helpers/."""
 from __future__ import annotations
 
 import logging
+import os
 import pwd
 import subprocess
 from collections.abc import Callable, Iterator
@@ -36,6 +37,7 @@ from tests.helpers.systemd import ARGV
 
 # What each fixture needs of the machine, as a marker on every test that uses it (directly or through another).
 NEEDS = {
+    "root": ("root",),
     "researcher": ("account", "root"),
     "other_account": ("account", "root"),
     "browser": ("browser",),
@@ -52,6 +54,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for marker, directory in TIERS.items():
             if directory in Path(str(item.path)).parents:
                 item.add_marker(marker)
+
+
+@pytest.fixture
+def root() -> None:
+    """What root alone may do (chown, another account's identity): the suite runs as root, as CI does."""
+    if os.geteuid() != 0:
+        pytest.fail("this test needs root; the suite runs as root (see docs/development.md)")
 
 
 @pytest.fixture
@@ -163,7 +172,7 @@ def pytest_report_header() -> str:
 
 
 @pytest.fixture
-def unit(tmp_path: Path) -> systemd.Unit:
+def unit(tmp_path: Path, root: None) -> systemd.Unit:
     """A unit as root starts it for the account `nobody`, with its environment file in root's own directory."""
     nobody = locate_user("nobody")
     env = {"PATH": "/opt/jupyter/bin:/usr/bin", "ODD": 'a "$b" `c` \\d', "JUPYTER_TOKEN": TOKEN}

@@ -24,7 +24,7 @@ from provisioner.errors import UsageError
 from provisioner.frontdoor import check_old_call
 from provisioner.output import log, redact
 from provisioner.provision import Start, provision
-from provisioner.record import Outcome, Record
+from provisioner.record import URL_SETTINGS, Outcome, Record
 from provisioner.resumeplan import origin, plan_adoption, server_alive
 from provisioner.secret import TOKEN_ENV
 from provisioner.settings import OPTIONS, Settings, help_text, resolve
@@ -220,8 +220,8 @@ def main(args: argparse.Namespace, started: float) -> int:
     redact.add(token)  # before anything can echo a value: a mistyped option may hold the token
     definition = load_definition(args.states)
     urls = inputs.callback_urls(
-        {name: getattr(args, name, None) for name in inputs.CALLBACK_KEYS},
-        {name: getattr(args, f"{name}_option") for name in inputs.CALLBACK_KEYS},
+        {name: getattr(args, name, None) for name in URL_SETTINGS},
+        {name: getattr(args, f"{name}_option") for name in URL_SETTINGS},
         args.callbacks_file,
     )
     # Every layered setting has an option of the same name.

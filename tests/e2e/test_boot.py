@@ -1,6 +1,6 @@
 """The server comes back at a later boot, and the platform hears it once per boot (provisioner.boot).
 
-Here systemd is a stand-in (tests/test_systemd.py's) and a later boot is the kept plan saying another boot was the
+Here systemd is a stand-in (tests/helpers/systemd.py's) and a later boot is the kept plan saying another boot was the
 last reported: the VM tier (tests/e2e/vm) reboots real Debian guests."""
 
 from __future__ import annotations

@@ -145,8 +145,8 @@ def first_boot(example: Path, values: dict[str, str], wheels: Path, root: Path) 
     (upper / "etc/lmod/modules").mkdir(parents=True)
     write_module(upper / "etc/lmod/modules", "JupyterNotebook", f'prepend_path("PATH", "{REAL_JUPYTER.parent}")\n')
     # No systemd runs in the namespaces: the examples' --launcher systemd reaches stand-ins first on runcmd's PATH
-    # (tests/test_systemd.py's, which start the unit's command as its User=). The boot unit it enables and root's kept
-    # plan land in the /etc and /var/lib overlays.
+    # (tests/helpers/systemd.py's, which start the unit's command as its User=). The boot unit it enables and root's
+    # kept plan land in the /etc and /var/lib overlays.
     units = root / "transient-units"
     units.mkdir()
     (upper / "usr/local/bin").mkdir(parents=True)

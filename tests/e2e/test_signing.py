@@ -192,7 +192,9 @@ def entrusted(researcher: pwd.struct_passwd, tmp_path: Path) -> Iterator[tuple[A
     settings = dataclasses.replace(settings, user=account, signing_key=key)
     assert signing.entrust(settings, shipped()) == {"sign": signing.sign_for}
     yield account, settings, port
-    assert signing.entrust(dataclasses.replace(settings, signing_key=None), shipped()) == {}
+    refused = signing.entrust(dataclasses.replace(settings, signing_key=None), shipped())["sign"]
+    with pytest.raises(PermissionError, match=r"root was not asked to sign for .* \(give --signing-key-file"):
+        refused(account, {"body": "status=init_started"})
 
 
 def ask_monitor(account: Account, fields: dict[str, str]) -> dict[str, Any]:

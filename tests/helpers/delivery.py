@@ -1,4 +1,4 @@
-"""delivery"""
+"""What the delivery and reporter tests share: a clock that does not wait, a quick policy, a body and its lanes."""
 
 from __future__ import annotations
 

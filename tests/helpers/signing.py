@@ -1,4 +1,4 @@
-"""signing"""
+"""The platform's signing key as the tests make it: its bytes, and a file holding them, 0600."""
 
 from __future__ import annotations
 

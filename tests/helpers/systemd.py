@@ -1,4 +1,5 @@
-"""systemd"""
+"""Stand-ins for systemd-run and systemctl (systemd is not PID 1 here): they start the real server as a unit would
+and keep what they were asked in a directory of the test's; and the command line a unit test's unit runs."""
 
 from __future__ import annotations
 

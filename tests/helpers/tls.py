@@ -1,4 +1,4 @@
-"""tls"""
+"""Certificates made for the tests (any validity), and what a server shows: its certificate and fingerprint."""
 
 from __future__ import annotations
 

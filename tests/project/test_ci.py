@@ -1,5 +1,5 @@
 """How the tests are run, as CI does it: one script installs their prerequisites, and nothing else installs packages.
-(What the README and docs say of it: tests/test_docs.py.)"""
+(What the README and docs say of it: tests/project/test_docs.py.)"""
 
 from __future__ import annotations
 

@@ -3,14 +3,10 @@ each table that describes the code says what the code does. Where each table liv
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 from collections import deque
 from pathlib import Path
-from typing import Any
 
-import pytest
 import yaml
 
 from provisioner import __version__, exits
@@ -18,7 +14,7 @@ from provisioner.actions.validating import ADVISED, DISTINCT_MIN
 from provisioner.errors import TOKEN_MIN
 from provisioner.settings import OPTIONS, Settings, shown_default
 from tests.helpers.cli import cli_env, help_text, run_cli
-from tests.helpers.constants import CHECKOUT, PREREQUISITES, TOKEN
+from tests.helpers.constants import CHECKOUT, PREREQUISITES
 from tests.helpers.definitions import shipped_reasons
 from tests.helpers.docs import MARKER as SHELL_MARKER
 from tests.helpers.docs import (
@@ -35,8 +31,6 @@ from tests.helpers.docs import (
     normalised_lines,
     slug,
 )
-from tests.helpers.net import free_port
-from tests.helpers.receiver import serving
 
 DASH = "\N{EN DASH}"  # the docs write a range of numbers as typesetters do
 
@@ -330,32 +324,6 @@ def test_the_diagram_is_the_graph_commands_output(home: Path) -> None:
     assert drawn.startswith("---")
     diagrams = ["\n".join(block.lines) + "\n" for block in blocks(WHERE["diagram"].text()) if block.lang == "mermaid"]
     assert drawn in diagrams, "the diagram has drifted: paste the output of `jupyter-init graph`"
-
-
-def test_the_documented_receiver_verifies_every_callback_of_a_real_run(module_tree: Path, reap: Path) -> None:
-    [snippet] = [block for block in blocks(WHERE["receiver"].text()) if block.lang == "python"]
-    namespace: dict[str, Any] = {}
-    exec("\n".join(snippet.lines), namespace)
-    expected = {
-        "/progress": ["validating", "loading", "port_check", "starting", "verifying", "ready"],
-        "/start": ["init_started"],
-        "/complete": ["init_completed"],
-    }
-    with serving() as callbacks:
-        args = ["run", "--port", str(free_port()), "--progress-url", callbacks.url("/progress")]
-        args += ["--start-url", callbacks.url("/start"), "--complete-url", callbacks.url("/complete")]
-        run = run_cli(args, cli_env(reap, module_tree, JUPYTER_TOKEN=TOKEN))
-        assert run.returncode == 0, run.stderr
-        callbacks.wait_for(sum(map(len, expected.values())))
-        verified: dict[str, list[str]] = {}
-        for received in callbacks.received:
-            signature = received.headers["X-Jupyter-Init-Signature"]
-            assert signature == "sha256=" + hmac.new(TOKEN.encode(), received.body, hashlib.sha256).hexdigest()
-            fields = namespace["verify"](received.body, signature, TOKEN.encode())
-            verified.setdefault(received.path, []).append(fields["status"])
-            with pytest.raises(ValueError, match="bad signature"):
-                namespace["verify"](received.body, signature, b"forged")
-    assert verified == expected
 
 
 def test_the_docs_name_every_program_the_suite_changes_the_machine_with() -> None:

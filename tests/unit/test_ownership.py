@@ -19,7 +19,7 @@ NO_ACCOUNT = 4242421  # a uid no account has
 
 
 @pytest.fixture
-def place(tmp_path: Path) -> Path:
+def place(tmp_path: Path, root: None) -> Path:
     """A directory only root can change, in a way only root can change (tmp_path is under the sticky /tmp)."""
     directory = tmp_path / "place"
     directory.mkdir(mode=0o755)

@@ -1,10 +1,6 @@
-"""Root acting for a user: the account is not trusted by root, so everything it can write is attacker input.
-
-Every attack here is made by a real second account with real links, FIFOs, edited records and races, against the
-CLI run as root, as cloud-init runs it. Each checks that the victim (a root file, a root directory, a root process)
-is unchanged, that nothing the account chose ran as root, and that the run ended with a clear line and its
-documented exit code, or succeeded safely.
-"""
+"""What root's monitor does with the worker's requests, in process: whatever bytes the account's worker sends, an
+answer and nothing done for a bad one; a unit started only when root's own command line asked for one. The attacks by
+a real second account against the CLI run as root are tests/e2e/test_privsep.py's."""
 
 from __future__ import annotations
 
@@ -31,7 +27,7 @@ from provisioner.values import locate_user
     ],
 )
 def test_the_monitor_answers_any_request_from_the_worker_without_acting_on_a_bad_one(
-    request_line: bytes, error: str
+    request_line: bytes, error: str, root: None
 ) -> None:
     """What the worker sends root is data: whatever its bytes, the monitor answers an error and does nothing."""
     nobody = locate_user("nobody")
@@ -39,7 +35,7 @@ def test_the_monitor_answers_any_request_from_the_worker_without_acting_on_a_bad
     assert error in answer.get("error", ""), answer
 
 
-def test_the_monitor_starts_a_unit_only_when_roots_command_line_asked_for_one() -> None:
+def test_the_monitor_starts_a_unit_only_when_roots_command_line_asked_for_one(root: None) -> None:
     """The record may say `launcher = systemd`; root's own command line decides whether root starts a unit."""
     nobody = locate_user("nobody")
     request = b'{"op": "launch", "port": 8008, "argv": ["x"], "env": {}, "log": "/l"}\n'

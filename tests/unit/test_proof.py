@@ -1,5 +1,5 @@
-"""The progress page's proof in Jupyter's answers: a real Jupyter, started with our configuration first on its path,
-beside the configurations a site and an account already have."""
+"""The progress page's proof, in process: its configuration directory is never taken through a link. Jupyter showing
+it, beside a site's and an account's configurations, is tests/e2e/test_proof.py's."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from provisioner.record import Delivery
 from provisioner.reporter import SIGNATURE_HEADER, Reporter
 from provisioner.secret import Secret, sign
 from tests.helpers.delivery import QUICK, FakeClock, no_secrets
-from tests.helpers.receiver import CallbackServer
+from tests.helpers.receiver import CallbackServer, serving
 
 
 def test_a_callback_is_a_form_post_with_its_fields_and_a_timestamp(callbacks: CallbackServer) -> None:
@@ -96,3 +96,16 @@ def test_a_body_root_never_signs_is_recorded_undelivered_with_why(callbacks: Cal
     assert callback.attempts == QUICK.attempts and len(clock.slept) == QUICK.attempts - 1
     assert callback.error == "not signed: no process of alice's listens on port 8008"
     assert callbacks.received == []
+
+
+def test_a_signed_body_and_its_signature_go_nowhere_but_where_the_operator_said(callbacks: CallbackServer) -> None:
+    with serving() as elsewhere:
+        callbacks.script["/old"] = [307]
+        callbacks.headers["/old"] = {"Location": elsewhere.url("/steal")}
+        reporter = Reporter(QUICK, no_secrets, signer=lambda body: sign(body, b"the-shared-token"), clock=FakeClock())
+        reporter.send("complete", callbacks.url("/old"), {"status": "init_completed"})
+        [callback] = reporter.close(10)
+        assert callback.delivery is Delivery.UNDELIVERED and "not followed" in (callback.error or "")
+        [asked] = callbacks.received
+        assert asked.headers[SIGNATURE_HEADER] == sign(asked.body, b"the-shared-token")
+        assert elsewhere.received == [], "the signed body went nowhere but where the operator said"

@@ -1,6 +1,5 @@
-"""--launcher systemd. systemd cannot run here (it is not PID 1), so: the exact command and unit the provisioner
-produces, checked by the real `systemd-analyze verify`; the example template unit, checked the same way; and a run
-end to end through stand-ins for systemd-run and systemctl that start the real Jupyter server as a unit would."""
+"""--launcher systemd, its unit as written: the command and the unit the provisioner asks for, and the boot unit,
+checked by the real `systemd-analyze verify`. Runs through stand-ins for systemd are tests/e2e/test_systemd.py's."""
 
 from __future__ import annotations
 

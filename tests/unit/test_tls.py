@@ -1,4 +1,5 @@
-"""TLS with a pinned certificate, end to end: a real Jupyter serving HTTPS, real clients, a real callback receiver."""
+"""The server's certificate, in process: made under new names, never read through a FIFO or from a directory that is
+not one, its validity read as it says. Serving it, pinned, end to end is tests/e2e/test_tls.py's."""
 
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ Where the value came from (`--port`, `PROVISIONER_PORT`...) is for settings to s
 from __future__ import annotations
 
 import os
+import pwd
 from pathlib import Path
 
 import pytest
@@ -55,7 +56,8 @@ def test_an_account_name_is_checked_for_shape_here_and_for_existence_on_the_mach
             values.parse_user(bad)
     with pytest.raises(BadValue, match="no such user"):
         values.locate_user("no-such-account-here")
-    assert values.locate_user("root").uid == 0
+    ours = pwd.getpwuid(os.geteuid())
+    assert values.locate_user(ours.pw_name).uid == ours.pw_uid
 
 
 def test_a_directory_must_be_one_and_a_file_must_be_a_file_named_by_its_absolute_path(

@@ -17,7 +17,7 @@ from provisioner.systemd import SYSTEM_DIR_ENV
 
 
 @pytest.fixture
-def roots_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def roots_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, root: None) -> Path:
     """Root's own directory for what outlives a run, the test's: never this machine's /var/lib/provisioner."""
     directory = tmp_path / "var-lib-provisioner"
     directory.mkdir(mode=0o700)

@@ -1,7 +1,5 @@
-"""`provisioner run` when the record already names a live server: adopted or replaced, never lost, the platform told.
-
-Every test here runs real Jupyter servers and a real callback receiver.
-"""
+"""`jupyter-init run`, in process: what makes a recorded server another one than a run asks for. Adopting and
+replacing real servers is tests/e2e/commands/test_run.py's."""
 
 from __future__ import annotations
 
