@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from provisioner.probe import exchange, probe
+from provisioner.probe import accepts, exchange, probe
 from tests.helpers.net import free_port
 
 OK = b"HTTP/1.1 200 OK\r\nServer: test\r\nContent-Length: 0\r\n\r\n"
@@ -78,3 +78,10 @@ def test_a_whole_exchange_is_the_head_up_to_the_blank_line() -> None:
     with answering(OK + b"a body that is not read") as (port, _):
         head = exchange("127.0.0.1", port, "/api", None)
     assert head is not None and head.startswith(b"HTTP/1.1 200 OK\r\n") and b"Server: test" in head
+
+
+def test_accepting_is_told_without_sending_anything_and_a_refused_port_is_not() -> None:
+    with answering(OK) as (port, seen):
+        assert accepts("127.0.0.1", port, timeout=1.0)
+    assert seen in ([], [b""]), "nothing was sent: the token goes only where the listener is known"
+    assert not accepts("127.0.0.1", free_port(), timeout=1.0)
