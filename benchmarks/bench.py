@@ -133,7 +133,8 @@ def bare(modules: Path) -> dict[str, float]:
     """jupyter-notebook started directly until its first 200 on /api/status: the floor."""
     token, port = secrets.token_hex(24), free_port()
     with sandbox(modules) as (home, env):
-        argv = [str(JUPYTER), "--no-browser", "--ip=127.0.0.1", f"--port={port}", "--ServerApp.port_retries=0"]
+        # As the run binds it (the spec's 0.0.0.0), so that the two starts are the same server's.
+        argv = [str(JUPYTER), "--no-browser", "--ip=0.0.0.0", f"--port={port}", "--ServerApp.port_retries=0"]
         if os.geteuid() == 0:
             argv.append("--allow-root")
         started = time.monotonic()
