@@ -61,16 +61,16 @@ class Reporter:
         self.callbacks: list[Callback] = []  # what this process queued (new ones and ones an earlier run left)
         # Settles each callback: a lane ending it and close() giving up on it never overwrite one another.
         self._settle = threading.Lock()
-        # Deliveries wait for release(): importing requests and tenacity (~200 ms of CPU) in a thread would slow
-        # the main thread on its way to starting the server. Queued callbacks keep their order meanwhile.
+        # Deliveries wait for release(): importing requests (~100 ms of CPU) in a thread would slow the main thread
+        # on its way to starting the server. Queued callbacks keep their order meanwhile.
         self._lanes = Lanes(policy, self._body, self._settled, redact=redact, clock=clock)
         self._warm = warm  # callbacks are expected: import what they need as soon as that slows nothing
 
     def release(self) -> None:
         """Start delivering: the server is started (or the run is over), so the imports no longer slow anything.
 
-        With callbacks expected, requests and tenacity are imported now, in the background, so that a crash
-        reported a second later is not held up by ~200 ms of imports.
+        With callbacks expected, requests is imported now, in the background, so that a crash reported a second
+        later is not held up by ~100 ms of imports.
         """
         if self._lanes.released.is_set():
             return

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 from urllib.parse import urlsplit
 
@@ -18,6 +20,7 @@ from provisioner.delivery import (
     retry_after,
 )
 from provisioner.record import Callback, Delivery
+from tests.helpers.constants import CHECKOUT
 from tests.helpers.delivery import QUICK, FakeClock, put, released
 from tests.helpers.net import free_port
 from tests.helpers.receiver import CallbackServer, serving
@@ -36,6 +39,33 @@ def test_a_server_error_is_retried_until_it_succeeds(callbacks: CallbackServer) 
     callback = deliver(callbacks.url("/complete"))
     assert callback.delivered and callback.attempts == 3 and callback.http_status == 200
     assert len(callbacks.forms("/complete")) == 3
+
+
+def test_the_waits_between_tries_double_from_a_fifth_of_a_second_with_a_little_jitter(
+    callbacks: CallbackServer,
+) -> None:
+    callbacks.script["/complete"] = [503, 503, 503, 200]
+    clock = FakeClock()
+    callback = deliver(callbacks.url("/complete"), clock=clock)
+    assert callback.delivered and callback.attempts == 4
+    # The first try is made without tenacity and the rest with it: the backoff goes on across the two.
+    assert len(clock.slept) == 3
+    for slept, base in zip(clock.slept, (0.2, 0.4, 0.8)):
+        assert base <= slept <= base + 0.2
+
+
+def test_a_callback_answered_at_once_never_imports_tenacity(callbacks: CallbackServer) -> None:
+    """tenacity brings tornado and asyncio where Jupyter is installed (~50 ms, 4 MB): only a retry pays for it."""
+    program = f"""
+import sys
+from tests.helpers.delivery import put, released
+lanes = released()
+callback = put(lanes, {callbacks.url("/complete")!r}, "init_completed")
+lanes.close(10)
+print(callback.delivered, "tenacity" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=CHECKOUT, check=True)
+    assert done.stdout.split() == ["True", "False"]
 
 
 def test_a_client_error_is_not_retried(callbacks: CallbackServer) -> None:
