@@ -145,7 +145,7 @@ class Attempts:
         """The wait after `tries` tries: 0.2 s doubling up to 5 s, plus up to 0.2 s of jitter, as tenacity's
         wait_exponential(multiplier=0.2, max=5) + wait_random(0, 0.2); longer when the endpoint asked for it with
         Retry-After."""
-        backoff = min(0.2 * 2 ** (tries - 1), 5.0) + random.uniform(0, 0.2)  # noqa: S311 (jitter, not a secret)
+        backoff = min(0.2 * 2.0 ** (tries - 1), 5.0) + random.uniform(0, 0.2)  # noqa: S311 (jitter, not a secret)
         wanted, self.asked = self.asked, None
         return max(backoff, wanted or 0.0)
 
