@@ -262,12 +262,14 @@ def crash_detection(modules: Path) -> dict[str, float]:
         return {"detect": arrived - float(died_at.read_text())}
 
 
-def early_callbacks(modules: Path) -> dict[str, float]:
+def early_callbacks(modules: Path, code: Path | None = None) -> dict[str, float]:
     """Behind a module that takes 2 s to load (a cold stack on CernVM-FS), from the run's start: when init_started
-    and status=loading arrive. The module then fails, so that no server starts."""
+    and status=loading arrive. The module then fails, so that no server starts. `code`: another checkout's."""
     receiver = Receiver()
     with sandbox(modules) as (_, base):
         env = {**base, "JUPYTER_TOKEN": secrets.token_hex(24)}
+        if code is not None:
+            env["PYTHONPATH"] = str(code)
         argv = [str(PYTHON_BIN / "jupyter-init"), "run", "--module", "SlowBroken", "--port", "auto"]
         argv += ["--start-url", receiver.url("/start"), "--progress-url", receiver.url("/progress")]
         wall = time.time()
@@ -337,6 +339,7 @@ def main() -> int:
             against = args.against.resolve()
             scenarios["against"] = lambda modules: provisioner(modules, code=against)
             scenarios["against help"] = lambda modules: help_time(modules, against)
+            scenarios["against early"] = lambda modules: early_callbacks(modules, against)
         results: dict[str, list[dict[str, float]]] = {name: [] for name in scenarios}
         for run in range(runs):  # interleaved, so that a slow moment of the machine hits every scenario alike
             for name, scenario in scenarios.items():
@@ -395,6 +398,7 @@ def main() -> int:
             (f"{args.against}: after its server's first 200 (ms)", median("against", "after_200") * 1000),
             (f"{args.against}: its CPU while its server starts (s)", median("against", "cpu_while_server_starts")),
             (f"{args.against}: added to its server's start (s)", added("against")),
+            (f"{args.against}: init_started behind a 2 s module load (s)", median("against early", "started")),
             (f"{args.against}: peak RSS (MB)", median("against", "rss_mb")),
             (f"{args.against}: --help (ms)", median("against help", "help") * 1000),
         ]
