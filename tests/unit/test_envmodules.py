@@ -61,6 +61,22 @@ def test_loading_a_module_applies_its_environment(system_and_tree: Loaded) -> No
     assert env["LOADEDMODULES"] == "JupyterNotebook"
 
 
+def test_lmod_loads_without_asking_a_terminal_its_width(
+    lmod: envmodules.ModuleSystem, module_tree: Path, tmp_path: Path
+) -> None:
+    """It has none (its output is a pipe): a shell and `stty size` for every load only to find 80 columns."""
+    asked = tmp_path / "asked"
+    stty = tmp_path / "bin" / "stty"
+    stty.parent.mkdir()
+    stty.write_text(f"#!/bin/sh\ntouch {asked}\nexit 1\n")
+    stty.chmod(0o755)
+    environ = {**BASE, "PATH": f"{stty.parent}:{SYSTEM_PATH}", "MODULEPATH": str(module_tree)}
+    env = envmodules.purge_and_load(lmod, "JupyterNotebook", environ)
+    assert env["JUPYTER_MODULE_LOADED"] == "yes"
+    assert not asked.exists()
+    assert "LMOD_TERM_WIDTH" not in env  # for Lmod's own run only: nothing the server inherits
+
+
 def test_an_unknown_module_fails_with_the_systems_message(system_and_tree: Loaded) -> None:
     """Environment Modules exits 0 here: only _mlstatus tells that the load failed."""
     system, tree = system_and_tree
