@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import queue
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -145,6 +144,8 @@ class Attempts:
         """The wait after `tries` tries: 0.2 s doubling up to 5 s, plus up to 0.2 s of jitter, as tenacity's
         wait_exponential(multiplier=0.2, max=5) + wait_random(0, 0.2); longer when the endpoint asked for it with
         Retry-After."""
+        import random  # only a retry waits (~1 ms of import, unless something imported it already)
+
         backoff = min(0.2 * 2.0 ** (tries - 1), 5.0) + random.uniform(0, 0.2)  # noqa: S311 (jitter, not a secret)
         wanted, self.asked = self.asked, None
         return max(backoff, wanted or 0.0)
