@@ -117,14 +117,16 @@ class Attempts:
             self._attempt()
             return self.answered
         except _Transient:
-            pass
+            if self.policy.attempts < 2:
+                return False
+        # Imported before the deadline is checked for the second try, so that the import's time counts against it.
+        from tenacity import RetryError, Retrying, retry_if_exception_type
+
         first_wait = self._pause(1)
         if self._over(1, first_wait):
             return False
         self.callback.passed.set()  # failed, to be tried again: later callbacks need not wait for its retries
         self.clock.sleep(first_wait)
-        from tenacity import RetryError, Retrying, retry_if_exception_type
-
         # Tries 2 to `attempts`: tenacity counts its own from 1, one behind ours.
         retrying = Retrying(
             stop=lambda state: self._over(state.attempt_number + 1, state.upcoming_sleep),

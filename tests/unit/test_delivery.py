@@ -54,6 +54,14 @@ def test_the_waits_between_tries_double_from_a_fifth_of_a_second_with_a_little_j
         assert base <= slept <= base + 0.2
 
 
+def test_a_policy_of_one_attempt_makes_one_try_and_waits_for_nothing(callbacks: CallbackServer) -> None:
+    callbacks.script["/complete"] = [503]
+    clock = FakeClock()
+    callback = deliver(callbacks.url("/complete"), CallbackPolicy(timeout=1.0, attempts=1, deadline=3.0), clock)
+    assert not callback.delivered and callback.attempts == 1 and callback.http_status == 503
+    assert clock.slept == [] and len(callbacks.forms("/complete")) == 1
+
+
 def test_a_callback_answered_at_once_never_imports_tenacity(callbacks: CallbackServer) -> None:
     """tenacity brings tornado and asyncio where Jupyter is installed (~50 ms, 4 MB): only a retry pays for it."""
     program = f"""
