@@ -10,9 +10,12 @@ import time
 from provisioner import netinfo, tls
 
 REQUEST_TIMEOUT = 2.0
+# A local connection is accepted or refused at once; only a listener that never accepts (another account's, its
+# backlog full) lets a connect hang, and a poll loop must not wait on it longer than between two polls.
+ACCEPT_TIMEOUT = 0.1
 
 
-def accepts(host: str, port: int, timeout: float = REQUEST_TIMEOUT) -> bool:
+def accepts(host: str, port: int, timeout: float = ACCEPT_TIMEOUT) -> bool:
     """Whether anything accepts a TCP connection on `port` (nothing is sent). A refused connection costs the kernel next
     to nothing: finding out who listens (netinfo.listens) reads /proc/net/tcp, which walks the kernel's socket tables
     (about 7 ms of system time here), and is worth doing only once something does."""

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from provisioner.probe import accepts, exchange, probe
+from provisioner.probe import REQUEST_TIMEOUT, accepts, exchange, probe
 from tests.helpers.net import free_port
 
 OK = b"HTTP/1.1 200 OK\r\nServer: test\r\nContent-Length: 0\r\n\r\n"
@@ -85,3 +85,23 @@ def test_accepting_is_told_without_sending_anything_and_a_refused_port_is_not() 
         assert accepts("127.0.0.1", port, timeout=1.0)
     assert seen in ([], [b""]), "nothing was sent: the token goes only where the listener is known"
     assert not accepts("127.0.0.1", free_port(), timeout=1.0)
+
+
+def test_a_listener_that_never_accepts_does_not_hold_a_poll() -> None:
+    """Another account's listener with its backlog full: the kernel drops the SYN and a connect would wait. The
+    verifying loop polls through accepts() and must get on to noticing its own server died (port_in_use)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        queued = [socket.socket() for _ in range(3)]
+        for client in queued:
+            client.setblocking(False)
+            client.connect_ex(("127.0.0.1", port))
+        try:
+            started = time.monotonic()
+            assert not accepts("127.0.0.1", port)
+            assert time.monotonic() - started < REQUEST_TIMEOUT / 2
+        finally:
+            for client in queued:
+                client.close()
